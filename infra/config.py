@@ -1,0 +1,187 @@
+"""Configuration: one frozen dataclass, filled from defaults, then environment, then CLI flags.
+
+Every setting has an environment variable (`MICROTURN_*`, plus the conventional `REDIS_URL`) and a
+`microturn serve` flag; `Config.describe()` lists them for `--help` and the README.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import secrets
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields, replace
+from typing import Any
+
+MAX_SDP_BYTES = 64 * 1024
+
+
+def _split(value: str) -> tuple[str, ...]:
+    return tuple(part.strip() for part in value.split(",") if part.strip())
+
+
+def _bool(value: str) -> bool:
+    v = value.strip().lower()
+    if v in {"1", "true", "yes", "on"}:
+        return True
+    if v in {"0", "false", "no", "off"}:
+        return False
+    raise ValueError(f"not a boolean: {value!r}")
+
+
+def is_loopback(host: str) -> bool:
+    if host in {"localhost", ""}:
+        return host == "localhost"
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+@dataclass(frozen=True)
+class Config:
+    """Settings of one `microturn serve` process. Field metadata names the env var and says why."""
+
+    host: str = field(default="127.0.0.1", metadata={"env": "MICROTURN_HOST", "help": "bind address"})
+    port: int = field(default=8080, metadata={"env": "MICROTURN_PORT", "help": "HTTP port"})
+    redis_url: str | None = field(
+        default=None,
+        metadata={"env": "REDIS_URL", "help": "Redis to use; unset: start an embedded private one"},
+    )
+    model: str | None = field(
+        default=None,
+        metadata={
+            "env": "MICROTURN_MODEL",
+            "help": "checkpoint directory; unset: the shipped `small` model; `echo`: pass-through",
+        },
+    )
+    max_calls: int = field(
+        default=8, metadata={"env": "MICROTURN_MAX_CALLS", "help": "calls served at once (503 beyond)"}
+    )
+    device: str | None = field(
+        default=None, metadata={"env": "MICROTURN_DEVICE", "help": "torch device; unset: cuda if present"}
+    )
+    engine_threads: int | None = field(
+        default=None, metadata={"env": "MICROTURN_ENGINE_THREADS", "help": "torch threads of the engine"}
+    )
+    auth: str = field(
+        default="auto",
+        metadata={
+            "env": "MICROTURN_AUTH",
+            "help": "on | off | auto (off on a loopback bind, on otherwise)",
+        },
+    )
+    api_keys: tuple[str, ...] = field(
+        default=(), metadata={"env": "MICROTURN_API_KEYS", "help": "comma-separated API keys"}
+    )
+    token_secret: str = field(
+        default="",
+        metadata={
+            "env": "MICROTURN_TOKEN_SECRET",
+            "help": "HMAC secret for call tokens; unset: random per process",
+        },
+    )
+    allowed_origins: tuple[str, ...] = field(
+        default=(),
+        metadata={
+            "env": "MICROTURN_ALLOWED_ORIGINS",
+            "help": "comma-separated origins that may embed and call (`*` for any)",
+        },
+    )
+    agent_workers: int = field(
+        default=1,
+        metadata={"env": "MICROTURN_AGENT_WORKERS", "help": "in-process background workers (0: none)"},
+    )
+    agent_backend: str = field(
+        default="builtin",
+        metadata={"env": "MICROTURN_AGENT_BACKEND", "help": "background model: builtin | openai"},
+    )
+    notes_dir: str | None = field(
+        default=None,
+        metadata={"env": "MICROTURN_NOTES_DIR", "help": "folder of notes the builtin agent searches"},
+    )
+    ice_loopback: bool | None = field(
+        default=None,
+        metadata={
+            "env": "MICROTURN_ICE_LOOPBACK",
+            "help": "offer 127.0.0.1 ICE candidates; unset: yes on a loopback bind",
+        },
+    )
+    jitter_prefetch: int = field(
+        default=4,
+        metadata={
+            "env": "MICROTURN_JITTER_PREFETCH",
+            "help": "audio packets aiortc's jitter buffer holds before playing",
+        },
+    )
+    max_body_bytes: int = field(
+        default=MAX_SDP_BYTES,
+        metadata={"env": "MICROTURN_MAX_BODY_BYTES", "help": "largest SDP offer accepted"},
+    )
+    log_level: str = field(
+        default="INFO", metadata={"env": "MICROTURN_LOG_LEVEL", "help": "logging level"}
+    )
+
+    @property
+    def auth_enabled(self) -> bool:
+        if self.auth == "on":
+            return True
+        if self.auth == "off":
+            return False
+        return not is_loopback(self.host)
+
+    @property
+    def use_loopback_ice(self) -> bool:
+        return is_loopback(self.host) if self.ice_loopback is None else self.ice_loopback
+
+    @property
+    def url(self) -> str:
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"http://{host}:{self.port}"
+
+    def __post_init__(self) -> None:
+        if self.auth not in {"on", "off", "auto"}:
+            raise ValueError(f"auth must be on, off or auto, not {self.auth!r}")
+        if self.max_calls < 1:
+            raise ValueError("max_calls must be at least 1")
+        if not self.token_secret:
+            object.__setattr__(self, "token_secret", secrets.token_urlsafe(32))
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Config:
+        """Defaults, then the environment, then explicit overrides (None means: not given)."""
+        env = os.environ if environ is None else environ
+        values: dict[str, Any] = {}
+        for f in fields(cls):
+            raw = env.get(f.metadata["env"])
+            if raw is None or raw == "":
+                continue
+            values[f.name] = _parse(f.type, raw, f.name)
+        values.update({k: v for k, v in overrides.items() if v is not None})
+        return cls(**values)
+
+    def with_(self, **changes: Any) -> Config:
+        return replace(self, **changes)
+
+    @classmethod
+    def describe(cls) -> list[tuple[str, str, str, str]]:
+        """(field, env var, default, help) for every setting."""
+        rows = []
+        for f in fields(cls):
+            default = f.default if f.default is not None else ""
+            rows.append((f.name, f.metadata["env"], str(default), f.metadata["help"]))
+        return rows
+
+
+def _parse(type_name: Any, raw: str, name: str) -> Any:
+    t = str(type_name)
+    try:
+        if t.startswith("tuple"):
+            return _split(raw)
+        if t.startswith("bool"):
+            return _bool(raw)
+        if t.startswith("int"):
+            return int(raw)
+    except ValueError as exc:
+        raise ValueError(f"bad value for {name}: {raw!r} ({exc})") from None
+    return raw

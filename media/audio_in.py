@@ -1,0 +1,144 @@
+"""Inbound audio: decoded WebRTC frames -> 16 kHz mono on the session clock -> 200 ms micro-turns.
+
+    aiortc AudioFrame (48 kHz stereo Opus, 20 ms)
+      -> av.AudioResampler (s16, mono, 16 kHz)            `AudioInput.push_frame`
+      -> placed on the session timeline by pts, anchored to arrival time   `AudioTimeline.write`
+      -> micro-turn k = samples [3200 k, 3200 (k+1)), silence where nothing arrived  `take`
+
+Anchoring: the sender's pts are contiguous even when it pauses, and its sample clock drifts from
+ours. We keep `offset` (timeline position = pts + offset) such that frames land where they arrived:
+a frame that arrives earlier than the anchor predicts pulls the anchor back at once (we were anchored
+on a delayed frame); frames that arrive consistently later (a pause, a slower sender clock) push it
+forward once their lateness has stayed above `SLEW_THRESHOLD_S` for a whole window. Micro-turn k is
+cut `SLICE_GRACE_S` after its slice ends. Slots nobody
+wrote are silence and are counted as gaps; samples for a slice already handed to the model are
+dropped and counted as late.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import deque
+from dataclasses import dataclass
+
+import av
+import numpy as np
+
+from inference.types import MICROTURN_SAMPLES, SAMPLE_RATE_HZ
+from media.clock import SessionClock
+
+log = logging.getLogger(__name__)
+
+TIMELINE_CAPACITY_S = 4.0  # how far ahead of the oldest untaken micro-turn audio may be placed
+SLEW_WINDOW_FRAMES = 25  # 0.5 s of 20 ms frames
+SLEW_THRESHOLD_S = 0.020  # sustained lateness above this moves the anchor forward
+# A micro-turn is cut this long after its slice ends, so audio that arrives a little behind the
+# anchor (network jitter, up to SLICE_GRACE_S - SLEW_THRESHOLD_S above the best case) still makes it.
+SLICE_GRACE_S = 0.060
+PAUSE_THRESHOLD_S = 0.250  # a single frame this late is a sender pause: re-anchor at once
+
+
+@dataclass
+class AudioInStats:
+    frames: int = 0
+    samples: int = 0
+    gap_samples: int = 0  # silence filled into micro-turns because nothing arrived
+    late_samples: int = 0  # arrived for a micro-turn already handed to the model
+    overflow_samples: int = 0  # would land too far ahead of the timeline (dropped)
+    reanchors: int = 0
+
+
+class AudioTimeline:
+    """A bounded ring of 16 kHz samples indexed by position on the session timeline."""
+
+    def __init__(self, clock: SessionClock, capacity_s: float = TIMELINE_CAPACITY_S) -> None:
+        self.clock = clock
+        self.capacity = int(capacity_s * SAMPLE_RATE_HZ) // MICROTURN_SAMPLES * MICROTURN_SAMPLES
+        self._ring = np.zeros(self.capacity, dtype=np.float32)
+        self._filled = np.zeros(self.capacity, dtype=bool)
+        self._taken_until = 0  # timeline position before which audio was handed out
+        self._offset: float | None = None
+        self._recent_lateness: deque[float] = deque(maxlen=SLEW_WINDOW_FRAMES)
+        self.stats = AudioInStats()
+
+    def write(self, samples: np.ndarray, pts_samples: int, arrival: float) -> None:
+        """Place a chunk of float32 16 kHz samples whose first sample has sender pts `pts_samples`."""
+        n = len(samples)
+        if n == 0:
+            return
+        self.stats.frames += 1
+        self.stats.samples += n
+        arrival_pos = self.clock.sample_position(arrival)
+        if self._offset is None:
+            self._offset = arrival_pos - n - pts_samples
+        lateness = arrival_pos - (pts_samples + n + self._offset)  # samples; > 0: later than expected
+        self._recent_lateness.append(lateness)
+        if lateness < 0:
+            self._offset += lateness
+        elif lateness > PAUSE_THRESHOLD_S * SAMPLE_RATE_HZ:
+            self._reanchor(lateness)
+        elif len(self._recent_lateness) == SLEW_WINDOW_FRAMES:
+            least = min(self._recent_lateness)
+            if least > SLEW_THRESHOLD_S * SAMPLE_RATE_HZ:
+                self._reanchor(least)
+        start = round(pts_samples + self._offset)
+        self._place(samples, start)
+
+    def _reanchor(self, shift: float) -> None:
+        assert self._offset is not None
+        self._offset += shift
+        self._recent_lateness.clear()
+        self.stats.reanchors += 1
+
+    def _place(self, samples: np.ndarray, start: int) -> None:
+        end = start + len(samples)
+        if start < self._taken_until:  # the head of this chunk is for slices already handed out
+            cut = min(self._taken_until - start, len(samples))
+            self.stats.late_samples += cut
+            samples, start = samples[cut:], start + cut
+        limit = self._taken_until + self.capacity
+        if end > limit:
+            cut = min(end - limit, len(samples))
+            self.stats.overflow_samples += cut
+            samples, end = samples[: len(samples) - cut], end - cut
+        if len(samples) == 0:
+            return
+        idx = np.arange(start, end) % self.capacity
+        self._ring[idx] = samples
+        self._filled[idx] = True
+
+    def take(self, index: int) -> tuple[np.ndarray, int]:
+        """Audio of micro-turn `index` (float32 [3200]) and how many of its samples were gaps."""
+        start, end = SessionClock.slice_samples(index)
+        idx = np.arange(start, end) % self.capacity
+        if start < self._taken_until or end > self._taken_until + self.capacity:
+            # Asked out of order or far ahead: nothing valid is stored for it.
+            out = np.zeros(MICROTURN_SAMPLES, dtype=np.float32)
+            gaps = MICROTURN_SAMPLES
+        else:
+            out = np.where(self._filled[idx], self._ring[idx], 0.0).astype(np.float32)
+            gaps = int(MICROTURN_SAMPLES - self._filled[idx].sum())
+        # Clear everything up to the end of this slice so the ring can reuse it.
+        if end > self._taken_until:
+            clear = np.arange(self._taken_until, end) % self.capacity
+            self._filled[clear] = False
+            self._ring[clear] = 0.0
+            self._taken_until = end
+        self.stats.gap_samples += gaps
+        return out, gaps
+
+
+class AudioInput:
+    """Decodes aiortc frames into the timeline (one per call)."""
+
+    def __init__(self, timeline: AudioTimeline) -> None:
+        self.timeline = timeline
+        self._resampler = av.AudioResampler(format="s16", layout="mono", rate=SAMPLE_RATE_HZ)
+
+    def push_frame(self, frame: av.AudioFrame, arrival: float) -> None:
+        for out in self._resampler.resample(frame):
+            pcm = out.to_ndarray().reshape(-1).astype(np.float32) / 32768.0
+            pts = int(out.pts) if out.pts is not None else None
+            if pts is None:
+                continue
+            self.timeline.write(pcm, pts, arrival)

@@ -1,0 +1,165 @@
+"""Outbound audio: the model's 200 ms outputs -> a bounded ring -> one 20 ms frame every 20 ms.
+
+aiortc sends as fast as `recv()` returns, so the track paces itself on the clock (like aiortc's own
+player). Each sample in the ring remembers which output micro-turn it belongs to, so the track knows
+what the user has been sent ("played") so far. `flush()` drops everything queued (barge-in): the next
+frame is already silence.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import fractions
+import time
+from collections import deque
+from dataclasses import dataclass
+
+import av
+import numpy as np
+from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
+
+from inference.types import SAMPLE_RATE_HZ
+
+AUDIO_PTIME_S = 0.020
+FRAME_SAMPLES = int(SAMPLE_RATE_HZ * AUDIO_PTIME_S)  # 320
+RING_CAPACITY_S = 2.0
+PLAYOUT_MARGIN_S = 0.040  # after running dry, hold new audio this long before playing it: a
+# cushion against jitter in when the next 200 ms output arrives
+TIME_BASE = fractions.Fraction(1, SAMPLE_RATE_HZ)
+
+
+@dataclass
+class AudioOutStats:
+    frames_sent: int = 0
+    silent_frames: int = 0
+    underruns: int = 0  # the ring ran dry in the middle of speech
+    dropped_samples: int = 0  # oldest samples dropped because the ring was full
+    flushes: int = 0
+
+
+class SampleRing:
+    """Bounded FIFO of float32 samples tagged with the micro-turn they came from."""
+
+    def __init__(self, capacity: int) -> None:
+        self.capacity = capacity
+        self._buf = np.zeros(capacity, dtype=np.float32)
+        self._start = 0
+        self._size = 0
+        self._segments: deque[list[int]] = deque()  # [microturn, samples left], in order
+
+    def __len__(self) -> int:
+        return self._size
+
+    def write(self, samples: np.ndarray, microturn: int) -> int:
+        """Append; returns how many of the oldest samples were dropped to make room."""
+        samples = samples[-self.capacity :]
+        dropped = max(0, self._size + len(samples) - self.capacity)
+        if dropped:
+            self._discard(dropped)
+        end = (self._start + self._size) % self.capacity
+        first = min(len(samples), self.capacity - end)
+        self._buf[end : end + first] = samples[:first]
+        self._buf[: len(samples) - first] = samples[first:]
+        self._size += len(samples)
+        self._segments.append([microturn, len(samples)])
+        return dropped
+
+    def read(self, n: int) -> tuple[np.ndarray, int | None]:
+        """Up to n samples (zero-padded to n) and the micro-turn of the last real sample read."""
+        take = min(n, self._size)
+        out = np.zeros(n, dtype=np.float32)
+        first = min(take, self.capacity - self._start)
+        out[:first] = self._buf[self._start : self._start + first]
+        out[first:take] = self._buf[: take - first]
+        last = self._discard(take)
+        return out, last
+
+    def _discard(self, n: int) -> int | None:
+        self._start = (self._start + n) % self.capacity
+        self._size -= n
+        last = None
+        while n > 0 and self._segments:
+            seg = self._segments[0]
+            used = min(n, seg[1])
+            seg[1] -= used
+            n -= used
+            last = seg[0]
+            if seg[1] == 0:
+                self._segments.popleft()
+        return last
+
+    def clear(self) -> None:
+        self._start = self._size = 0
+        self._segments.clear()
+
+
+class PacedAudioTrack(MediaStreamTrack):
+    """The call's outbound audio track: 20 ms frames of 16 kHz mono, paced on the monotonic clock."""
+
+    kind = "audio"
+
+    def __init__(self, capacity_s: float = RING_CAPACITY_S) -> None:
+        super().__init__()
+        self._ring = SampleRing(int(capacity_s * SAMPLE_RATE_HZ))
+        self._start: float | None = None
+        self._frames = 0
+        self._primed = False
+        self._prime_at: float | None = None
+        self.played_microturn: int | None = None  # newest output micro-turn handed to the sender
+        self.stats = AudioOutStats()
+
+    def write(self, samples: np.ndarray, microturn: int) -> None:
+        self.stats.dropped_samples += self._ring.write(samples.astype(np.float32), microturn)
+
+    def flush(self) -> None:
+        """Barge-in: forget everything queued; the next frame sent is silence."""
+        self._ring.clear()
+        self._primed = False
+        self._prime_at = None
+        self.stats.flushes += 1
+
+    @property
+    def queued_ms(self) -> float:
+        return len(self._ring) * 1000 / SAMPLE_RATE_HZ
+
+    async def recv(self) -> av.AudioFrame:
+        if self.readyState != "live":
+            raise MediaStreamError
+        now = time.monotonic()
+        if self._start is None:
+            self._start = now
+        else:
+            due = self._start + self._frames * AUDIO_PTIME_S
+            if due > now:
+                await asyncio.sleep(due - now)
+            elif now - due > 0.5:
+                # We were starved of the loop for long: restart pacing instead of bursting frames.
+                self._start = now - self._frames * AUDIO_PTIME_S
+        samples = self._next_samples(time.monotonic())
+        pcm = (np.clip(samples, -1.0, 1.0) * 32767).astype(np.int16).reshape(1, -1)
+        frame = av.AudioFrame.from_ndarray(pcm, format="s16", layout="mono")
+        frame.sample_rate = SAMPLE_RATE_HZ
+        frame.pts = self._frames * FRAME_SAMPLES
+        frame.time_base = TIME_BASE
+        self._frames += 1
+        self.stats.frames_sent += 1
+        return frame
+
+    def _next_samples(self, now: float) -> np.ndarray:
+        if not self._primed:
+            if len(self._ring) == 0:
+                self._prime_at = None
+            elif self._prime_at is None:
+                self._prime_at = now + PLAYOUT_MARGIN_S
+            if self._prime_at is None or now < self._prime_at:
+                self.stats.silent_frames += 1
+                return np.zeros(FRAME_SAMPLES, dtype=np.float32)
+            self._primed = True
+        if len(self._ring) < FRAME_SAMPLES:
+            self.stats.underruns += 1
+            self._primed = False
+            self._prime_at = None
+        samples, microturn = self._ring.read(FRAME_SAMPLES)
+        if microturn is not None:
+            self.played_microturn = microturn
+        return samples

@@ -1,0 +1,151 @@
+"""The app factory: `create_app(config)` wires Redis, the engine, background workers and calls.
+
+Each long-lived resource has one cleanup context (set up before `yield`, torn down after), in the
+order they depend on each other: Redis, then the engine, then in-process agent workers. Calls are
+closed on shutdown, before any of those go away.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import jinja2
+import redis.asyncio as aioredis
+from aiohttp import web
+
+import web as web_package
+from infra.config import Config
+from infra.embedded_redis import EmbeddedRedis
+from infra.ice import enable_loopback_candidates
+from signaling.auth import Auth
+from signaling.call import EngineLike
+from signaling.cors import cors
+from signaling.errors import json_errors
+from signaling.keys import (
+    AUTH,
+    CALLS,
+    CONFIG,
+    ENGINE,
+    METRICS,
+    READINESS,
+    REDIS,
+    REDIS_URL,
+    TEMPLATES,
+)
+from signaling.metrics import Metrics
+from signaling.registry import CallRegistry
+from signaling.routes import routes
+
+log = logging.getLogger(__name__)
+
+WEB_DIR = Path(web_package.__file__).parent
+REDIS_PING_TIMEOUT_S = 1.0
+
+
+def load_engine(config: Config) -> EngineLike:
+    """The engine `config.model` names: a checkpoint directory, the shipped model, or `echo`."""
+    from inference.engine import Engine, EngineConfig
+
+    engine_config = EngineConfig(
+        max_sessions=config.max_calls, device=config.device, num_threads=config.engine_threads
+    )
+    if config.model == "echo":
+        from inference.passthrough import EchoEngine
+
+        return EchoEngine(engine_config)  # type: ignore[return-value]
+    return Engine.from_checkpoint(config.model, engine_config)  # type: ignore[return-value]
+
+
+def create_app(config: Config, *, engine: EngineLike | None = None) -> web.Application:
+    """Build the application. Pass `engine` to serve with one built elsewhere (tests, benchmarks)."""
+    if config.use_loopback_ice:
+        enable_loopback_candidates()
+    app = web.Application(middlewares=[cors, json_errors], client_max_size=config.max_body_bytes)
+    app[CONFIG] = config
+    app[METRICS] = Metrics()
+    app[AUTH] = Auth(
+        enabled=config.auth_enabled,
+        api_keys=config.api_keys,
+        secret=config.token_secret,
+        allowed_origins=config.allowed_origins,
+    )
+    app[CALLS] = CallRegistry(config.max_calls, app[METRICS])
+    app[TEMPLATES] = jinja2.Environment(
+        loader=jinja2.FileSystemLoader(WEB_DIR / "templates"), autoescape=True
+    )
+    app[READINESS] = lambda: readiness(app)
+    app.add_routes(routes)
+    app.router.add_get("/widget.js", widget)
+    app.router.add_static("/static/", WEB_DIR / "static")
+
+    app.cleanup_ctx.append(redis_ctx)
+    app.cleanup_ctx.append(engine_ctx(engine))
+    app.cleanup_ctx.append(agent_ctx)
+    app.on_shutdown.append(close_calls)
+    return app
+
+
+async def widget(request: web.Request) -> web.FileResponse:
+    return web.FileResponse(WEB_DIR / "static" / "widget.js")
+
+
+async def redis_ctx(app: web.Application) -> AsyncIterator[None]:
+    config = app[CONFIG]
+    embedded: EmbeddedRedis | None = None
+    url = config.redis_url
+    if url is None:
+        embedded = EmbeddedRedis()
+        await asyncio.get_running_loop().run_in_executor(None, embedded.start)
+        url = embedded.url
+    app[REDIS_URL] = url
+    app[REDIS] = aioredis.Redis.from_url(url, socket_connect_timeout=2, health_check_interval=10)
+    try:
+        await asyncio.wait_for(app[REDIS].ping(), REDIS_PING_TIMEOUT_S * 3)
+    except Exception as exc:
+        log.error("Redis at %s is not reachable (%s): background work waits until it is", url, exc)
+    yield
+    await app[REDIS].aclose()
+    if embedded is not None:
+        await asyncio.get_running_loop().run_in_executor(None, embedded.close)
+
+
+def engine_ctx(given: EngineLike | None):  # type: ignore[no-untyped-def]
+    async def ctx(app: web.Application) -> AsyncIterator[None]:
+        engine = given
+        if engine is None:
+            loop = asyncio.get_running_loop()
+            engine = await loop.run_in_executor(None, load_engine, app[CONFIG])
+        app[ENGINE] = engine
+        engine.start()  # type: ignore[attr-defined]
+        log.info("model %s ready", engine.model_name)
+        yield
+        if given is None:
+            engine.stop()  # type: ignore[attr-defined]
+
+    return ctx
+
+
+async def agent_ctx(app: web.Application) -> AsyncIterator[None]:
+    # In-process background workers are wired here (agent issue).
+    yield
+
+
+async def close_calls(app: web.Application) -> None:
+    await app[CALLS].close_all("server shutting down")
+
+
+async def readiness(app: web.Application) -> list[str]:
+    reasons = []
+    engine = app.get(ENGINE)
+    if engine is None:
+        reasons.append("model not loaded")
+    try:
+        await asyncio.wait_for(app[REDIS].ping(), REDIS_PING_TIMEOUT_S)
+    except Exception as exc:
+        reasons.append(f"redis unreachable: {type(exc).__name__}")
+    if app[CALLS].full:
+        reasons.append("at capacity")
+    return reasons

@@ -1,0 +1,146 @@
+"""Who may start a call: API keys, short-lived call tokens, allowed origins.
+
+- API keys (configuration) are for backends; compared in constant time.
+- Call tokens are for browsers: `mt1.<payload>.<signature>`, the payload `{"jti", "exp", "origin"?}`
+  signed with HMAC-SHA256 under the server's token secret. They expire, may be bound to one origin,
+  and are single-use: the first call that presents one consumes it.
+- Origins: a browser request whose Origin is neither this server nor in `allowed_origins` is refused.
+  Requests without an Origin header (server-side clients, aiortc) are not browser requests and pass.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import json
+import secrets
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from signaling.errors import ApiError
+
+TOKEN_PREFIX = "mt1"
+DEFAULT_TOKEN_TTL_S = 600
+MAX_TOKEN_TTL_S = 3600
+
+
+def _b64(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+
+def _unb64(text: str) -> bytes:
+    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+
+
+@dataclass(frozen=True)
+class Token:
+    jti: str
+    expires_at: float
+    origin: str | None
+
+
+class Auth:
+    def __init__(
+        self,
+        *,
+        enabled: bool,
+        api_keys: tuple[str, ...],
+        secret: str,
+        allowed_origins: tuple[str, ...],
+        clock: Callable[[], float] | None = None,
+    ) -> None:
+        self.enabled = enabled
+        self._keys = [k.encode() for k in api_keys]
+        self._secret = secret.encode()
+        self.allowed_origins = allowed_origins
+        self._used: dict[str, float] = {}  # jti -> expiry, pruned as they expire
+        self._lock = threading.Lock()
+        self._now = clock or time.time
+
+    # -- API keys -------------------------------------------------------------------------------
+    def is_api_key(self, presented: str) -> bool:
+        candidate = presented.encode()
+        found = False
+        for key in self._keys:  # no early exit: time does not depend on which key matched
+            found |= hmac.compare_digest(candidate, key)
+        return found
+
+    # -- call tokens ----------------------------------------------------------------------------
+    def mint(self, ttl_s: float = DEFAULT_TOKEN_TTL_S, origin: str | None = None) -> Token:
+        if not 1 <= ttl_s <= MAX_TOKEN_TTL_S:
+            raise ApiError(400, "invalid_ttl", f"ttl_s must be between 1 and {MAX_TOKEN_TTL_S}")
+        return Token(secrets.token_urlsafe(12), self._now() + ttl_s, origin)
+
+    def encode(self, token: Token) -> str:
+        payload = {"jti": token.jti, "exp": round(token.expires_at, 3)}
+        if token.origin:
+            payload["origin"] = token.origin
+        body = _b64(json.dumps(payload, separators=(",", ":")).encode())
+        signature = _b64(hmac.new(self._secret, body.encode(), hashlib.sha256).digest())
+        return f"{TOKEN_PREFIX}.{body}.{signature}"
+
+    def verify(self, text: str, origin: str | None) -> Token:
+        """Check signature, expiry and origin binding; raise 401/403 ApiError. Does not consume."""
+        parts = text.split(".")
+        if len(parts) != 3 or parts[0] != TOKEN_PREFIX:
+            raise ApiError(401, "invalid_token", "token is malformed")
+        expected = _b64(hmac.new(self._secret, parts[1].encode(), hashlib.sha256).digest())
+        if not hmac.compare_digest(expected, parts[2]):
+            raise ApiError(401, "invalid_token", "token signature is invalid")
+        try:
+            payload = json.loads(_unb64(parts[1]))
+            token = Token(str(payload["jti"]), float(payload["exp"]), payload.get("origin"))
+        except (ValueError, KeyError, TypeError):
+            raise ApiError(401, "invalid_token", "token payload is malformed") from None
+        if token.expires_at < self._now():
+            raise ApiError(401, "token_expired", "token has expired; ask your backend for a new one")
+        if token.origin is not None and origin != token.origin:
+            raise ApiError(403, "origin_mismatch", "token is bound to another origin")
+        return token
+
+    def consume(self, token: Token) -> None:
+        """Mark a token used; a second use is refused."""
+        now = self._now()
+        with self._lock:
+            for jti in [j for j, exp in self._used.items() if exp < now]:
+                del self._used[jti]
+            if token.jti in self._used:
+                raise ApiError(401, "token_used", "token was already used for a call")
+            self._used[token.jti] = token.expires_at
+
+    # -- requests -------------------------------------------------------------------------------
+    def bearer(self, authorization: str | None) -> str | None:
+        if not authorization:
+            return None
+        scheme, _, value = authorization.partition(" ")
+        if scheme.lower() != "bearer" or not value.strip():
+            raise ApiError(401, "invalid_authorization", "use 'Authorization: Bearer <token or key>'")
+        return value.strip()
+
+    def require_api_key(self, authorization: str | None) -> None:
+        presented = self.bearer(authorization)
+        if presented is None or not self.is_api_key(presented):
+            raise ApiError(401, "unauthorized", "a valid API key is required")
+
+    def authorize_call(self, authorization: str | None, origin: str | None) -> Token | None:
+        """For POST /v1/calls: an API key, or a valid unused token (returned, to consume later)."""
+        presented = self.bearer(authorization)
+        if presented is None:
+            if self.enabled:
+                raise ApiError(401, "unauthorized", "an API key or call token is required")
+            return None
+        if presented.startswith(TOKEN_PREFIX + "."):
+            return self.verify(presented, origin)
+        if self.is_api_key(presented):
+            return None
+        if self.enabled:
+            raise ApiError(401, "unauthorized", "API key or token is invalid")
+        return None
+
+    def origin_allowed(self, origin: str | None, own_origin: str) -> bool:
+        if origin is None or origin == own_origin:
+            return True
+        return "*" in self.allowed_origins or origin in self.allowed_origins

@@ -1,0 +1,361 @@
+"""One call: the single place where media, inference and agent meet.
+
+    browser --WebRTC--> RTCPeerConnection
+        audio track --> AudioInput --> AudioTimeline ----+
+        video track --> VideoSampler --------------------+--> every 200 ms on the SessionClock:
+        `events` channel --> input_text, session.update -+    MicroTurnInput(k, audio, frame, text)
+                                                              |
+                                              Engine.append (batched, on the engine thread)
+                                                              |
+        browser <-- PacedAudioTrack <-- MicroTurnOutput.audio-+--> output_text.delta, speaking
+                                                              +--> delegate -> agent (Redis Streams)
+        agent results --> text at the next micro-turn + `agent.task` events
+
+The turn loop submits micro-turn k to the engine without waiting for k-1's answer; a second task
+takes the answers in order. So a slow step delays output but never the clock, and the engine (which
+bounds how much it holds per session) decides what to drop when it is behind.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections import deque
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from aiortc import RTCDataChannel, RTCPeerConnection
+from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
+
+from inference.types import MICROTURN_MS, MicroTurnInput, MicroTurnOutput
+from media.audio_in import SLICE_GRACE_S, AudioInput, AudioTimeline
+from media.audio_out import PacedAudioTrack
+from media.clock import SessionClock
+from media.video_in import VideoSampler
+from signaling import events
+from signaling.metrics import Metrics
+
+log = logging.getLogger(__name__)
+
+CONNECT_TIMEOUT_S = 20.0  # ICE + DTLS must complete within this, or the call is freed
+MAX_PENDING_STEPS = 8  # micro-turns submitted to the engine whose answers are not yet handled
+MAX_QUEUED_TEXT_CHARS = 8000
+TRANSCRIPT_TURNS = 200
+
+
+class EngineLike(Protocol):
+    model_name: str
+    frame_size: int
+
+    def open(self, call_id: str) -> int: ...
+    async def append(self, slot: int, inp: MicroTurnInput) -> MicroTurnOutput: ...
+    def close(self, slot: int) -> None: ...
+    def session_stats(self, slot: int) -> dict[str, Any]: ...
+
+
+@dataclass
+class TranscriptTurn:
+    microturn: int
+    role: str  # user | model | agent
+    kind: str  # text | speech | event
+    text: str
+
+
+@dataclass
+class CallStats:
+    microturns: int = 0
+    late_steps: int = 0
+    dropped_text_chars: int = 0
+    event_errors: int = 0
+    agent_tasks: int = 0
+
+
+@dataclass
+class Call:
+    call_id: str
+    pc: RTCPeerConnection
+    engine: EngineLike
+    slot: int
+    metrics: Metrics
+    on_closed: Callable[[Call], Awaitable[None] | None] | None = None
+    created_at: float = field(default_factory=time.time)
+    state: str = "new"  # new -> connecting -> active -> closed
+    stats: CallStats = field(default_factory=CallStats)
+
+    def __post_init__(self) -> None:
+        self.clock: SessionClock | None = None
+        self.timeline: AudioTimeline | None = None
+        self.audio_in: AudioInput | None = None
+        self.video: VideoSampler | None = None
+        self.outbound = PacedAudioTrack()
+        self.channel: RTCDataChannel | None = None
+        self.instructions = ""
+        self.transcript: deque[TranscriptTurn] = deque(maxlen=TRANSCRIPT_TURNS)
+        self._text_queue: deque[str] = deque()
+        self._text_chars = 0
+        self._speaking = False
+        self._played: tuple[int, int] | None = None  # (microturn, played_ms) from the browser
+        self._tracks: list[MediaStreamTrack] = []
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._pending: asyncio.Queue[asyncio.Future[MicroTurnOutput]] = asyncio.Queue(
+            MAX_PENDING_STEPS
+        )
+        self._closed = asyncio.Event()
+        self._started = False
+        self._wire_peer_connection()
+
+    # -- setup ----------------------------------------------------------------------------------
+    def _wire_peer_connection(self) -> None:
+        pc = self.pc
+
+        @pc.on("track")
+        def on_track(track: MediaStreamTrack) -> None:
+            log.info("call %s: %s track arrived", self.call_id, track.kind)
+            self._tracks.append(track)
+            self._spawn(self._consume(track), f"consume-{track.kind}")
+
+        @pc.on("datachannel")
+        def on_datachannel(channel: RTCDataChannel) -> None:
+            if channel.label != events.EVENTS_LABEL:
+                log.info("call %s: ignoring data channel %r", self.call_id, channel.label)
+                return
+            self._attach_channel(channel)
+
+        @pc.on("connectionstatechange")
+        async def on_state() -> None:
+            state = pc.connectionState
+            log.info("call %s: connection %s", self.call_id, state)
+            if state == "connected":
+                self._start_media()
+            elif state in {"failed", "closed"}:
+                await self.close(f"connection {state}")
+
+    def begin(self) -> None:
+        """Called once the answer is sent: free everything if the peer never connects."""
+        self.state = "connecting"
+        self._spawn(self._connect_watchdog(), "connect-watchdog")
+
+    async def _connect_watchdog(self) -> None:
+        await asyncio.sleep(CONNECT_TIMEOUT_S)
+        if self.state == "connecting":
+            await self.close(f"no connection within {CONNECT_TIMEOUT_S:.0f} s")
+
+    def _start_media(self) -> None:
+        if self._started:
+            return
+        self._started = True
+        self.state = "active"
+        self.clock = SessionClock()
+        self.timeline = AudioTimeline(self.clock)
+        self.audio_in = AudioInput(self.timeline)
+        self.video = VideoSampler(self.clock, self.engine.frame_size)
+        self._spawn(self._turn_loop(), "turns")
+        self._spawn(self._output_loop(), "outputs")
+
+    def _spawn(self, coro: Awaitable[None], name: str) -> None:
+        task = asyncio.ensure_future(coro)
+        task.set_name(f"call-{self.call_id}-{name}")
+        self._tasks.add(task)
+        task.add_done_callback(self._task_done)
+
+    def _task_done(self, task: asyncio.Task[None]) -> None:
+        self._tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.error(
+                "call %s: task %s failed",
+                self.call_id,
+                task.get_name(),
+                exc_info=task.exception(),
+            )
+            self.send_event("error", code="internal_error", message="a call task failed")
+
+    # -- inbound media --------------------------------------------------------------------------
+    async def _consume(self, track: MediaStreamTrack) -> None:
+        """Read every frame of a track, always: an unread aiortc track queues without bound."""
+        while True:
+            try:
+                frame = await track.recv()
+            except MediaStreamError:
+                log.info("call %s: %s track ended", self.call_id, track.kind)
+                return
+            arrival = time.monotonic()
+            if track.kind == "audio":
+                if self.audio_in is not None:
+                    self.audio_in.push_frame(frame, arrival)  # type: ignore[arg-type]
+            elif self.video is not None:
+                self.video.push_frame(frame, arrival)  # type: ignore[arg-type]
+
+    # -- the micro-turn loop --------------------------------------------------------------------
+    async def _turn_loop(self) -> None:
+        assert self.clock and self.timeline and self.video
+        index = 0
+        while True:
+            await self.clock.sleep_until(self.clock.slice_end(index) + SLICE_GRACE_S)
+            audio, gaps = self.timeline.take(index)
+            self.metrics.audio_gap_samples.inc(gaps)
+            inp = MicroTurnInput(
+                index=index,
+                audio=audio,
+                frame=self.video.pick(index),
+                text=self._take_text(),
+                played_ms=self._played[1] if self._played else None,
+            )
+            future = asyncio.ensure_future(self.engine.append(self.slot, inp))
+            await self._pending.put(future)
+            index += 1
+
+    async def _output_loop(self) -> None:
+        while True:
+            future = await self._pending.get()
+            try:
+                out = await future
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # a failed step is this call's problem, not the server's
+                log.warning("call %s: step failed: %s", self.call_id, exc)
+                self.send_event("error", code="step_failed", message=str(exc)[:200])
+                continue
+            self._handle_output(out)
+
+    def _handle_output(self, out: MicroTurnOutput) -> None:
+        self.stats.microturns += 1
+        self.metrics.microturns.inc()
+        self.metrics.step_ms.observe(out.step_ms)
+        if out.late:
+            self.stats.late_steps += 1
+            self.metrics.late_steps.inc()
+        self.outbound.write(out.audio, out.index)
+        if out.speaking != self._speaking:
+            self._speaking = out.speaking
+            kind = "output_audio.started" if out.speaking else "output_audio.stopped"
+            self.send_event(kind, microturn=out.index)
+        if out.text:
+            self.send_event("output_text.delta", microturn=out.index, text=out.text)
+            self._remember(out.index, "model", "text", out.text)
+        if out.delegate:
+            self.delegate(out.delegate, out.index)
+
+    # -- text and agent -------------------------------------------------------------------------
+    def queue_text(self, text: str) -> None:
+        """Typed text joins the model's text stream at the next micro-turn; bounded."""
+        while self._text_queue and self._text_chars + len(text) > MAX_QUEUED_TEXT_CHARS:
+            dropped = self._text_queue.popleft()
+            self._text_chars -= len(dropped)
+            self.stats.dropped_text_chars += len(dropped)
+        self._text_queue.append(text)
+        self._text_chars += len(text)
+
+    def _take_text(self) -> str:
+        if not self._text_queue:
+            return ""
+        text = "".join(self._text_queue)
+        self._text_queue.clear()
+        self._text_chars = 0
+        return text
+
+    @property
+    def microturn_now(self) -> int:
+        return self.clock.microturn_at() if self.clock else 0
+
+    def _remember(self, microturn: int, role: str, kind: str, text: str) -> None:
+        self.transcript.append(TranscriptTurn(microturn, role, kind, text))
+
+    def delegate(self, request: str, microturn: int) -> None:
+        """Hand work to the background model (wired to the agent bus by the app)."""
+        self.stats.agent_tasks += 1
+        self.metrics.agent_tasks.inc()
+        self.send_event("error", code="agent_unavailable", message="no background model is wired")
+
+    # -- the events channel ---------------------------------------------------------------------
+    def _attach_channel(self, channel: RTCDataChannel) -> None:
+        self.channel = channel
+
+        @channel.on("message")
+        def on_message(message: str | bytes) -> None:
+            self._on_client_message(message)
+
+        def created() -> None:
+            self.send_event(
+                "session.created",
+                call_id=self.call_id,
+                microturn_ms=MICROTURN_MS,
+                model=self.engine.model_name,
+            )
+
+        if channel.readyState == "open":
+            created()
+        else:
+            channel.on("open", created)
+
+    def _on_client_message(self, message: str | bytes) -> None:
+        try:
+            event = events.parse_client_event(message)
+        except events.EventError as exc:
+            self.stats.event_errors += 1
+            self.metrics.event_errors.labels(exc.code).inc()
+            self.send_event("error", code=exc.code, message=exc.message)
+            return
+        if isinstance(event, events.InputText):
+            self._remember(self.microturn_now, "user", "text", event.text)
+            if event.text.startswith("/ask "):
+                self.delegate(event.text[5:].strip(), self.microturn_now)
+            else:
+                self.queue_text(event.text)
+        elif isinstance(event, events.SessionUpdate):
+            if event.instructions is not None:
+                self.instructions = event.instructions
+                self.queue_text(event.instructions)
+        elif isinstance(event, events.OutputAudioPlayed):
+            self._played = (event.microturn, event.played_ms)
+
+    def send_event(self, type_: str, **fields: Any) -> None:
+        channel = self.channel
+        if channel is None or channel.readyState != "open":
+            return
+        try:
+            channel.send(events.encode(type_, **fields))
+        except Exception as exc:  # a channel closing under us is not the call's failure
+            log.debug("call %s: could not send %s: %s", self.call_id, type_, exc)
+
+    # -- status and teardown --------------------------------------------------------------------
+    def describe(self) -> dict[str, Any]:
+        return {
+            "call_id": self.call_id,
+            "state": self.state,
+            "created_at": self.created_at,
+            "microturns": self.stats.microturns,
+            "late_steps": self.stats.late_steps,
+            "audio_gaps": self.timeline.stats.gap_samples if self.timeline else 0,
+            "video_frames_used": self.video.stats.frames_used if self.video else 0,
+            "agent_tasks": self.stats.agent_tasks,
+        }
+
+    async def wait_closed(self) -> None:
+        await self._closed.wait()
+
+    async def close(self, reason: str = "closed") -> None:
+        if self.state == "closed":
+            return
+        self.state = "closed"
+        log.info("call %s: closing (%s)", self.call_id, reason)
+        current = asyncio.current_task()
+        tasks = [t for t in self._tasks if t is not current]
+        for task in tasks:
+            task.cancel()
+        while not self._pending.empty():
+            self._pending.get_nowait().cancel()
+        self.engine.close(self.slot)
+        self.outbound.stop()
+        for track in self._tracks:
+            track.stop()
+        with contextlib.suppress(Exception):
+            await self.pc.close()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        self._closed.set()
+        if self.on_closed is not None:
+            result = self.on_closed(self)
+            if asyncio.iscoroutine(result):
+                await result

@@ -1,0 +1,92 @@
+"""`microturn`: the command line.
+
+    microturn serve [--host H] [--port P] [--model PATH|echo] ...   the media + model server
+    microturn agent --redis URL [--concurrency N] ...               a background-model worker
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from dataclasses import fields
+from typing import Any
+
+from infra.config import Config, _parse
+
+
+def _serve_parser(sub: Any) -> argparse.ArgumentParser:
+    parser: argparse.ArgumentParser = sub.add_parser(
+        "serve",
+        help="serve calls over WebRTC",
+        description="Serve calls: WebRTC in, 200 ms micro-turns through the model, audio back. "
+        "Every flag also reads from its environment variable (shown in brackets).",
+    )
+    for f in fields(Config):
+        flag = "--" + f.name.replace("_", "-")
+        default = f.default if f.default not in (None, ()) else "unset"
+        parser.add_argument(
+            flag,
+            dest=f.name,
+            default=None,
+            metavar=f.name.upper(),
+            help=f"{f.metadata['help']} [{f.metadata['env']}; default: {default}]",
+        )
+    return parser
+
+
+def serve(args: argparse.Namespace) -> int:
+    from aiohttp import web
+
+    from signaling.app import create_app
+
+    overrides = {}
+    for f in fields(Config):
+        raw = getattr(args, f.name)
+        if raw is not None:
+            overrides[f.name] = _parse(f.type, raw, f.name)
+    config = Config.from_env(**overrides)
+    logging.basicConfig(
+        level=config.log_level.upper(),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    redis = config.redis_url or "embedded"
+    auth = "on" if config.auth_enabled else "off"
+
+    def announce(_: str) -> None:
+        print(
+            f"Microturn is serving on {config.url}  (redis: {redis}, auth: {auth}, "
+            f"max calls: {config.max_calls})\nOpen it in a browser; press Ctrl-C to stop.",
+            flush=True,
+        )
+
+    web.run_app(
+        create_app(config),
+        host=config.host,
+        port=config.port,
+        print=announce,
+        shutdown_timeout=5.0,
+        access_log=None,
+    )
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    parser = argparse.ArgumentParser(prog="microturn", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    _serve_parser(sub)
+    sub.add_parser("agent", help="run a background-model worker", add_help=False)
+    if argv[:1] == ["agent"]:
+        from agent.worker import main as agent_main
+
+        return agent_main(argv[1:])
+    args = parser.parse_args(argv)
+    if args.command == "serve":
+        return serve(args)
+    parser.error(f"unknown command {args.command}")
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

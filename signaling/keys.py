@@ -1,0 +1,26 @@
+"""Typed keys of the state kept on the aiohttp application (no module-level singletons)."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+
+import jinja2
+import redis.asyncio as aioredis
+from aiohttp import web
+
+from infra.config import Config
+from signaling.auth import Auth
+from signaling.call import EngineLike
+from signaling.metrics import Metrics
+from signaling.registry import CallRegistry
+
+CONFIG = web.AppKey("config", Config)
+AUTH = web.AppKey("auth", Auth)
+METRICS = web.AppKey("metrics", Metrics)
+TEMPLATES = web.AppKey("templates", jinja2.Environment)
+ENGINE = web.AppKey("engine", EngineLike)
+CALLS = web.AppKey("calls", CallRegistry)
+REDIS = web.AppKey("redis", aioredis.Redis)
+REDIS_URL = web.AppKey("redis_url", str)
+# Returns the reasons the server cannot take a call now ([] when ready).
+READINESS = web.AppKey("readiness", Callable[[], Awaitable[list[str]]])

@@ -1,0 +1,41 @@
+"""The calls this process serves, by id, with a hard cap."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from signaling.call import Call
+    from signaling.metrics import Metrics
+
+
+class CallRegistry:
+    def __init__(self, max_calls: int, metrics: Metrics) -> None:
+        self.max_calls = max_calls
+        self.metrics = metrics
+        self._calls: dict[str, Call] = {}
+
+    def __len__(self) -> int:
+        return len(self._calls)
+
+    @property
+    def full(self) -> bool:
+        return len(self._calls) >= self.max_calls
+
+    def add(self, call: Call) -> None:
+        self._calls[call.call_id] = call
+        self.metrics.calls_active.set(len(self._calls))
+
+    def get(self, call_id: str) -> Call | None:
+        return self._calls.get(call_id)
+
+    def remove(self, call: Call) -> None:
+        self._calls.pop(call.call_id, None)
+        self.metrics.calls_active.set(len(self._calls))
+
+    def all(self) -> list[Call]:
+        return list(self._calls.values())
+
+    async def close_all(self, reason: str) -> None:
+        await asyncio.gather(*(c.close(reason) for c in self.all()), return_exceptions=True)

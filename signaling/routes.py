@@ -1,0 +1,192 @@
+"""HTTP routes of the public contract (docs/api.md): WHIP-style call setup and the rest."""
+
+from __future__ import annotations
+
+import json
+import logging
+import secrets
+from typing import Any
+
+from aiohttp import web
+from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
+
+from media.jitter import set_audio_prefetch
+from signaling.auth import DEFAULT_TOKEN_TTL_S
+from signaling.call import Call
+from signaling.errors import ApiError
+from signaling.keys import AUTH, CALLS, CONFIG, ENGINE, METRICS, READINESS, TEMPLATES
+
+log = logging.getLogger(__name__)
+
+RETRY_AFTER_S = 5
+MAX_M_LINES = 8
+
+routes = web.RouteTableDef()
+
+
+def own_origin(request: web.Request) -> str:
+    return f"{request.scheme}://{request.host}"
+
+
+def check_origin(request: web.Request) -> str | None:
+    origin = request.headers.get("Origin")
+    if not request.app[AUTH].origin_allowed(origin, own_origin(request)):
+        raise ApiError(403, "origin_not_allowed", f"origin {origin!r} may not use this server")
+    return origin
+
+
+def validate_offer(sdp: str) -> None:
+    """Cheap checks before aiortc parses it: the offer must be SDP and usable for a call."""
+    if not sdp.startswith("v=0"):
+        raise ApiError(400, "invalid_sdp", "body is not an SDP offer (must start with 'v=0')")
+    m_lines = [line for line in sdp.splitlines() if line.startswith("m=")]
+    if not any(line.startswith("m=audio ") for line in m_lines):
+        raise ApiError(400, "no_audio", "the offer has no audio m-line; a call needs a microphone")
+    if len(m_lines) > MAX_M_LINES:
+        raise ApiError(400, "too_many_m_lines", f"at most {MAX_M_LINES} m-lines are accepted")
+
+
+@routes.post("/v1/calls")
+async def create_call(request: web.Request) -> web.Response:
+    app = request.app
+    config = app[CONFIG]
+    origin = check_origin(request)
+    token = app[AUTH].authorize_call(request.headers.get("Authorization"), origin)
+    if request.content_type != "application/sdp":
+        raise ApiError(415, "unsupported_media_type", "send the SDP offer as application/sdp")
+    if request.content_length is not None and request.content_length > config.max_body_bytes:
+        raise ApiError(413, "payload_too_large", f"offers are limited to {config.max_body_bytes} B")
+    body = await request.content.read(config.max_body_bytes + 1)
+    if len(body) > config.max_body_bytes:
+        raise ApiError(413, "payload_too_large", f"offers are limited to {config.max_body_bytes} B")
+    try:
+        sdp = body.decode("utf-8")
+    except UnicodeDecodeError:
+        raise ApiError(400, "invalid_sdp", "the offer is not UTF-8 text") from None
+    validate_offer(sdp)
+
+    calls = app[CALLS]
+    engine = app[ENGINE]
+    if calls.full:
+        app[METRICS].calls.labels("refused_full").inc()
+        raise ApiError(
+            503,
+            "at_capacity",
+            "the server is serving as many calls as it can; retry shortly",
+            {"Retry-After": str(RETRY_AFTER_S)},
+        )
+    call_id = secrets.token_urlsafe(9)
+    try:
+        slot = engine.open(call_id)
+    except Exception as exc:  # EngineFull, or the engine stopped
+        app[METRICS].calls.labels("refused_full").inc()
+        raise ApiError(503, "at_capacity", str(exc), {"Retry-After": str(RETRY_AFTER_S)}) from None
+
+    pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
+    call = Call(call_id, pc, engine, slot, app[METRICS], on_closed=calls.remove)
+    try:
+        await pc.setRemoteDescription(RTCSessionDescription(sdp=sdp, type="offer"))
+        set_audio_prefetch(pc, config.jitter_prefetch)
+        for transceiver in pc.getTransceivers():
+            if transceiver.kind == "audio":
+                transceiver.sender.replaceTrack(call.outbound)
+                break
+        answer = await pc.createAnswer()
+        await pc.setLocalDescription(answer)
+    except ApiError:
+        await call.close("setup failed")
+        raise
+    except Exception as exc:
+        await call.close("unusable offer")
+        app[METRICS].calls.labels("bad_offer").inc()
+        raise ApiError(400, "invalid_sdp", f"unusable offer: {exc}"[:300]) from None
+    if token is not None:
+        try:
+            app[AUTH].consume(token)
+        except ApiError:
+            await call.close("token reused")
+            raise
+    calls.add(call)
+    call.begin()
+    app[METRICS].calls.labels("created").inc()
+    log.info("call %s: created (slot %d)", call_id, slot)
+    return web.Response(
+        status=201,
+        text=pc.localDescription.sdp,
+        content_type="application/sdp",
+        headers={"Location": f"/v1/calls/{call_id}"},
+    )
+
+
+def _call(request: web.Request) -> Call:
+    check_origin(request)
+    auth = request.app[AUTH]
+    if auth.enabled:
+        auth.require_api_key(request.headers.get("Authorization"))
+    call = request.app[CALLS].get(request.match_info["call_id"])
+    if call is None:
+        raise ApiError(404, "call_not_found", "no such call")
+    return call
+
+
+@routes.get("/v1/calls/{call_id}")
+async def get_call(request: web.Request) -> web.Response:
+    return web.json_response(_call(request).describe())
+
+
+@routes.delete("/v1/calls/{call_id}")
+async def delete_call(request: web.Request) -> web.Response:
+    await _call(request).close("deleted by client")
+    return web.Response(status=204)
+
+
+@routes.post("/v1/tokens")
+async def create_token(request: web.Request) -> web.Response:
+    auth = request.app[AUTH]
+    auth.require_api_key(request.headers.get("Authorization"))
+    body: dict[str, Any] = {}
+    if request.can_read_body:
+        try:
+            body = await request.json()
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            raise ApiError(400, "invalid_json", "body must be a JSON object") from None
+        if not isinstance(body, dict):
+            raise ApiError(400, "invalid_json", "body must be a JSON object")
+    ttl = body.get("ttl_s", DEFAULT_TOKEN_TTL_S)
+    origin = body.get("origin")
+    if not isinstance(ttl, int | float) or isinstance(ttl, bool):
+        raise ApiError(400, "invalid_ttl", "ttl_s must be a number of seconds")
+    if origin is not None and not isinstance(origin, str):
+        raise ApiError(400, "invalid_origin", "origin must be a string like https://site.example")
+    token = auth.mint(float(ttl), origin)
+    return web.json_response(
+        {"token": auth.encode(token), "expires_at": int(token.expires_at)}, status=201
+    )
+
+
+@routes.get("/healthz")
+async def healthz(request: web.Request) -> web.Response:
+    return web.json_response({"status": "ok"})
+
+
+@routes.get("/readyz")
+async def readyz(request: web.Request) -> web.Response:
+    reasons = await request.app[READINESS]()
+    if reasons:
+        return web.json_response({"status": "unavailable", "reasons": reasons}, status=503)
+    return web.json_response({"status": "ready"})
+
+
+@routes.get("/metrics")
+async def metrics(request: web.Request) -> web.Response:
+    return web.Response(
+        body=request.app[METRICS].render(),
+        headers={"Content-Type": "text/plain; version=0.0.4; charset=utf-8"},
+    )
+
+
+@routes.get("/")
+async def index(request: web.Request) -> web.Response:
+    template = request.app[TEMPLATES].get_template("index.html")
+    html = template.render(model=request.app[ENGINE].model_name)
+    return web.Response(text=html, content_type="text/html")

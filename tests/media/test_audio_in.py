@@ -1,0 +1,185 @@
+"""The inbound audio timeline: exact 200 ms micro-turns on the session clock, anchored to arrival."""
+
+import av
+import numpy as np
+
+from inference.types import MICROTURN_SAMPLES
+from media.audio_in import SLICE_GRACE_S, AudioInput, AudioTimeline
+from media.clock import SessionClock
+
+FRAME = 320  # 20 ms at 16 kHz
+
+
+def ramp(start: int, n: int = FRAME) -> np.ndarray:
+    """Samples that encode their own sender position, so misplacement is visible."""
+    return (np.arange(start, start + n) % 1000 / 1000).astype(np.float32)
+
+
+def feed(timeline: AudioTimeline, first: int, count: int, arrival_of) -> None:  # noqa: ANN001
+    for i in range(first, first + count):
+        pts = i * FRAME
+        timeline.write(ramp(pts), pts, arrival_of(i))
+
+
+def test_steady_stream_is_cut_into_exact_microturns() -> None:
+    clock = SessionClock(t0=100.0)
+    timeline = AudioTimeline(clock)
+    feed(timeline, 0, 30, lambda i: 100.0 + (i + 1) * 0.020)
+    for k in range(3):
+        audio, gaps = timeline.take(k)
+        assert audio.shape == (MICROTURN_SAMPLES,)
+        assert gaps == 0
+        np.testing.assert_allclose(audio, ramp(k * MICROTURN_SAMPLES, MICROTURN_SAMPLES))
+
+
+def test_missing_audio_is_silence_and_counted() -> None:
+    clock = SessionClock(t0=0.0)
+    timeline = AudioTimeline(clock)
+    # frames 0-9 arrive, 10-14 are lost, 15-19 arrive on time
+    feed(timeline, 0, 10, lambda i: (i + 1) * 0.020)
+    feed(timeline, 15, 5, lambda i: (i + 1) * 0.020)
+    first, gaps0 = timeline.take(0)
+    second, gaps1 = timeline.take(1)
+    assert gaps0 == 0
+    assert gaps1 == 5 * FRAME
+    assert np.all(second[: 5 * FRAME] == 0)
+    np.testing.assert_allclose(second[5 * FRAME :], ramp(15 * FRAME, 5 * FRAME))
+    assert timeline.stats.gap_samples == 5 * FRAME
+
+
+def test_no_audio_at_all_gives_silent_microturns() -> None:
+    timeline = AudioTimeline(SessionClock(t0=0.0))
+    audio, gaps = timeline.take(0)
+    assert gaps == MICROTURN_SAMPLES and not audio.any()
+
+
+def test_mic_that_starts_late_lands_at_its_arrival_time() -> None:
+    clock = SessionClock(t0=0.0)
+    timeline = AudioTimeline(clock)
+    # The sender's pts start at 0, but its first frame arrives 2 s into the call.
+    feed(timeline, 0, 10, lambda i: 2.0 + (i + 1) * 0.020)
+    for k in range(10):
+        _, gaps = timeline.take(k)
+        assert gaps == MICROTURN_SAMPLES, f"micro-turn {k} is before the mic started"
+    audio, gaps = timeline.take(10)
+    assert gaps == 0
+    np.testing.assert_allclose(audio, ramp(0, MICROTURN_SAMPLES))
+
+
+def test_sender_pause_invisible_in_pts_is_placed_by_arrival() -> None:
+    clock = SessionClock(t0=0.0)
+    timeline = AudioTimeline(clock)
+    feed(timeline, 0, 10, lambda i: (i + 1) * 0.020)  # 0.0-0.2 s
+    # The sender pauses 1 s; its pts continue as if nothing happened.
+    feed(timeline, 10, 10, lambda i: 1.0 + (i + 1) * 0.020)  # arrives 1.2-1.4 s
+    assert timeline.stats.reanchors >= 1
+    audio0, _ = timeline.take(0)
+    np.testing.assert_allclose(audio0, ramp(0, MICROTURN_SAMPLES))
+    for k in range(1, 6):
+        _, gaps = timeline.take(k)
+        assert gaps == MICROTURN_SAMPLES, f"micro-turn {k} falls in the pause"
+    audio6, gaps6 = timeline.take(6)
+    assert gaps6 == 0
+    np.testing.assert_allclose(audio6, ramp(10 * FRAME, MICROTURN_SAMPLES))
+
+
+def simulate(
+    timeline: AudioTimeline, arrivals: list[tuple[float, int]], microturns: int
+) -> list[tuple[np.ndarray, int]]:
+    """Run frames (arrival time, frame index) and micro-turn cuts (at each slice end + grace) in
+    time order, as the call's turn loop does; return every micro-turn's (audio, gaps)."""
+    actions = [(t, 0, i) for t, i in arrivals]
+    actions += [(timeline.clock.slice_end(k) + SLICE_GRACE_S, 1, k) for k in range(microturns)]
+    out = []
+    for _, kind, n in sorted(actions):
+        if kind == 0:
+            timeline.write(ramp(n * FRAME), n * FRAME, _)
+        else:
+            out.append(timeline.take(n))
+    return out
+
+
+def test_burst_after_jitter_is_placed_contiguously() -> None:
+    timeline = AudioTimeline(SessionClock(t0=0.0))
+    # A jitter buffer holds 4 frames, then releases them together at 0.1 s, then steady.
+    arrivals = [(0.100, i) for i in range(4)]
+    arrivals += [(0.100 + (i - 3) * 0.020, i) for i in range(4, 40)]
+    turns = simulate(timeline, arrivals, 4)
+    audio = np.concatenate([a for a, _ in turns])
+    first = int(np.argmax(audio != 0))
+    # Everything from the first sample on is the sender's stream in order, without holes.
+    n = 36 * FRAME - first
+    sender_start = round(float(audio[first]) * 1000)
+    np.testing.assert_allclose(audio[first : first + n], ramp(sender_start, n), atol=1e-6)
+    assert timeline.stats.late_samples == 0
+
+
+def test_audio_for_an_emitted_microturn_is_dropped_as_late() -> None:
+    clock = SessionClock(t0=0.0)
+    timeline = AudioTimeline(clock)
+    feed(timeline, 0, 10, lambda i: (i + 1) * 0.020)
+    timeline.take(0)
+    timeline.take(1)
+    # A frame whose place is inside micro-turn 1 arrives now, too late.
+    timeline.write(ramp(0), 15 * FRAME, 0.32)
+    assert timeline.stats.late_samples > 0
+
+
+def test_slow_sender_clock_does_not_slide_the_count() -> None:
+    """A sender whose clock runs 0.5 % slow over 10 minutes: the micro-turn count is wall time / 200
+    ms by construction, and the audio it sends is not lost; it is re-anchored in small steps."""
+    timeline = AudioTimeline(SessionClock(t0=0.0))
+    n_frames = 30_000  # 10 minutes of 20 ms frames
+    arrivals = [((i + 1) * 0.020 * 1.005, i) for i in range(n_frames)]
+    wall_s = n_frames * 0.020 * 1.005
+    microturns = int(wall_s / 0.2) - 1
+    turns = simulate(timeline, arrivals, microturns)
+    got = sum(len(a) - gaps for a, gaps in turns)
+    assert microturns > 3000  # 603 s of wall time
+    assert got >= (n_frames - 20) * FRAME, "a slow sender must not lose audio"
+    assert timeline.stats.late_samples == 0
+    # the gaps are many small slews, not one big slide
+    assert timeline.stats.reanchors > 10
+
+
+def test_fast_sender_clock_loses_at_most_its_surplus() -> None:
+    timeline = AudioTimeline(SessionClock(t0=0.0))
+    n_frames = 30_000
+    arrivals = [((i + 1) * 0.020 / 1.005, i) for i in range(n_frames)]
+    microturns = int(n_frames * 0.020 / 1.005 / 0.2) - 1
+    turns = simulate(timeline, arrivals, microturns)
+    gaps = sum(g for _, g in turns)
+    assert gaps < 2 * FRAME, "a fast sender fills every micro-turn"
+
+
+def test_audio_input_resamples_48k_stereo_frames_to_16k_mono() -> None:
+    clock = SessionClock(t0=0.0)
+    timeline = AudioTimeline(clock)
+    audio_in = AudioInput(timeline)
+    t = np.arange(960 * 50) / 48000
+    tone = (0.5 * np.sin(2 * np.pi * 440 * t) * 32767).astype(np.int16)
+    for i in range(50):
+        chunk = tone[i * 960 : (i + 1) * 960]
+        stereo = np.repeat(chunk, 2).reshape(1, -1)
+        frame = av.AudioFrame.from_ndarray(stereo, format="s16", layout="stereo")
+        frame.sample_rate = 48000
+        frame.pts = i * 960
+        audio_in.push_frame(frame, (i + 1) * 0.020)
+    audio, gaps = timeline.take(2)
+    assert gaps == 0
+    rms = float(np.sqrt(np.mean(audio**2)))
+    assert 0.3 < rms < 0.4, rms  # a 0.5-amplitude sine has RMS 0.354
+    spectrum = np.abs(np.fft.rfft(audio))
+    assert abs(np.argmax(spectrum) * 16000 / len(audio) - 440) < 10
+
+
+def test_network_jitter_within_the_grace_loses_nothing() -> None:
+    rng = np.random.default_rng(7)
+    timeline = AudioTimeline(SessionClock(t0=0.0))
+    n_frames = 1500  # 30 s
+    jitter = rng.uniform(0, 0.035, n_frames)
+    arrivals = [((i + 1) * 0.020 + jitter[i], i) for i in range(n_frames)]
+    turns = simulate(timeline, arrivals, int(n_frames * 0.020 / 0.2) - 1)
+    got = sum(len(a) - g for a, g in turns)
+    assert timeline.stats.late_samples == 0
+    assert got >= (n_frames - 15) * FRAME
