@@ -42,7 +42,9 @@ def is_loopback(host: str) -> bool:
 class Config:
     """Settings of one `microturn serve` process. Field metadata names the env var and says why."""
 
-    host: str = field(default="127.0.0.1", metadata={"env": "MICROTURN_HOST", "help": "bind address"})
+    host: str = field(
+        default="127.0.0.1", metadata={"env": "MICROTURN_HOST", "help": "bind address"}
+    )
     port: int = field(default=8080, metadata={"env": "MICROTURN_PORT", "help": "HTTP port"})
     redis_url: str | None = field(
         default=None,
@@ -56,13 +58,16 @@ class Config:
         },
     )
     max_calls: int = field(
-        default=8, metadata={"env": "MICROTURN_MAX_CALLS", "help": "calls served at once (503 beyond)"}
+        default=8,
+        metadata={"env": "MICROTURN_MAX_CALLS", "help": "calls served at once (503 beyond)"},
     )
     device: str | None = field(
-        default=None, metadata={"env": "MICROTURN_DEVICE", "help": "torch device; unset: cuda if present"}
+        default=None,
+        metadata={"env": "MICROTURN_DEVICE", "help": "torch device; unset: cuda if present"},
     )
     engine_threads: int | None = field(
-        default=None, metadata={"env": "MICROTURN_ENGINE_THREADS", "help": "torch threads of the engine"}
+        default=None,
+        metadata={"env": "MICROTURN_ENGINE_THREADS", "help": "torch threads of the engine"},
     )
     auth: str = field(
         default="auto",
@@ -90,7 +95,10 @@ class Config:
     )
     agent_workers: int = field(
         default=1,
-        metadata={"env": "MICROTURN_AGENT_WORKERS", "help": "in-process background workers (0: none)"},
+        metadata={
+            "env": "MICROTURN_AGENT_WORKERS",
+            "help": "in-process background workers (0: none)",
+        },
     )
     agent_backend: str = field(
         default="builtin",
@@ -98,7 +106,10 @@ class Config:
     )
     notes_dir: str | None = field(
         default=None,
-        metadata={"env": "MICROTURN_NOTES_DIR", "help": "folder of notes the builtin agent searches"},
+        metadata={
+            "env": "MICROTURN_NOTES_DIR",
+            "help": "folder of notes the builtin agent searches",
+        },
     )
     ice_loopback: bool | None = field(
         default=None,

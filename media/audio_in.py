@@ -71,7 +71,9 @@ class AudioTimeline:
         arrival_pos = self.clock.sample_position(arrival)
         if self._offset is None:
             self._offset = arrival_pos - n - pts_samples
-        lateness = arrival_pos - (pts_samples + n + self._offset)  # samples; > 0: later than expected
+        lateness = arrival_pos - (
+            pts_samples + n + self._offset
+        )  # samples; > 0: later than expected
         self._recent_lateness.append(lateness)
         if lateness < 0:
             self._offset += lateness

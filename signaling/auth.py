@@ -96,7 +96,9 @@ class Auth:
         except (ValueError, KeyError, TypeError):
             raise ApiError(401, "invalid_token", "token payload is malformed") from None
         if token.expires_at < self._now():
-            raise ApiError(401, "token_expired", "token has expired; ask your backend for a new one")
+            raise ApiError(
+                401, "token_expired", "token has expired; ask your backend for a new one"
+            )
         if token.origin is not None and origin != token.origin:
             raise ApiError(403, "origin_mismatch", "token is bound to another origin")
         return token
@@ -117,7 +119,9 @@ class Auth:
             return None
         scheme, _, value = authorization.partition(" ")
         if scheme.lower() != "bearer" or not value.strip():
-            raise ApiError(401, "invalid_authorization", "use 'Authorization: Bearer <token or key>'")
+            raise ApiError(
+                401, "invalid_authorization", "use 'Authorization: Bearer <token or key>'"
+            )
         return value.strip()
 
     def require_api_key(self, authorization: str | None) -> None:

@@ -1,7 +1,7 @@
 """`microturn`: the command line.
 
-    microturn serve [--host H] [--port P] [--model PATH|echo] ...   the media + model server
-    microturn agent --redis URL [--concurrency N] ...               a background-model worker
+microturn serve [--host H] [--port P] [--model PATH|echo] ...   the media + model server
+microturn agent --redis URL [--concurrency N] ...               a background-model worker
 """
 
 from __future__ import annotations

@@ -81,7 +81,9 @@ def parse_client_event(message: str | bytes) -> ClientEvent:
     if kind == "session.update":
         instructions = _field(obj, "instructions", str, required=False)
         if instructions is not None and len(instructions) > MAX_TEXT_CHARS:
-            raise EventError("invalid_event", f"session.update: instructions exceed {MAX_TEXT_CHARS}")
+            raise EventError(
+                "invalid_event", f"session.update: instructions exceed {MAX_TEXT_CHARS}"
+            )
         return SessionUpdate(instructions)
     if kind == "output_audio.played":
         microturn = _field(obj, "microturn", int)

@@ -23,4 +23,4 @@ CALLS = web.AppKey("calls", CallRegistry)
 REDIS = web.AppKey("redis", aioredis.Redis)
 REDIS_URL = web.AppKey("redis_url", str)
 # Returns the reasons the server cannot take a call now ([] when ready).
-READINESS = web.AppKey("readiness", Callable[[], Awaitable[list[str]]])
+READINESS: web.AppKey[Callable[[], Awaitable[list[str]]]] = web.AppKey("readiness")

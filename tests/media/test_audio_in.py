@@ -15,7 +15,7 @@ def ramp(start: int, n: int = FRAME) -> np.ndarray:
     return (np.arange(start, start + n) % 1000 / 1000).astype(np.float32)
 
 
-def feed(timeline: AudioTimeline, first: int, count: int, arrival_of) -> None:  # noqa: ANN001
+def feed(timeline: AudioTimeline, first: int, count: int, arrival_of) -> None:
     for i in range(first, first + count):
         pts = i * FRAME
         timeline.write(ramp(pts), pts, arrival_of(i))
@@ -38,7 +38,7 @@ def test_missing_audio_is_silence_and_counted() -> None:
     # frames 0-9 arrive, 10-14 are lost, 15-19 arrive on time
     feed(timeline, 0, 10, lambda i: (i + 1) * 0.020)
     feed(timeline, 15, 5, lambda i: (i + 1) * 0.020)
-    first, gaps0 = timeline.take(0)
+    _, gaps0 = timeline.take(0)
     second, gaps1 = timeline.take(1)
     assert gaps0 == 0
     assert gaps1 == 5 * FRAME

@@ -15,7 +15,9 @@ class FakeClock:
 
 
 def make(clock: FakeClock | None = None, **kw: object) -> Auth:
-    args: dict = dict(enabled=True, api_keys=("key-1", "key-2"), secret="s3cret", allowed_origins=())
+    args: dict = dict(
+        enabled=True, api_keys=("key-1", "key-2"), secret="s3cret", allowed_origins=()
+    )
     args.update(kw)
     return Auth(clock=clock, **args)
 

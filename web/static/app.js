@@ -10,7 +10,9 @@ const ui = {
 const MAX_EVENT_ROWS = 200;
 
 // Test and QA hook: everything a script needs to observe the call.
-const probe = { state: "idle", events: [], callId: null, remoteLevel: 0, maxRemoteLevel: 0, errors: [] };
+const probe = {
+  state: "idle", events: [], callId: null, remoteLevel: 0, maxRemoteLevel: 0, errors: [], pc: null,
+};
 window.microturn = probe;
 
 let client = null;
@@ -70,6 +72,7 @@ async function start() {
   client.addEventListener("channelopen", () => { ui.text.disabled = ui.send.disabled = false; });
   try {
     await client.start({ audio: true, video: true });
+    probe.pc = client.pc;
     ui.preview.srcObject = client.localStream;
     setSense(ui.mic, client.localStream.getAudioTracks().length > 0, "mic on", "mic off");
     setSense(ui.camera, client.localStream.getVideoTracks().length > 0, "camera on", "camera off");

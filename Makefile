@@ -1,0 +1,68 @@
+# Microturn: the two commands are `make run` and `make test`; the rest is extra.
+SHELL := /bin/bash
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+BIN := $(VENV)/bin
+# The CPU wheel on these machines; GPU users may set TORCH_SPEC='torch>=2.4' for their CUDA build.
+TORCH_SPEC ?= torch==2.13.0
+PYTEST_ARGS ?=
+
+.PHONY: run test install install-test system-deps lint format bench bench-inference bench-agent bench-media clean help
+
+help:
+	@echo "make run       install into .venv and start the server on http://127.0.0.1:8080"
+	@echo "make test      install test needs (Python and Debian packages) and run every test"
+	@echo "make lint      ruff + mypy"
+	@echo "make bench     every benchmark (tables on stdout, JSON under bench/results/)"
+
+$(BIN)/python:
+	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "Python 3.11+ is required"' \
+		|| { echo "Microturn needs Python 3.11 or newer (found $(PYTHON))"; exit 1; }
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+
+# torch first and explicitly, so the project's `torch>=2.4` is already satisfied by it.
+$(VENV)/.torch: | $(BIN)/python
+	$(BIN)/pip install --quiet "$(TORCH_SPEC)"
+	@touch $@
+
+$(VENV)/.installed: pyproject.toml $(VENV)/.torch
+	$(BIN)/pip install --quiet -e .
+	@touch $@
+
+$(VENV)/.installed-test: pyproject.toml $(VENV)/.installed
+	$(BIN)/pip install --quiet -e '.[test]'
+	@touch $@
+
+install: $(VENV)/.installed
+
+install-test: $(VENV)/.installed-test
+
+system-deps:
+	@bash infra/install-system-deps.sh
+
+run: install
+	$(BIN)/microturn serve
+
+test: install-test system-deps
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+lint: install-test
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
+
+format: install-test
+	$(BIN)/ruff format .
+	$(BIN)/ruff check --fix .
+
+bench: bench-inference bench-agent
+
+bench-inference: install
+	$(BIN)/python -m bench.inference
+
+bench-agent: install
+	$(BIN)/python -m bench.agent
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache test-artifacts *.egg-info

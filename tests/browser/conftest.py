@@ -1,0 +1,52 @@
+"""Fixtures of the browser QA harness (see harness.py for the pieces)."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from infra.embedded_redis import free_port
+from tests.browser.harness import (
+    ARTIFACTS,
+    FakeMedia,
+    ServerProcess,
+    close_chromium,
+    launch_chromium,
+    make_media,
+)
+
+pytestmark = pytest.mark.browser
+
+
+@pytest.fixture(scope="session")
+def fake_media(tmp_path_factory: pytest.TempPathFactory) -> FakeMedia:
+    return make_media(tmp_path_factory.mktemp("media"), speech="hello, can you hear me?")
+
+
+@pytest.fixture(scope="session")
+def served() -> Iterator[ServerProcess]:
+    """`microturn serve` with its defaults (embedded Redis, the shipped model), on a free port."""
+    server = ServerProcess(free_port(), log_path=ARTIFACTS / "browser-server.log")
+    with server:
+        yield server
+
+
+@pytest.fixture
+async def chromium(fake_media: FakeMedia) -> AsyncIterator[Any]:
+    from playwright.async_api import async_playwright
+
+    async with async_playwright() as playwright:
+        context = await launch_chromium(playwright, fake_media)
+        try:
+            yield context
+        finally:
+            await close_chromium(context)
+
+
+@pytest.fixture
+def artifacts() -> Path:
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    return ARTIFACTS

@@ -1,0 +1,90 @@
+"""Whole calls over real aiortc peer connections on loopback."""
+
+from __future__ import annotations
+
+import asyncio
+
+import aiohttp
+import numpy as np
+import pytest
+from aiohttp.test_utils import TestServer
+
+from media.synthetic import MovingSquareTrack, tone
+from signaling.client import CallClient, CallRefused
+
+CONNECT_S = 30.0  # generous: a loaded 2-core CI machine
+
+
+async def wait_until(predicate, timeout: float = CONNECT_S, every: float = 0.1) -> None:
+    async def loop() -> None:
+        while not await predicate():
+            await asyncio.sleep(every)
+
+    await asyncio.wait_for(loop(), timeout)
+
+
+async def test_a_call_end_to_end(server: TestServer) -> None:
+    base = str(server.make_url("")).rstrip("/")
+    async with CallClient(base, audio=tone(440), video=MovingSquareTrack()) as call:
+        created = await call.wait_event("session.created", timeout=CONNECT_S)
+        assert created["call_id"] == call.call_id
+        assert created["microturn_ms"] == 200 and created["model"]
+
+        call.send("input_text", text="hello there")
+        call.send_raw("{not json")
+        call.send("no.such.event")
+        bad = await call.wait_event("error", lambda e: e["code"] == "invalid_json")
+        unknown = await call.wait_event("error", lambda e: e["code"] == "unknown_event")
+        assert bad["message"] and unknown["message"]
+
+        # The call keeps running after bad input: micro-turns keep coming, audio keeps playing.
+        async def enough_turns() -> bool:
+            return (await call.status())["microturns"] >= 15
+
+        await wait_until(enough_turns)
+        status = await call.status()
+        assert status["state"] == "active"
+        assert status["video_frames_used"] > 0, "the camera's frames reach the model"
+        assert set(status) >= {"created_at", "late_steps", "audio_gaps", "agent_tasks"}
+
+        async def heard_model() -> bool:
+            audio = call.received_audio(last_s=2.0)
+            return len(audio) > 0 and float(np.sqrt(np.mean(audio**2))) > 0.003
+
+        await wait_until(heard_model)
+        assert not [e for e in call.events if e.get("code") == "internal_error"]
+
+        assert await call.hang_up() == 204
+        async with aiohttp.ClientSession() as http:
+            async with http.get(server.make_url(call.location or "")) as resp:
+                assert resp.status == 404
+
+
+async def test_at_capacity_new_calls_get_503_with_retry_after(make_server) -> None:
+    server = await make_server(max_calls=1)
+    base = str(server.make_url("")).rstrip("/")
+    async with CallClient(base, audio=tone()) as first:
+        await first.wait_event("session.created", timeout=CONNECT_S)
+        with pytest.raises(CallRefused) as info:
+            await CallClient(base, audio=tone()).connect()
+        assert info.value.status == 503
+        assert info.value.code == "at_capacity"
+        assert int(info.value.headers["Retry-After"]) > 0
+        await first.hang_up()
+    # the slot is free again
+    async with CallClient(base, audio=tone()) as again:
+        await again.wait_event("session.created", timeout=CONNECT_S)
+        await again.hang_up()
+
+
+async def test_a_call_without_camera_works(server: TestServer) -> None:
+    base = str(server.make_url("")).rstrip("/")
+    async with CallClient(base, audio=tone()) as call:
+        await call.wait_event("session.created", timeout=CONNECT_S)
+
+        async def turns() -> bool:
+            return (await call.status())["microturns"] >= 5
+
+        await wait_until(turns)
+        assert (await call.status())["video_frames_used"] == 0
+        await call.hang_up()
