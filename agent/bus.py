@@ -1,0 +1,259 @@
+"""The Redis Streams bus: key names, publishing, the worker's emit/ack/dead-letter primitives.
+
+    microturn:ctx                 XADD (interaction side)  ->  XREADGROUP group `agents` (workers)
+    microturn:results:{call_id}   XADD (workers, via EMIT)  ->  XREAD from the last id (that call)
+    microturn:ctx:dead            XADD (workers)            ->  operators
+
+Delivery is at-least-once (ack after the final result is written; stale pending entries are
+reclaimed). Exactly one terminal result per package comes from a small piece of state next to
+the results stream, `{microturn:results:<call_id>}:seq`, a hash of package_id -> last seq written
+and package_id:done. Its name carries the results key as a hash tag, so on Redis Cluster it lives
+in the same slot and the EMIT script touching both stays legal. EMIT writes a result only if the
+package is not done and its seq is new; a terminal result marks the package done. So:
+  - a retried write (reply lost on a dropped connection) is not written twice;
+  - a reclaimed package continues the seq of the attempt it replaces;
+  - two workers that both run one package (reclaim after a partition, a package published twice)
+    cannot both finish it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
+from typing import Any
+
+import redis.asyncio as aioredis
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import ResponseError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+
+from agent.types import ContextPackage, ResultKind, encode_result_parts
+
+log = logging.getLogger(__name__)
+
+DEFAULT_PREFIX = "microturn"
+DEFAULT_GROUP = "agents"
+
+# Errors that mean "Redis is away for now": retry with backoff. BusyLoadingError (a restarted
+# Redis replaying its AOF) is a ConnectionError subclass in redis-py.
+TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (
+    RedisConnectionError,
+    RedisTimeoutError,
+    ConnectionError,
+    OSError,
+)
+
+EMIT_DONE = -1  # the package already has its terminal result; nothing written
+EMIT_DUPLICATE = -2  # this seq was already written (a retry); nothing written
+
+
+@dataclass(frozen=True)
+class StreamKeys:
+    """Key names and bounds. Defaults are the api.md contract; tests use a unique prefix."""
+
+    ctx: str = "microturn:ctx"
+    results_template: str = "microturn:results:{call_id}"
+    dead: str = "microturn:ctx:dead"
+    group: str = DEFAULT_GROUP
+    ctx_maxlen: int = 100_000  # approximate (XADD MAXLEN ~); far above any healthy backlog
+    results_maxlen: int = 10_000  # per call
+    dead_maxlen: int = 10_000
+    results_ttl_s: int = 24 * 3600  # results streams of finished calls expire; refreshed per write
+
+    @classmethod
+    def with_prefix(cls, prefix: str = DEFAULT_PREFIX, **overrides: Any) -> StreamKeys:
+        keys = cls(
+            ctx=f"{prefix}:ctx",
+            results_template=f"{prefix}:results:{{call_id}}",
+            dead=f"{prefix}:ctx:dead",
+        )
+        return replace(keys, **overrides)
+
+    def results(self, call_id: str) -> str:
+        return self.results_template.format(call_id=call_id)
+
+    def results_state(self, call_id: str) -> str:
+        # Hash tag = the whole results key: same Redis Cluster slot as the results stream.
+        return "{" + self.results(call_id) + "}:seq"
+
+
+# KEYS[1] results stream, KEYS[2] state hash
+# ARGV[1] package_id, ARGV[2] seq or "next", ARGV[3] JSON head, ARGV[4] JSON tail,
+# ARGV[5] "1" if terminal, ARGV[6] maxlen, ARGV[7] ttl seconds
+# Returns the seq written, -1 if the package is done, -2 if that seq was already written.
+EMIT_SCRIPT = """
+local pid = ARGV[1]
+if redis.call('HEXISTS', KEYS[2], pid .. ':done') == 1 then return -1 end
+local last = tonumber(redis.call('HGET', KEYS[2], pid) or '-1')
+local seq
+if ARGV[2] == 'next' then seq = last + 1 else seq = tonumber(ARGV[2]) end
+if seq <= last then return -2 end
+redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[6], '*', 'result', ARGV[3] .. seq .. ARGV[4])
+redis.call('HSET', KEYS[2], pid, seq)
+if ARGV[5] == '1' then redis.call('HSET', KEYS[2], pid .. ':done', seq) end
+redis.call('EXPIRE', KEYS[1], ARGV[7])
+redis.call('EXPIRE', KEYS[2], ARGV[7])
+return seq
+"""
+
+# KEYS[1] ctx stream; ARGV[1] group, ARGV[2] consumer, ARGV[3] idle ms to set, ARGV[4..] ids.
+# For each id still pending on this consumer, reset its idle time (heartbeat, idle 0) or set it
+# high so any live worker's XAUTOCLAIM takes it at once (release). Returns the ids no longer ours.
+TOUCH_SCRIPT = """
+local lost = {}
+for i = 4, #ARGV do
+  local p = redis.call('XPENDING', KEYS[1], ARGV[1], ARGV[i], ARGV[i], 1)
+  if p[1] and p[1][2] == ARGV[2] then
+    redis.call('XCLAIM', KEYS[1], ARGV[1], ARGV[2], 0, ARGV[i], 'IDLE', ARGV[3], 'JUSTID')
+  else
+    table.insert(lost, ARGV[i])
+  end
+end
+return lost
+"""
+
+RELEASE_IDLE_MS = 10**9  # "idle for 11 days": reclaimable by anyone immediately
+
+
+class Scripts:
+    """The bus's Lua scripts, registered on one client (EVALSHA, reloaded after a Redis restart)."""
+
+    def __init__(self, redis: aioredis.Redis) -> None:
+        self.emit = redis.register_script(EMIT_SCRIPT)
+        self.touch = redis.register_script(TOUCH_SCRIPT)
+
+
+async def ensure_group(redis: aioredis.Redis, keys: StreamKeys) -> None:
+    """Create the consumer group (and the stream) if missing; idempotent."""
+    try:
+        # id 0: packages published before the first worker ever started are still delivered.
+        await redis.xgroup_create(keys.ctx, keys.group, id="0", mkstream=True)
+        log.info("created consumer group %s on %s", keys.group, keys.ctx)
+    except ResponseError as exc:
+        if "BUSYGROUP" not in str(exc):
+            raise
+
+
+async def publish(redis: aioredis.Redis, keys: StreamKeys, package: ContextPackage | str) -> str:
+    """XADD one package to the ctx stream; returns the stream id."""
+    body = package if isinstance(package, str) else package.encode()
+    entry_id = await redis.xadd(
+        keys.ctx, {"package": body}, maxlen=keys.ctx_maxlen, approximate=True
+    )
+    return _str(entry_id)
+
+
+async def emit(
+    scripts: Scripts,
+    keys: StreamKeys,
+    call_id: str,
+    package_id: str,
+    kind: ResultKind,
+    text: str,
+    data: Mapping[str, Any] | None = None,
+    *,
+    seq: int | None = None,
+) -> int:
+    """Write one result through EMIT. `seq=None` takes the next seq for the package.
+
+    Returns the seq written, EMIT_DONE or EMIT_DUPLICATE.
+    """
+    head, tail = encode_result_parts(package_id, kind, text, data)
+    result = await scripts.emit(
+        keys=[keys.results(call_id), keys.results_state(call_id)],
+        args=[
+            package_id,
+            "next" if seq is None else seq,
+            head,
+            tail,
+            "1" if kind in ("final", "error") else "0",
+            keys.results_maxlen,
+            keys.results_ttl_s,
+        ],
+    )
+    return int(result)
+
+
+async def dead_letter(
+    redis: aioredis.Redis,
+    keys: StreamKeys,
+    entry_id: str,
+    raw_package: bytes | str,
+    reason: str,
+    deliveries: int,
+) -> None:
+    """Move one ctx entry to the dead-letter stream, then acknowledge it.
+
+    Not atomic (two keys, possibly two cluster slots): a crash in between dead-letters it twice,
+    never zero times.
+    """
+    await redis.xadd(
+        keys.dead,
+        {
+            "package": raw_package,
+            "reason": reason[:1000],
+            "deliveries": str(deliveries),
+            "entry_id": entry_id,
+            "dead_at": f"{time.time():.3f}",
+        },
+        maxlen=keys.dead_maxlen,
+        approximate=True,
+    )
+    await redis.xack(keys.ctx, keys.group, entry_id)
+
+
+class Outage:
+    """Logs a Redis outage once when it starts and once when it ends, never per attempt."""
+
+    def __init__(self, logger: logging.Logger, what: str) -> None:
+        self.log = logger
+        self.what = what
+        self.since: float | None = None
+        self.count = 0
+
+    @property
+    def down(self) -> bool:
+        return self.since is not None
+
+    def failed(self, exc: BaseException) -> None:
+        if self.since is None:
+            self.since = time.monotonic()
+            self.count += 1
+            self.log.warning(
+                "%s: Redis unreachable (%s: %s); retrying in the background",
+                self.what,
+                type(exc).__name__,
+                exc,
+            )
+
+    def ok(self) -> None:
+        if self.since is not None:
+            self.log.info(
+                "%s: Redis reachable again after %.1f s", self.what, time.monotonic() - self.since
+            )
+            self.since = None
+
+
+class Backoff:
+    """Exponential backoff with jitter: 50 ms, 100 ms, ... up to `cap_s`."""
+
+    def __init__(self, base_s: float = 0.05, cap_s: float = 2.0) -> None:
+        self.base_s = base_s
+        self.cap_s = cap_s
+        self.attempt = 0
+
+    def reset(self) -> None:
+        self.attempt = 0
+
+    async def sleep(self) -> None:
+        delay = min(self.cap_s, self.base_s * (2**self.attempt))
+        self.attempt = min(self.attempt + 1, 30)
+        await asyncio.sleep(delay * (0.5 + random.random() / 2))
+
+
+def _str(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value

@@ -1,0 +1,767 @@
+"""A background worker: consumes context packages from `microturn:ctx`, streams results back.
+
+    fetch loop:  XAUTOCLAIM stale entries (idle > claim_idle_ms), then XREADGROUP `>`,
+                 never more than the free slots (`concurrency`)
+    each entry:  decode -> bad: dead-letter (+ error result to the call when it can be named)
+                        -> delivered more than max_deliveries times: error result + dead-letter
+                        -> started, partial..., final|error (EMIT script) -> XACK
+    heartbeat:   resets the idle time of the entries this worker is running, so a long task
+                 (a timer, a slow model) is not reclaimed from a live worker; an entry that is no
+                 longer ours (reclaimed after we stalled) is cancelled here
+    stop():      stop fetching, let running tasks finish for `grace_s`, cancel the rest and
+                 release them (idle set high) so a live worker takes them over at once
+
+Any number of workers, in any number of processes and machines, share the `agents` group.
+`main()` is `microturn agent`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import functools
+import json
+import logging
+import os
+import signal
+import socket
+import sys
+import time
+import uuid
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import redis.asyncio as aioredis
+from redis.exceptions import ResponseError
+
+from agent.backends import BACKEND_NAMES, Backend, make_backend
+from agent.bus import (
+    EMIT_DONE,
+    RELEASE_IDLE_MS,
+    TRANSIENT_ERRORS,
+    Backoff,
+    Outage,
+    Scripts,
+    StreamKeys,
+    dead_letter,
+    emit,
+    ensure_group,
+)
+from agent.types import ContextPackage, PackageError, ResultKind
+
+log = logging.getLogger(__name__)
+
+DEFAULT_CONCURRENCY = 4
+DEFAULT_CLAIM_IDLE_MS = 30_000
+DEFAULT_MAX_DELIVERIES = 5
+DEFAULT_BLOCK_MS = 1000
+DEFAULT_TASK_TIMEOUT_S = 3900.0  # longer than the longest timer (1 h)
+DEFAULT_GRACE_S = 10.0
+
+_RELEASE_ERRORS: tuple[type[BaseException], ...] = (TimeoutError, ResponseError, *TRANSIENT_ERRORS)
+
+
+@dataclass
+class WorkerStats:
+    received: int = 0  # entries taken with XREADGROUP
+    reclaimed: int = 0  # entries taken over with XAUTOCLAIM
+    finished: int = 0  # final results written
+    failed: int = 0  # error results written
+    dead_lettered: int = 0
+    already_done: int = 0  # delivered again after another attempt finished it: acked, skipped
+    lost: int = 0  # running entries reclaimed by another worker (this one had stalled)
+    released: int = 0  # entries handed back at stop
+    trimmed: int = 0  # pending entries the stream had trimmed away before they ran
+    in_flight: int = 0
+
+    def as_dict(self) -> dict[str, int]:
+        return asdict(self)
+
+
+@dataclass
+class _Job:
+    entry_id: str
+    task: asyncio.Task[None]
+    call_id: str = "?"
+    finishing: bool = False  # terminal result written; only the ack is left
+
+
+@dataclass
+class _Entry:
+    entry_id: str
+    fields: Mapping[bytes, bytes]
+    deliveries: int = 1
+    reclaimed: bool = False
+
+
+@dataclass
+class _Shutdown:
+    grace_s: float = 0.0
+    requested: asyncio.Event = field(default_factory=asyncio.Event)
+
+
+class Worker:
+    """One consumer in the `agents` group, running up to `concurrency` packages at once."""
+
+    def __init__(
+        self,
+        redis_url: str,
+        backend: Backend,
+        *,
+        concurrency: int = DEFAULT_CONCURRENCY,
+        consumer_name: str | None = None,
+        claim_idle_ms: int = DEFAULT_CLAIM_IDLE_MS,
+        max_deliveries: int = DEFAULT_MAX_DELIVERIES,
+        keys: StreamKeys | None = None,
+        block_ms: int = DEFAULT_BLOCK_MS,
+        claim_interval_ms: int | None = None,
+        heartbeat_interval_ms: int | None = None,
+        task_timeout_s: float = DEFAULT_TASK_TIMEOUT_S,
+    ) -> None:
+        if concurrency < 1:
+            raise ValueError("concurrency must be >= 1")
+        if max_deliveries < 1:
+            raise ValueError("max_deliveries must be >= 1")
+        self.redis_url = redis_url
+        self.backend = backend
+        self.concurrency = concurrency
+        self.consumer = consumer_name or default_consumer_name()
+        self.claim_idle_ms = claim_idle_ms
+        self.max_deliveries = max_deliveries
+        self.keys = keys or StreamKeys()
+        self.block_ms = block_ms
+        self.claim_interval_s = (claim_interval_ms or min(claim_idle_ms // 2, 5000)) / 1000
+        self.heartbeat_interval_s = (heartbeat_interval_ms or max(claim_idle_ms // 4, 20)) / 1000
+        self.task_timeout_s = task_timeout_s
+        self.stats = WorkerStats()
+        self.ready = asyncio.Event()  # set once the group exists and the worker is fetching
+        self._jobs: dict[str, _Job] = {}
+        self._slot_free = asyncio.Event()
+        self._shutdown = _Shutdown()
+        self._finished = asyncio.Event()
+        self._running = False
+        self._claim_cursor = "0-0"
+        self._next_claim_at = 0.0
+        self._outage = Outage(log, f"agent worker {self.consumer}")
+        self._redis: aioredis.Redis | None = None
+        self._scripts: Scripts | None = None
+
+    # -- lifetime ---------------------------------------------------------------------------------
+    async def run(self) -> None:
+        """Consume until stop() or cancellation. On cancellation running tasks are released."""
+        if self._running:
+            raise RuntimeError(f"worker {self.consumer} is already running")
+        self._running = True
+        self._finished.clear()
+        self._redis = aioredis.Redis.from_url(
+            self.redis_url,
+            socket_connect_timeout=2.0,
+            socket_timeout=self.block_ms / 1000 + 10.0,
+            socket_keepalive=True,
+            health_check_interval=30,
+        )
+        self._scripts = Scripts(self._redis)
+        log.info(
+            "agent worker %s: consuming %s as group %s (backend %s, concurrency %d)",
+            self.consumer,
+            self.keys.ctx,
+            self.keys.group,
+            getattr(self.backend, "name", type(self.backend).__name__),
+            self.concurrency,
+        )
+        heartbeat = asyncio.create_task(self._heartbeat_loop(), name=f"heartbeat-{self.consumer}")
+        fetch = asyncio.create_task(self._fetch_loop(), name=f"fetch-{self.consumer}")
+        stop_wait = asyncio.create_task(self._shutdown.requested.wait())
+        cancelled = False
+        try:
+            await asyncio.wait([fetch, stop_wait], return_when=asyncio.FIRST_COMPLETED)
+            if fetch.done():
+                fetch.result()  # a bug in the loop: raise it
+        except asyncio.CancelledError:
+            cancelled = True
+            raise
+        finally:
+            stop_wait.cancel()
+            fetch.cancel()
+            await asyncio.wait([fetch])
+            await self._drain(0.0 if cancelled else self._shutdown.grace_s)
+            heartbeat.cancel()
+            await asyncio.wait([heartbeat])
+            await self._release_all()
+            await self._redis.aclose()
+            self._running = False
+            self._finished.set()
+            log.info("agent worker %s stopped: %s", self.consumer, self.stats.as_dict())
+
+    async def stop(self, grace_s: float = DEFAULT_GRACE_S) -> None:
+        """Stop fetching; running tasks get `grace_s` to finish, the rest are released to other
+        workers. Returns when run() has returned."""
+        self._shutdown.grace_s = grace_s
+        self._shutdown.requested.set()
+        if self._running:
+            await self._finished.wait()
+
+    async def _drain(self, grace_s: float) -> None:
+        tasks = [job.task for job in self._jobs.values()]
+        if tasks and grace_s > 0:
+            log.info(
+                "agent worker %s: waiting up to %.1f s for %d running task(s)",
+                self.consumer,
+                grace_s,
+                len(tasks),
+            )
+            await asyncio.wait(tasks, timeout=grace_s)
+        for job in list(self._jobs.values()):
+            job.task.cancel()
+        if tasks:
+            await asyncio.wait(tasks)
+
+    async def _release_all(self) -> None:
+        """Hand back every entry still pending on this consumer (best effort, bounded in time)."""
+        assert self._redis is not None and self._scripts is not None
+        try:
+            async with asyncio.timeout(3.0):
+                pending: Any = await self._redis.xpending_range(
+                    self.keys.ctx, self.keys.group, "-", "+", 10_000, consumername=self.consumer
+                )
+                ids = [_s(p["message_id"]) for p in pending]
+                if ids:
+                    await self._scripts.touch(
+                        keys=[self.keys.ctx],
+                        args=[self.keys.group, self.consumer, RELEASE_IDLE_MS, *ids],
+                    )
+                    self.stats.released += len(ids)
+                    log.info(
+                        "agent worker %s: released %d unfinished package(s) to other workers",
+                        self.consumer,
+                        len(ids),
+                    )
+                else:
+                    # Nothing pending: the consumer can go, so XINFO CONSUMERS stays short.
+                    await self._redis.xgroup_delconsumer(
+                        self.keys.ctx, self.keys.group, self.consumer
+                    )
+        except _RELEASE_ERRORS as exc:
+            log.warning(
+                "agent worker %s: could not release pending work (%s); it is reclaimed after "
+                "%d ms idle",
+                self.consumer,
+                exc,
+                self.claim_idle_ms,
+            )
+
+    # -- fetching ---------------------------------------------------------------------------------
+    async def _fetch_loop(self) -> None:
+        assert self._redis is not None
+        backoff = Backoff()
+        group_ready = False
+        while not self._shutdown.requested.is_set():
+            free = self.concurrency - len(self._jobs)
+            if free <= 0:
+                self._slot_free.clear()
+                await self._slot_free.wait()
+                continue
+            try:
+                if not group_ready:
+                    await ensure_group(self._redis, self.keys)
+                    group_ready = True
+                    self.ready.set()
+                entries: list[_Entry] = []
+                if time.monotonic() >= self._next_claim_at:
+                    entries = await self._reclaim(free)
+                    if not entries or self._claim_cursor == "0-0":
+                        self._next_claim_at = time.monotonic() + self.claim_interval_s
+                for entry in entries:
+                    self._start(entry)
+                free -= len(entries)
+                if free > 0:
+                    block = self.block_ms
+                    if self._next_claim_at > 0:
+                        until_claim = int((self._next_claim_at - time.monotonic()) * 1000)
+                        block = max(1, min(block, until_claim))
+                    reply: Any = await self._redis.xreadgroup(
+                        self.keys.group,
+                        self.consumer,
+                        {self.keys.ctx: ">"},
+                        count=free,
+                        block=block,
+                    )
+                    for _key, stream_entries in reply or ():
+                        for entry_id, fields in stream_entries:
+                            self.stats.received += 1
+                            self._start(_Entry(_s(entry_id), fields or {}))
+                self._outage.ok()
+                backoff.reset()
+            except ResponseError as exc:
+                if "NOGROUP" in str(exc):
+                    # The stream or group vanished (Redis restarted without persistence, or
+                    # someone deleted the key): declare it again.
+                    log.warning("agent worker %s: %s; recreating the group", self.consumer, exc)
+                    group_ready = False
+                    continue
+                log.error("agent worker %s: fetch failed: %s", self.consumer, exc)
+                await backoff.sleep()
+            except TRANSIENT_ERRORS as exc:
+                self._outage.failed(exc)
+                await backoff.sleep()
+
+    async def _reclaim(self, count: int) -> list[_Entry]:
+        """Take over entries idle longer than claim_idle_ms (their consumer died or stalled)."""
+        assert self._redis is not None
+        reply: Any = await self._redis.xautoclaim(
+            self.keys.ctx,
+            self.keys.group,
+            self.consumer,
+            min_idle_time=self.claim_idle_ms,
+            start_id=self._claim_cursor,
+            count=count,
+        )
+        # Redis 7: [cursor, entries, deleted ids]; Redis 6.2: [cursor, entries] where an entry
+        # trimmed from the stream comes back as (None, None) and stays pending.
+        self._claim_cursor = _s(reply[0])
+        deleted = [_s(i) for i in reply[2]] if len(reply) > 2 and reply[2] else []
+        raw_entries = list(reply[1] or ())
+        entries = [(eid, f) for eid, f in raw_entries if eid is not None]
+        if deleted:
+            self.stats.trimmed += len(deleted)
+            log.error(
+                "agent worker %s: %d pending package(s) were trimmed from %s before they ran "
+                "(ctx_maxlen too small for the backlog?): %s",
+                self.consumer,
+                len(deleted),
+                self.keys.ctx,
+                deleted[:5],
+            )
+        if len(entries) < len(raw_entries):
+            await self._ack_trimmed_62()
+        if not entries:
+            return []
+        ids = [_s(eid) for eid, _ in entries]
+        pending: Any = await self._redis.xpending_range(
+            self.keys.ctx,
+            self.keys.group,
+            ids[0],
+            ids[-1],
+            len(ids) + len(self._jobs) + 16,
+            consumername=self.consumer,
+        )
+        deliveries = {_s(p["message_id"]): int(p["times_delivered"]) for p in pending}
+        out = []
+        for eid, fields in entries:
+            entry_id = _s(eid)
+            if entry_id in self._jobs:  # our own stalled entry: it is still running here
+                continue
+            self.stats.reclaimed += 1
+            count_ = deliveries.get(entry_id, self.max_deliveries + 1)
+            log.info("agent worker %s: reclaimed %s (delivery %d)", self.consumer, entry_id, count_)
+            out.append(_Entry(entry_id, fields or {}, count_, reclaimed=True))
+        return out
+
+    async def _ack_trimmed_62(self) -> None:
+        """Redis 6.2 leaves trimmed entries pending after XAUTOCLAIM: find and ack them."""
+        assert self._redis is not None
+        pending: Any = await self._redis.xpending_range(
+            self.keys.ctx, self.keys.group, "-", "+", 1000, consumername=self.consumer
+        )
+        for p in pending:
+            entry_id = _s(p["message_id"])
+            if entry_id in self._jobs:
+                continue
+            if not await self._redis.xrange(self.keys.ctx, entry_id, entry_id):
+                await self._redis.xack(self.keys.ctx, self.keys.group, entry_id)
+                self.stats.trimmed += 1
+                log.error(
+                    "agent worker %s: pending package %s was trimmed from %s before it ran",
+                    self.consumer,
+                    entry_id,
+                    self.keys.ctx,
+                )
+
+    def _start(self, entry: _Entry) -> None:
+        task = asyncio.create_task(self._handle(entry), name=f"agent-{entry.entry_id}")
+        self._jobs[entry.entry_id] = _Job(entry.entry_id, task)
+        self.stats.in_flight = len(self._jobs)
+        task.add_done_callback(functools.partial(self._job_done, entry.entry_id))
+
+    def _job_done(self, entry_id: str, _task: asyncio.Task[None]) -> None:
+        self._jobs.pop(entry_id, None)
+        self.stats.in_flight = len(self._jobs)
+        self._slot_free.set()
+
+    # -- heartbeat --------------------------------------------------------------------------------
+    async def _heartbeat_loop(self) -> None:
+        assert self._scripts is not None
+        while True:
+            await asyncio.sleep(self.heartbeat_interval_s)
+            ids = [eid for eid, job in self._jobs.items() if not job.finishing]
+            if not ids:
+                continue
+            try:
+                lost = await self._scripts.touch(
+                    keys=[self.keys.ctx], args=[self.keys.group, self.consumer, 0, *ids]
+                )
+            except TRANSIENT_ERRORS:
+                continue  # the fetch loop and the tasks report the outage
+            except ResponseError as exc:
+                log.warning("agent worker %s: heartbeat failed: %s", self.consumer, exc)
+                continue
+            for raw in lost or ():
+                job = self._jobs.get(_s(raw))
+                if job is not None and not job.finishing:
+                    self.stats.lost += 1
+                    log.warning(
+                        "call %s: entry %s was taken over by another worker; stopping it here",
+                        job.call_id,
+                        job.entry_id,
+                    )
+                    job.task.cancel()
+
+    # -- one package ------------------------------------------------------------------------------
+    async def _handle(self, entry: _Entry) -> None:
+        try:
+            await self._handle_inner(entry)
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            # Only a bug gets here; the entry stays pending and is retried (then dead-lettered).
+            log.exception("agent worker %s: handling %s failed", self.consumer, entry.entry_id)
+
+    async def _handle_inner(self, entry: _Entry) -> None:
+        raw = entry.fields.get(b"package")
+        if raw is None:
+            await self._dead(entry, b"", "missing_field: entry has no 'package' field")
+            return
+        try:
+            package = ContextPackage.decode(raw)
+        except PackageError as exc:
+            await self._reject_unparseable(entry, raw, exc)
+            return
+        job = self._jobs.get(entry.entry_id)
+        if job is not None:
+            job.call_id = package.call_id
+        if entry.deliveries > self.max_deliveries:
+            log.error(
+                "call %s: package %s delivered %d times without finishing; dead-lettering it",
+                package.call_id,
+                package.package_id,
+                entry.deliveries,
+            )
+            await self._emit(
+                package,
+                "error",
+                f"background task failed after {entry.deliveries - 1} attempts",
+                {"reason": "max_deliveries", "deliveries": entry.deliveries},
+            )
+            await self._dead(
+                entry,
+                raw,
+                f"max_deliveries: delivered {entry.deliveries} times (limit "
+                f"{self.max_deliveries}) without a final result",
+            )
+            return
+        await self._run_package(entry, package, job)
+
+    async def _run_package(self, entry: _Entry, package: ContextPackage, job: _Job | None) -> None:
+        call = package.call_id
+        started = await self._emit(
+            package, "started", "", {"attempt": entry.deliveries, "worker": self.consumer}
+        )
+        if started == EMIT_DONE:
+            # Another attempt already finished it (we died between its final and its ack, or it
+            # was published twice): just acknowledge.
+            self.stats.already_done += 1
+            log.info("call %s: package %s already finished; acking", call, package.package_id)
+            await self._ack(entry)
+            return
+        log.debug(
+            "call %s: running package %s (entry %s)", call, package.package_id, entry.entry_id
+        )
+        seq = started + 1
+        # "final" / "error": written by this attempt; "done": another attempt finished it first.
+        outcome: str | None = None
+        events = self.backend.run(package)
+        deadline = asyncio.timeout(self.task_timeout_s)
+        try:
+            async with deadline:
+                async for event in events:
+                    is_terminal = event.kind in ("final", "error")
+                    written = await self._emit(
+                        package,
+                        event.kind,
+                        event.text,
+                        event.data,
+                        seq=None if is_terminal else seq,
+                    )
+                    seq += 1
+                    if written == EMIT_DONE:
+                        outcome = "done"
+                        break
+                    if is_terminal:
+                        outcome = event.kind
+                        break
+        except Exception as exc:
+            if isinstance(exc, TimeoutError) and deadline.expired():
+                log.warning("call %s: package %s timed out", call, package.package_id)
+                text, reason = f"timed out after {self.task_timeout_s:g} s", "timeout"
+            else:
+                log.exception("call %s: backend failed on package %s", call, package.package_id)
+                text = f"background model failed: {type(exc).__name__}: {exc}"
+                reason = "backend_exception"
+            outcome = await self._finish_with_error(package, text, reason)
+        finally:
+            aclose = getattr(events, "aclose", None)
+            if aclose is not None:
+                with contextlib.suppress(Exception):
+                    await aclose()
+        if outcome is None:
+            outcome = await self._finish_with_error(
+                package, "the background model ended without a result", "empty"
+            )
+        if job is not None:
+            job.finishing = True
+        if outcome == "final":
+            self.stats.finished += 1
+        elif outcome == "error":
+            self.stats.failed += 1
+        else:
+            self.stats.already_done += 1
+            log.info(
+                "call %s: package %s was finished by another attempt", call, package.package_id
+            )
+        await self._ack(entry)
+
+    async def _finish_with_error(self, package: ContextPackage, text: str, reason: str) -> str:
+        written = await self._emit(package, "error", text, {"reason": reason})
+        return "done" if written == EMIT_DONE else "error"
+
+    async def _reject_unparseable(self, entry: _Entry, raw: bytes, exc: PackageError) -> None:
+        """Dead-letter a package that is not v1; tell its call when its ids can be read."""
+        ids = _ids_from_raw(raw)
+        if ids is not None:
+            call_id, package_id = ids
+            log.error("call %s: package %s rejected: %s", call_id, package_id, exc)
+            await self._retry(
+                lambda: emit(
+                    self._require_scripts(),
+                    self.keys,
+                    call_id,
+                    package_id,
+                    "error",
+                    f"background task rejected: {exc}",
+                    {"reason": exc.code},
+                )
+            )
+        else:
+            log.error("agent worker %s: entry %s rejected: %s", self.consumer, entry.entry_id, exc)
+        await self._dead(entry, raw, str(exc))
+
+    # -- Redis writes, retried through outages ----------------------------------------------------
+    def _require_scripts(self) -> Scripts:
+        assert self._scripts is not None
+        return self._scripts
+
+    async def _emit(
+        self,
+        package: ContextPackage,
+        kind: ResultKind,
+        text: str,
+        data: Mapping[str, Any] | None,
+        *,
+        seq: int | None = None,
+    ) -> int:
+        return await self._retry(
+            lambda: emit(
+                self._require_scripts(),
+                self.keys,
+                package.call_id,
+                package.package_id,
+                kind,
+                text,
+                data,
+                seq=seq,
+            )
+        )
+
+    async def _ack(self, entry: _Entry) -> None:
+        assert self._redis is not None
+        redis = self._redis
+        await self._retry(lambda: redis.xack(self.keys.ctx, self.keys.group, entry.entry_id))
+
+    async def _dead(self, entry: _Entry, raw: bytes, reason: str) -> None:
+        assert self._redis is not None
+        redis = self._redis
+        await self._retry(
+            lambda: dead_letter(redis, self.keys, entry.entry_id, raw, reason, entry.deliveries)
+        )
+        self.stats.dead_lettered += 1
+        job = self._jobs.get(entry.entry_id)
+        if job is not None:
+            job.finishing = True
+
+    async def _retry(self, op: Any) -> Any:
+        """Run `op()` until Redis answers; backoff in between; the outage is logged once."""
+        backoff = Backoff()
+        while True:
+            try:
+                result = await op()
+            except TRANSIENT_ERRORS as exc:
+                self._outage.failed(exc)
+                await backoff.sleep()
+                continue
+            self._outage.ok()
+            return result
+
+
+def default_consumer_name() -> str:
+    """host-pid-random: unique per worker, readable in XINFO CONSUMERS."""
+    return f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
+
+
+def _s(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value
+
+
+def _ids_from_raw(raw: bytes) -> tuple[str, str] | None:
+    try:
+        obj = json.loads(raw)
+    except (ValueError, RecursionError):
+        return None
+    if not isinstance(obj, dict):
+        return None
+    call_id, package_id = obj.get("call_id"), obj.get("package_id")
+    if isinstance(call_id, str) and call_id and isinstance(package_id, str) and package_id:
+        if len(call_id) <= 200 and len(package_id) <= 200:
+            return call_id, package_id
+    return None
+
+
+# -- `microturn agent` ------------------------------------------------------------------------------
+def build_parser() -> argparse.ArgumentParser:
+    env = os.environ.get
+    parser = argparse.ArgumentParser(
+        prog="microturn agent",
+        description="Run a background-model worker: consume context packages from Redis, stream "
+        "results back. Any number of workers may share one Redis.",
+    )
+    parser.add_argument(
+        "--redis",
+        default=env("REDIS_URL"),
+        help="Redis URL, e.g. redis://host:6379/0 [REDIS_URL]",
+    )
+    parser.add_argument(
+        "--concurrency",
+        type=int,
+        default=int(env("MICROTURN_AGENT_CONCURRENCY", DEFAULT_CONCURRENCY)),
+        help=f"packages run at once [MICROTURN_AGENT_CONCURRENCY; default {DEFAULT_CONCURRENCY}]",
+    )
+    parser.add_argument(
+        "--backend",
+        choices=BACKEND_NAMES,
+        default=env("MICROTURN_AGENT_BACKEND", "builtin"),
+        help="background model [MICROTURN_AGENT_BACKEND; default builtin]",
+    )
+    parser.add_argument(
+        "--notes",
+        default=env("MICROTURN_NOTES_DIR"),
+        help="folder of .md/.txt notes the tools search [MICROTURN_NOTES_DIR]",
+    )
+    parser.add_argument(
+        "--openai-base-url",
+        default=env("MICROTURN_OPENAI_BASE_URL") or env("OPENAI_BASE_URL"),
+        help="OpenAI-compatible API base, e.g. http://host:8000/v1 [MICROTURN_OPENAI_BASE_URL]",
+    )
+    parser.add_argument(
+        "--openai-model",
+        default=env("MICROTURN_OPENAI_MODEL", "gpt-4o-mini"),
+        help="model name [MICROTURN_OPENAI_MODEL]; the key comes from MICROTURN_OPENAI_API_KEY "
+        "or OPENAI_API_KEY",
+    )
+    parser.add_argument("--consumer", default=None, help="consumer name (default host-pid-random)")
+    parser.add_argument("--claim-idle-ms", type=int, default=DEFAULT_CLAIM_IDLE_MS)
+    parser.add_argument("--max-deliveries", type=int, default=DEFAULT_MAX_DELIVERIES)
+    parser.add_argument("--key-prefix", default="microturn", help="stream key prefix")
+    parser.add_argument("--group", default="agents", help="consumer group")
+    parser.add_argument("--grace-s", type=float, default=DEFAULT_GRACE_S)
+    parser.add_argument("--log-level", default=env("MICROTURN_LOG_LEVEL", "info"))
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """`microturn agent ...`: run one worker until Ctrl-C / SIGTERM. Returns the exit code."""
+    parser = build_parser()
+    args = parser.parse_args(list(sys.argv[1:] if argv is None else argv))
+    logging.basicConfig(
+        level=str(args.log_level).upper(),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    if not args.redis:
+        parser.error("--redis URL (or REDIS_URL) is required")
+    if args.concurrency < 1:
+        parser.error("--concurrency must be >= 1")
+    api_key = os.environ.get("MICROTURN_OPENAI_API_KEY") or os.environ.get("OPENAI_API_KEY")
+    try:
+        backend = make_backend(
+            args.backend,
+            notes_dir=args.notes,
+            openai_base_url=args.openai_base_url,
+            openai_api_key=api_key,
+            openai_model=args.openai_model,
+        )
+    except ValueError as exc:
+        parser.error(str(exc))
+    worker = Worker(
+        args.redis,
+        backend,
+        concurrency=args.concurrency,
+        consumer_name=args.consumer,
+        claim_idle_ms=args.claim_idle_ms,
+        max_deliveries=args.max_deliveries,
+        keys=StreamKeys.with_prefix(args.key_prefix, group=args.group),
+    )
+    try:
+        asyncio.run(_serve_worker(worker, backend, args.grace_s))
+    except KeyboardInterrupt:
+        return 130
+    return 0
+
+
+async def _serve_worker(worker: Worker, backend: Backend, grace_s: float) -> None:
+    loop = asyncio.get_running_loop()
+    run = asyncio.create_task(worker.run())
+    signals = 0
+    stopping: list[asyncio.Task[None]] = []
+
+    def on_signal(signum: int) -> None:
+        nonlocal signals
+        signals += 1
+        if signals == 1:
+            log.info(
+                "agent worker %s: %s received; finishing running tasks (again to force)",
+                worker.consumer,
+                signal.Signals(signum).name,
+            )
+            stopping.append(loop.create_task(worker.stop(grace_s)))
+        else:
+            run.cancel()
+
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(NotImplementedError, RuntimeError):
+            loop.add_signal_handler(signum, on_signal, signum)
+    print(
+        f"microturn agent {worker.consumer}: consuming {worker.keys.ctx} "
+        f"(group {worker.keys.group}, concurrency {worker.concurrency}); Ctrl-C to stop",
+        flush=True,
+    )
+    try:
+        await run
+    except asyncio.CancelledError:
+        if not run.cancelled():
+            raise
+    finally:
+        await backend.aclose()
+
+
+if __name__ == "__main__":
+    sys.exit(main())
