@@ -1,0 +1,135 @@
+"""Model configuration: the fixed interface constants and the named presets.
+
+Two kinds of numbers live here.
+
+* Interface constants (module level): the feature and output formats every checkpoint of this
+  interface shares (dMel input, 12.5 ms mel output, 40x40 video patch, byte vocabulary, the token
+  layout). A checkpoint records them and loading refuses one that disagrees.
+* `ModelConfig`: the sizes a checkpoint may choose (width, depth, attention window, flow head, ...),
+  with named presets: `tiny` (tests) and `small` (the shipped default).
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, fields, replace
+from typing import Any
+
+from inference.types import MICROTURN_MS, MICROTURN_SAMPLES, SAMPLE_RATE_HZ
+
+# ---- audio in: dMel (Bai et al. 2024) -------------------------------------------------------------
+DMEL_N_FFT = 1024
+DMEL_WIN_SAMPLES = 800  # 50 ms Hann
+DMEL_HOP_SAMPLES = 400  # 25 ms
+DMEL_FRAMES_PER_MICROTURN = MICROTURN_SAMPLES // DMEL_HOP_SAMPLES  # 8
+DMEL_BINS = 16  # 4 bits per channel
+N_MELS = 80
+MEL_FMIN_HZ = 80.0
+MEL_FMAX_HZ = 7600.0
+LOG10_MEL_MIN = -7.0  # log10 magnitude-mel clip range (dMel's), shared by input and output
+LOG10_MEL_MAX = 2.0
+
+# ---- audio out: continuous log-mel at 12.5 ms, vocoded by streaming Griffin-Lim ------------------
+OUT_N_FFT = 800  # no zero padding: 401 bins (20 Hz), cheaper Griffin-Lim iterations
+OUT_WIN_SAMPLES = 800
+OUT_HOP_SAMPLES = 200  # 12.5 ms
+MEL_FRAMES_PER_MICROTURN = MICROTURN_SAMPLES // OUT_HOP_SAMPLES  # 16
+
+# ---- video in: one 40x40 RGB patch per micro-turn through the hMLP stem ---------------------------
+FRAME_SIZE = 40
+
+# ---- token layout ---------------------------------------------------------------------------------
+TOKENS_PER_MICROTURN = 2  # [self, world]; see inference/model.py
+SELF_TOKEN, WORLD_TOKEN = 0, 1
+
+CHECKPOINT_FORMAT = "microturn-interaction-model"
+CHECKPOINT_VERSION = 1
+
+
+def interface() -> dict[str, Any]:
+    """The constants a checkpoint must agree with (stored in config.json, checked on load)."""
+    return {
+        "sample_rate_hz": SAMPLE_RATE_HZ,
+        "microturn_ms": MICROTURN_MS,
+        "dmel": [DMEL_N_FFT, DMEL_WIN_SAMPLES, DMEL_HOP_SAMPLES, DMEL_BINS],
+        "mel": [N_MELS, MEL_FMIN_HZ, MEL_FMAX_HZ, LOG10_MEL_MIN, LOG10_MEL_MAX],
+        "mel_out": [OUT_N_FFT, OUT_WIN_SAMPLES, OUT_HOP_SAMPLES],
+        "frame_size": FRAME_SIZE,
+        "vocab": "bytes+pad,sil,eou",
+        "tokens_per_microturn": TOKENS_PER_MICROTURN,
+    }
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    name: str = "microturn-small-v0"
+    # trunk (decoder-only transformer over the fused token stream)
+    d_model: int = 192
+    n_layers: int = 4
+    n_heads: int = 4
+    mlp_hidden: int = 576
+    window_microturns: int = 150  # bounded attention: the last W micro-turns (30 s) + sinks
+    n_sinks: int = 2  # learned attention-sink key/value pairs per layer
+    rope_base: float = 10_000.0
+    # inputs
+    dmel_embed_dim: int = 48  # per-(channel, bin) embedding summed per 25 ms frame
+    video_stem_dim: int = 48  # hMLP hidden channels
+    text_embed_dim: int = 48
+    text_in_slots: int = 8  # bytes of queued text entering per micro-turn (40 B/s)
+    text_out_slots: int = 4  # bytes the model may say per micro-turn (20 B/s)
+    time_embed_dim: int = 64  # sinusoidal elapsed-time features
+    # outputs
+    flow_width: int = 256
+    flow_depth: int = 3
+    flow_steps: int = 8  # Euler steps at sampling
+    griffin_lim_iters: int = 8  # measured: mel error 2.91 dB at 8, 2.85 at 32
+    speak_threshold_log10: float = -4.0  # mean output log10-mel above this = speaking
+
+    def __post_init__(self) -> None:
+        assert self.d_model % self.n_heads == 0, "d_model must divide into heads"
+        assert (self.d_model // self.n_heads) % 2 == 0, "head dim must be even for rotary"
+        assert self.window_microturns >= 1 and self.n_sinks >= 1
+        assert self.flow_steps >= 1 and self.griffin_lim_iters >= 0
+
+    @property
+    def head_dim(self) -> int:
+        return self.d_model // self.n_heads
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> ModelConfig:
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(data) - known)
+        missing = sorted(known - set(data))
+        if unknown or missing:
+            raise ValueError(f"model config fields: unknown {unknown}, missing {missing}")
+        return cls(**data)
+
+
+PRESETS: dict[str, ModelConfig] = {
+    "tiny": ModelConfig(
+        name="microturn-tiny-v0",
+        d_model=64,
+        n_layers=2,
+        n_heads=2,
+        mlp_hidden=128,
+        window_microturns=6,
+        n_sinks=1,
+        dmel_embed_dim=8,
+        video_stem_dim=8,
+        text_embed_dim=8,
+        time_embed_dim=16,
+        flow_width=64,
+        flow_depth=2,
+        flow_steps=2,
+        griffin_lim_iters=4,
+    ),
+    "small": ModelConfig(),
+}
+
+
+def preset(name: str, **overrides: Any) -> ModelConfig:
+    if name not in PRESETS:
+        raise KeyError(f"unknown preset {name!r}; known: {sorted(PRESETS)}")
+    return replace(PRESETS[name], **overrides)

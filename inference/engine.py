@@ -1,0 +1,473 @@
+"""The streaming-session engine: every call's state resident in a slot, all due calls in one step.
+
+    event loop (signaling/media)                 engine thread (torch)
+    ─────────────────────────────                ─────────────────────────────────────────────
+    open(call_id) -> slot        (bookkeeping)
+    await append(slot, inp) ──► session.pending (≤ max_pending; overflow drops the oldest,
+                                 its future gets a silent output marked late)
+                                 notify ──────►  take the oldest pending input of every session
+                                                 that has one (any ages, any slots)
+                                                 reset slots of new sessions
+                                                 ONE batched model.step on the device
+    future resolved  ◄── call_soon_threadsafe ── outputs: text, audio, speaking, delegate, late
+    close(slot)                  (frees the slot at once; pending appends are cancelled)
+
+Continuous batching: the thread steps whenever it is free, so calls join and leave at any tick and
+a call's 200 ms boundaries need not line up with anyone else's. State lives in preallocated
+per-slot tensors (KV window, dMel tail, vocoder tail, own last output), nothing grows with call
+length, and a slot is reset on the engine thread before its new session's first step. Each session
+draws the flow head's noise from its own generator seeded from (engine seed, call id), so a call's
+output does not depend on who else is in the batch.
+
+Deadlines: an output is late when it is ready more than `deadline_ms` after its append(). Steps with
+late outputs are counted (`late_steps`); a session that falls behind has at most `max_pending`
+inputs waiting, so the engine never builds a backlog: it drops the oldest and catches up.
+
+Text: MicroTurnInput.text joins the session's bounded text queue (bytes + EOU per message); each
+micro-turn feeds the next `text_in_slots` ids to the model. Delegation: when the control head fires
+(and at most once per `delegate_cooldown_microturns`), `delegate` carries the user text received
+since the last delegation, or else the last things the model said; nothing to say, no delegation.
+
+CPU: float32 on `num_threads` torch threads (default: all cores but one, so media keeps a core).
+CUDA: bfloat16 autocast and a bfloat16 KV cache. Same code path.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import threading
+import time
+import zlib
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+
+from inference.config import FRAME_SIZE
+from inference.kvcache import Rows
+from inference.model import CONTROL_DELEGATE, MEL_DIM, InteractionModel, StepInput
+from inference.text import TextDecoder, TextQueue
+from inference.types import MICROTURN_SAMPLES, MicroTurnInput, MicroTurnOutput
+
+log = logging.getLogger(__name__)
+
+STEP_HISTORY = 1000  # steps kept for the latency percentiles
+RECENT_TEXT_CHARS = 1000
+
+
+class EngineFull(Exception):
+    """Every slot is taken. The server answers 503 with Retry-After."""
+
+
+class EngineStopped(RuntimeError):
+    """The engine is not running (never started, or stopped)."""
+
+
+@dataclass
+class EngineConfig:
+    max_sessions: int = 8
+    device: str | None = None  # None: "cuda" if available else "cpu"
+    deadline_ms: float = 200.0
+    num_threads: int | None = None  # torch threads; None: all cores but one (1 on 2 cores)
+    seed: int = 0
+    max_pending: int = 2  # inputs a session may have waiting; more drops the oldest
+    max_text_ids: int = 4096  # per-session text-in queue bound (bytes + EOU marks)
+    delegate_cooldown_microturns: int = 25  # at most one delegation per 5 s
+
+
+def pick_device(name: str | None) -> torch.device:
+    if name is None:
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    return torch.device(name)
+
+
+def default_threads() -> int:
+    return max(1, min(4, (os.cpu_count() or 2) - 1))
+
+
+def session_seed(engine_seed: int, call_id: str) -> int:
+    return (engine_seed * 1_000_003 + zlib.crc32(call_id.encode())) & 0x7FFF_FFFF_FFFF
+
+
+@dataclass
+class _Item:
+    inp: MicroTurnInput
+    t_append: float  # time.perf_counter() at append
+    future: asyncio.Future[MicroTurnOutput] | None = None
+    loop: asyncio.AbstractEventLoop | None = None
+
+
+@dataclass
+class _Session:
+    call_id: str
+    slot: int
+    seed: int
+    text: TextQueue
+    pending: deque[_Item] = field(default_factory=deque)
+    decoder: TextDecoder = field(default_factory=TextDecoder)
+    generator: torch.Generator | None = None  # made on the engine thread at the first step
+    needs_reset: bool = True
+    closed: bool = False
+    microturns: int = 0
+    late: int = 0
+    dropped: int = 0
+    delegations: int = 0
+    last_delegate_mt: int = -(10**9)
+    user_text: str = ""  # received since the last delegation (bounded)
+    said_text: str = ""  # what the model said lately (bounded)
+
+    def stats(self) -> dict[str, Any]:
+        return {
+            "call_id": self.call_id,
+            "microturns": self.microturns,
+            "late_steps": self.late,
+            "dropped_inputs": self.dropped,
+            "dropped_text_ids": self.text.dropped,
+            "pending": len(self.pending),
+            "delegations": self.delegations,
+        }
+
+
+def silent_output(index: int, late: bool, **extras: float) -> MicroTurnOutput:
+    return MicroTurnOutput(
+        index=index,
+        text="",
+        audio=np.zeros(MICROTURN_SAMPLES, dtype=np.float32),
+        speaking=False,
+        late=late,
+        extras=dict(extras),
+    )
+
+
+def _resolve(
+    future: asyncio.Future[MicroTurnOutput], result: MicroTurnOutput | BaseException
+) -> None:
+    if future.done():
+        return
+    if isinstance(result, BaseException):
+        future.set_exception(result)
+    else:
+        future.set_result(result)
+
+
+def _deliver(item: _Item, result: MicroTurnOutput | BaseException) -> None:
+    if item.future is None or item.loop is None:
+        return
+    try:
+        item.loop.call_soon_threadsafe(_resolve, item.future, result)
+    except RuntimeError:  # the loop is closed: nobody is waiting any more
+        pass
+
+
+class Engine:
+    def __init__(self, model: InteractionModel, config: EngineConfig) -> None:
+        assert config.max_sessions >= 1 and config.max_pending >= 1
+        self.config = config
+        self.device = pick_device(config.device)
+        self.cuda = self.device.type == "cuda"
+        self.model = model.to(self.device).eval()
+        self.model_name: str = model.cfg.name
+        self.frame_size: int = FRAME_SIZE
+        self.capacity: int = config.max_sessions
+        self.num_threads = config.num_threads or default_threads()
+        cache_dtype = torch.bfloat16 if self.cuda else torch.float32
+        with torch.no_grad():
+            self.state = model.new_state(self.capacity, self.device, cache_dtype)
+        self._slots: list[_Session | None] = [None] * self.capacity
+        self._cond = threading.Condition()
+        self._thread: threading.Thread | None = None
+        self._running = False
+        self._warmed = False
+        self._steps = 0
+        self._late_steps = 0
+        self._late_outputs = 0
+        self._dropped = 0
+        self._step_ms: deque[float] = deque(maxlen=STEP_HISTORY)
+        self._batch: deque[int] = deque(maxlen=STEP_HISTORY)
+
+    @classmethod
+    def from_checkpoint(cls, path: str | None, config: EngineConfig) -> Engine:
+        """path None: the shipped `small` checkpoint (inference/checkpoints/small)."""
+        from inference.checkpoint import load
+
+        return cls(load(path, device="cpu"), config)
+
+    # ---- sessions (any thread) --------------------------------------------------------------------
+    @property
+    def active(self) -> int:
+        with self._cond:
+            return sum(s is not None for s in self._slots)
+
+    def open(self, call_id: str) -> int:
+        with self._cond:
+            for slot, session in enumerate(self._slots):
+                if session is None:
+                    seed = session_seed(self.config.seed, call_id)
+                    self._slots[slot] = _Session(
+                        call_id, slot, seed, TextQueue(self.config.max_text_ids)
+                    )
+                    log.info("call %s: opened slot %d", call_id, slot)
+                    return slot
+        raise EngineFull(f"all {self.capacity} model slots are taken")
+
+    def close(self, slot: int) -> None:
+        with self._cond:
+            session = self._slots[slot] if 0 <= slot < self.capacity else None
+            if session is None:
+                return
+            self._slots[slot] = None
+            session.closed = True
+            items = list(session.pending)
+            session.pending.clear()
+        for item in items:
+            if item.future is not None and item.loop is not None:
+                try:
+                    item.loop.call_soon_threadsafe(item.future.cancel)
+                except RuntimeError:
+                    pass
+        log.info(
+            "call %s: closed slot %d after %d micro-turns",
+            session.call_id,
+            slot,
+            session.microturns,
+        )
+
+    def _session(self, slot: int) -> _Session:
+        session = self._slots[slot] if 0 <= slot < self.capacity else None
+        if session is None:
+            raise KeyError(f"slot {slot} is not open")
+        return session
+
+    def session_stats(self, slot: int) -> dict[str, Any]:
+        with self._cond:
+            return self._session(slot).stats()
+
+    def stats(self) -> dict[str, Any]:
+        with self._cond:
+            times = np.array(self._step_ms, dtype=np.float64)
+            batches = np.array(self._batch, dtype=np.float64)
+            return {
+                "model": self.model_name,
+                "device": str(self.device),
+                "threads": self.num_threads,
+                "active": sum(s is not None for s in self._slots),
+                "capacity": self.capacity,
+                "steps": self._steps,
+                "late_steps": self._late_steps,
+                "late_outputs": self._late_outputs,
+                "dropped_inputs": self._dropped,
+                "step_ms_p50": float(np.percentile(times, 50)) if times.size else 0.0,
+                "step_ms_p99": float(np.percentile(times, 99)) if times.size else 0.0,
+                "step_ms_max": float(times.max()) if times.size else 0.0,
+                "batch_mean": float(batches.mean()) if batches.size else 0.0,
+            }
+
+    async def append(self, slot: int, inp: MicroTurnInput) -> MicroTurnOutput:
+        if inp.frame is not None and inp.frame.shape != (FRAME_SIZE, FRAME_SIZE, 3):
+            raise ValueError(
+                f"frame must be [{FRAME_SIZE}, {FRAME_SIZE}, 3], got {inp.frame.shape}"
+            )
+        loop = asyncio.get_running_loop()
+        item = _Item(inp, time.perf_counter(), loop.create_future(), loop)
+        dropped: _Item | None = None
+        with self._cond:
+            if not self._running:
+                raise EngineStopped("the engine is not running (call start())")
+            session = self._session(slot)
+            if inp.text:
+                session.text.push(inp.text)
+                session.user_text = (session.user_text + " " + inp.text).strip()[
+                    -RECENT_TEXT_CHARS:
+                ]
+            session.pending.append(item)
+            if len(session.pending) > self.config.max_pending:
+                dropped = session.pending.popleft()
+                session.dropped += 1
+                session.late += 1
+                self._dropped += 1
+            self._cond.notify()
+        if dropped is not None:
+            log.debug("call %s: behind, dropped micro-turn %d", session.call_id, dropped.inp.index)
+            assert dropped.future is not None
+            _resolve(dropped.future, silent_output(dropped.inp.index, late=True, dropped=1.0))
+        assert item.future is not None
+        return await item.future
+
+    # ---- the engine thread ------------------------------------------------------------------------
+    def start(self) -> None:
+        with self._cond:
+            if self._running:
+                return
+            self._running = True
+            self._thread = threading.Thread(target=self._run, name="microturn-engine", daemon=True)
+            self._thread.start()
+        log.info(
+            "engine %s on %s (%d threads), %d slots",
+            self.model_name,
+            self.device,
+            self.num_threads,
+            self.capacity,
+        )
+
+    def stop(self) -> None:
+        with self._cond:
+            if not self._running:
+                return
+            self._running = False
+            self._cond.notify_all()
+            thread = self._thread
+            items = [item for s in self._slots if s is not None for item in s.pending]
+            for s in self._slots:
+                if s is not None:
+                    s.pending.clear()
+        if thread is not None and thread is not threading.current_thread():
+            thread.join(timeout=10.0)
+        for item in items:
+            _deliver(item, EngineStopped("the engine stopped"))
+
+    def _run(self) -> None:
+        torch.set_num_threads(self.num_threads)
+        if not self._warmed:
+            self._warm_up()
+        while True:
+            with self._cond:
+                while self._running and not any(s is not None and s.pending for s in self._slots):
+                    self._cond.wait()
+                if not self._running:
+                    return
+                batch = [
+                    (s, s.pending.popleft()) for s in self._slots if s is not None and s.pending
+                ]
+                text_in = [s.text.take(self.model.cfg.text_in_slots) for s, _ in batch]
+            try:
+                self._step(batch, text_in)
+            except Exception as exc:  # a broken step fails its calls, not the engine
+                log.exception("engine step failed for calls %s", [s.call_id for s, _ in batch])
+                for session, item in batch:
+                    session.needs_reset = True
+                    _deliver(item, exc)
+
+    def _warm_up(self) -> None:
+        """One throw-away step on an unused slot so the first call's first step is not late."""
+        with self._cond:
+            free = [i for i, s in enumerate(self._slots) if s is None]
+        if free:
+            dummy = MicroTurnInput(index=0, audio=np.zeros(MICROTURN_SAMPLES, dtype=np.float32))
+            session = _Session("warm-up", free[0], 0, TextQueue(1))
+            text_in = [session.text.take(self.model.cfg.text_in_slots)]
+            self._step([(session, _Item(dummy, time.perf_counter()))], text_in, record=False)
+            with torch.no_grad():
+                self.model.reset_state(self.state, torch.tensor([free[0]], device=self.device))
+        self._warmed = True
+
+    def step_sync(self, inputs: dict[int, MicroTurnInput]) -> dict[int, MicroTurnOutput]:
+        """One batched step on the caller's thread (tests, benchmarks); the worker must not run."""
+        assert not self._running, "step_sync is for a stopped engine"
+        now = time.perf_counter()
+        with self._cond:
+            batch = []
+            for slot, inp in sorted(inputs.items()):
+                session = self._session(slot)
+                if inp.text:
+                    session.text.push(inp.text)
+                    session.user_text = (session.user_text + " " + inp.text).strip()[
+                        -RECENT_TEXT_CHARS:
+                    ]
+                batch.append((session, _Item(inp, now)))
+            text_in = [s.text.take(self.model.cfg.text_in_slots) for s, _ in batch]
+        outputs = self._step(batch, text_in)
+        return {s.slot: out for (s, _), out in zip(batch, outputs, strict=True)}
+
+    @torch.inference_mode()
+    def _step(
+        self, batch: list[tuple[_Session, _Item]], text_in: list[list[int]], record: bool = True
+    ) -> list[MicroTurnOutput]:
+        t0 = time.perf_counter()
+        dev = self.device
+        fresh = [s.slot for s, _ in batch if s.needs_reset]
+        if fresh:
+            self.model.reset_state(self.state, torch.tensor(fresh, device=dev))
+        for session, _ in batch:
+            if session.needs_reset or session.generator is None:
+                session.generator = torch.Generator(dev).manual_seed(session.seed)
+                session.needs_reset = False
+        inputs = [item.inp for _, item in batch]
+        blank = np.zeros((FRAME_SIZE, FRAME_SIZE, 3), dtype=np.uint8)
+        step_in = StepInput(
+            audio=torch.from_numpy(np.stack([i.audio for i in inputs])).to(dev),
+            frames=torch.from_numpy(
+                np.stack([blank if i.frame is None else i.frame for i in inputs])
+            ).to(dev),
+            has_frame=torch.tensor([i.frame is not None for i in inputs], device=dev),
+            text_in=torch.tensor(text_in, dtype=torch.long, device=dev),
+            index=torch.tensor([i.index for i in inputs], dtype=torch.long, device=dev),
+            noise=torch.stack(
+                [torch.randn(MEL_DIM, generator=s.generator, device=dev) for s, _ in batch]
+            ),
+        )
+        rows = Rows.of([s.slot for s, _ in batch], dev)
+        with torch.autocast(device_type=dev.type, dtype=torch.bfloat16, enabled=self.cuda):
+            out = self.model.step(self.state, rows, step_in)
+        text_ids = out.text_ids.cpu().tolist()
+        delegate = (out.control_logits.argmax(-1) == CONTROL_DELEGATE).cpu().tolist()
+        level = out.logmel.float().mean(dim=(1, 2)).cpu().tolist()
+        audio = out.audio.float().cpu().numpy()
+        t_done = time.perf_counter()
+        step_ms = (t_done - t0) * 1000.0
+
+        outputs: list[MicroTurnOutput] = []
+        late_any = False
+        cfg = self.model.cfg
+        with self._cond:
+            for b, (session, item) in enumerate(batch):
+                text, eou = session.decoder.feed(text_ids[b])
+                session.microturns += 1
+                if text:
+                    session.said_text = (session.said_text + text)[-RECENT_TEXT_CHARS:]
+                request = None
+                if (
+                    delegate[b]
+                    and session.microturns - session.last_delegate_mt
+                    >= self.config.delegate_cooldown_microturns
+                ):
+                    request = session.user_text or session.said_text[-200:] or None
+                    if request:
+                        session.user_text = ""
+                        session.last_delegate_mt = session.microturns
+                        session.delegations += 1
+                late = (t_done - item.t_append) * 1000.0 > self.config.deadline_ms
+                if late:
+                    session.late += 1
+                    late_any = True
+                    self._late_outputs += 1
+                outputs.append(
+                    MicroTurnOutput(
+                        index=item.inp.index,
+                        text=text,
+                        audio=audio[b].copy(),
+                        speaking=level[b] > cfg.speak_threshold_log10,
+                        delegate=request,
+                        step_ms=step_ms,
+                        late=late,
+                        extras={
+                            "batch": float(len(batch)),
+                            "wait_ms": (t0 - item.t_append) * 1000.0,
+                            "end_of_utterance": float(eou),
+                        },
+                    )
+                )
+            if record:
+                self._steps += 1
+                self._late_steps += int(late_any)
+                self._step_ms.append(step_ms)
+                self._batch.append(len(batch))
+        if late_any:
+            log.warning("late step: %.1f ms for %d calls", step_ms, len(batch))
+        for (session, item), result in zip(batch, outputs, strict=True):
+            if not session.closed:
+                _deliver(item, result)
+        return outputs

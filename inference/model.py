@@ -1,0 +1,434 @@
+"""The interaction model: encoder-free, early fusion, two tokens per 200 ms micro-turn.
+
+Token layout. Micro-turn m is two positions of one decoder-only stream (10 positions per second):
+
+    self  token (2m)   = what the model itself said last micro-turn:
+                         its text bytes (K_out slots) + its 16x80 mel + time(m) + type
+    world token (2m+1) = what arrived in this micro-turn:
+                         dMel (8 x 25 ms frames) + video (one 40x40 patch, hMLP) + text-in bytes
+                         (K_in slots) + time(m) + type
+
+Every modality is summed into a position after its own tiny embedding (no encoders); ordering
+inside a modality (frames, bytes) is kept by giving each frame/slot its own input columns. The
+hidden state of the world token reads out the next 200 ms:
+
+    h ─► text head (depth decoder, K_out bytes, maybe SIL)
+      ─► control head (none | delegate)
+      ─► h + emb(bytes just said) ─► flow head ─► 16 x 80 log-mel ─► streaming Griffin-Lim ─► 3200 samples
+
+Why this layout and not the 14-position reference: the notes measured tokens per micro-turn as the
+main cost and one low-resolution frame as one token as the better video input; two informative
+positions keep the user's stream and the model's own stream apart (as Moshi does) and cost one
+trunk pass per micro-turn (inputs of a micro-turn are processed together, no sequential audio
+tokens). Text leads audio inside a micro-turn (the flow head sees the bytes just chosen) and the
+audio feeds back through the next self token.
+
+Time: a sinusoidal embedding of elapsed call time (the session clock's micro-turn index, so
+dropped inputs still advance it) plus rotary positions over the token index. Attention is bounded:
+learned sinks + the last W micro-turns (inference/kvcache.py), identical offline (a mask) and
+streaming (a ring buffer), so `forward` on a whole call equals `step` micro-turn by micro-turn.
+
+One streaming step, B sessions of any ages:
+
+    audio [B,3200] ─ dMel ─┐  frame [B,40,40,3] ─ hMLP ─┐  text_in [B,K_in] ─┐   time(index)
+                           └────────── world token [B, d] ──────────────────────┘
+    state.prev_text, state.prev_mel ─► self token [B, d]
+    x [B, 2, d] ─► L x (RMSNorm, attention over cache [B,H,C,D] + new kv, RMSNorm, MLP) ─► h [B, d]
+    ─► heads (above) ─► text ids [B,K_out], control [B,2], log-mel [B,16,80], audio [B,3200]
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import cast
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from inference.config import (
+    LOG10_MEL_MAX,
+    LOG10_MEL_MIN,
+    MEL_FRAMES_PER_MICROTURN,
+    N_MELS,
+    SELF_TOKEN,
+    TOKENS_PER_MICROTURN,
+    WORLD_TOKEN,
+    ModelConfig,
+)
+from inference.dmel import DMEL_TAIL_SAMPLES, DMel, DMelEmbedding
+from inference.flow import FlowHead
+from inference.kvcache import KVCache, Rows
+from inference.text import PAD, TextHead, TextSlotsEmbedding
+from inference.types import MICROTURN_MS
+from inference.video import VideoEmbedding
+from inference.vocoder import COMMITTED, CTX_FRAMES, StreamingGriffinLim
+
+MEL_DIM = MEL_FRAMES_PER_MICROTURN * N_MELS  # 1280 values per micro-turn of output
+N_CONTROL = 2  # 0 = nothing, 1 = delegate to the background model
+CONTROL_DELEGATE = 1
+
+
+# ---- positions ------------------------------------------------------------------------------------
+def rope_tables(pos: Tensor, head_dim: int, base: float) -> tuple[Tensor, Tensor]:
+    """Absolute token positions [...] -> cos, sin [..., head_dim/2] (angles in float64: exact for
+    calls of any length)."""
+    inv_freq = base ** (
+        -torch.arange(0, head_dim, 2, device=pos.device, dtype=torch.float64) / head_dim
+    )
+    angles = pos.to(torch.float64)[..., None] * inv_freq
+    return torch.cos(angles).float(), torch.sin(angles).float()
+
+
+def apply_rope(x: Tensor, cos: Tensor, sin: Tensor) -> Tensor:
+    """x [B, H, T, D]; cos, sin [B, 1, T, D/2]."""
+    x1, x2 = x.chunk(2, dim=-1)
+    return torch.cat([x1 * cos - x2 * sin, x2 * cos + x1 * sin], dim=-1).to(x.dtype)
+
+
+class TimeEmbedding(nn.Module):
+    """Elapsed call time (micro-turn index on the session clock) -> [..., d]. Periods 0.4 s .. ~3 h."""
+
+    freqs: Tensor
+
+    def __init__(self, features: int, d_model: int) -> None:
+        super().__init__()
+        half = features // 2
+        periods_s = torch.logspace(math.log10(0.4), math.log10(10_000.0), half)
+        self.register_buffer("freqs", 2 * math.pi / periods_s, persistent=False)
+        self.proj = nn.Linear(features, d_model)
+
+    def forward(self, index: Tensor) -> Tensor:
+        seconds = index.to(torch.float64) * (MICROTURN_MS / 1000)
+        angles = (seconds[..., None] * self.freqs.double()).float()
+        return self.proj(torch.cat([torch.sin(angles), torch.cos(angles)], dim=-1))
+
+
+# ---- trunk ----------------------------------------------------------------------------------------
+class Attention(nn.Module):
+    def __init__(self, cfg: ModelConfig) -> None:
+        super().__init__()
+        self.n_heads, self.head_dim = cfg.n_heads, cfg.head_dim
+        self.qkv = nn.Linear(cfg.d_model, 3 * cfg.d_model, bias=False)
+        self.out = nn.Linear(cfg.d_model, cfg.d_model, bias=False)
+        # attention sinks: key 0, a learned value and a learned logit per head
+        self.sink_v = nn.Parameter(torch.zeros(cfg.n_heads, cfg.n_sinks, cfg.head_dim))
+        self.sink_logit = nn.Parameter(torch.zeros(cfg.n_heads, cfg.n_sinks))
+
+    def _qkv(self, x: Tensor, cos: Tensor, sin: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        batch, n_tok, _ = x.shape
+        q, k, v = self.qkv(x).view(batch, n_tok, 3, self.n_heads, self.head_dim).unbind(2)
+        q, k, v = q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2)  # [B, H, T, D]
+        return apply_rope(q, cos, sin), apply_rope(k, cos, sin), v
+
+    def _attend(self, q: Tensor, k: Tensor, v: Tensor, mask: Tensor) -> Tensor:
+        """q [B,H,T,D], k/v [B,H,C,D] (sinks first), mask [B,1,T,C] -> [B, T, d].
+
+        Plain softmax attention: at these sizes it beats SDPA with an additive mask on CPU.
+        """
+        n_sinks = self.sink_logit.shape[1]
+        sink_bias = F.pad(self.sink_logit, (0, k.shape[2] - n_sinks))[None, :, None, :]  # [1,H,1,C]
+        scores = (q @ k.to(q.dtype).transpose(-1, -2)) * self.head_dim**-0.5  # [B, H, T, C]
+        probs = torch.softmax((scores + mask + sink_bias).float(), dim=-1).to(q.dtype)
+        y = probs @ v.to(q.dtype)  # [B, H, T, D]
+        return self.out(y.transpose(1, 2).flatten(2))
+
+    def forward(self, x: Tensor, cos: Tensor, sin: Tensor, mask: Tensor) -> Tensor:
+        """Offline, a whole sequence. x [B, N, d], mask [1, 1, N, n_sinks + N]."""
+        q, k, v = self._qkv(x, cos, sin)
+        batch = x.shape[0]
+        sink_k = torch.zeros(
+            batch, self.n_heads, self.sink_v.shape[1], self.head_dim, dtype=k.dtype, device=k.device
+        )
+        k = torch.cat([sink_k, k], dim=2)
+        v = torch.cat([self.sink_v.to(v.dtype).expand(batch, -1, -1, -1), v], dim=2)
+        return self._attend(q, k, v, mask)
+
+    def step(
+        self,
+        x: Tensor,
+        cos: Tensor,
+        sin: Tensor,
+        cache: KVCache,
+        layer: int,
+        rows: Rows,
+        entries: Tensor,
+        mask: Tensor,
+    ) -> Tensor:
+        """Streaming, one micro-turn per row. x [B, T, d], mask [B, 1, T, C]."""
+        q, k, v = self._qkv(x, cos, sin)
+        cache.write(layer, rows, entries, k, v)
+        k_all, v_all = cache.read(layer, rows)  # [B, H, C, D]
+        return self._attend(q, k_all, v_all, mask)
+
+
+class Block(nn.Module):
+    def __init__(self, cfg: ModelConfig) -> None:
+        super().__init__()
+        self.attn_norm = nn.RMSNorm(cfg.d_model)
+        self.attn = Attention(cfg)
+        self.mlp_norm = nn.RMSNorm(cfg.d_model)
+        self.mlp = nn.Sequential(
+            nn.Linear(cfg.d_model, cfg.mlp_hidden, bias=False),
+            nn.GELU(approximate="tanh"),
+            nn.Linear(cfg.mlp_hidden, cfg.d_model, bias=False),
+        )
+
+    def forward(self, x: Tensor, cos: Tensor, sin: Tensor, mask: Tensor) -> Tensor:
+        x = x + self.attn(self.attn_norm(x), cos, sin, mask)
+        return x + self.mlp(self.mlp_norm(x))
+
+    def step(
+        self,
+        x: Tensor,
+        cos: Tensor,
+        sin: Tensor,
+        cache: KVCache,
+        layer: int,
+        rows: Rows,
+        entries: Tensor,
+        mask: Tensor,
+    ) -> Tensor:
+        x = x + self.attn.step(self.attn_norm(x), cos, sin, cache, layer, rows, entries, mask)
+        return x + self.mlp(self.mlp_norm(x))
+
+
+# ---- inputs and outputs ---------------------------------------------------------------------------
+@dataclass
+class StepInput:
+    """One micro-turn for each of B sessions, as device tensors."""
+
+    audio: Tensor  # [B, 3200] float32
+    frames: Tensor  # [B, 40, 40, 3] uint8
+    has_frame: Tensor  # [B] bool
+    text_in: Tensor  # [B, K_in] int64
+    index: Tensor  # [B] int64, micro-turn on the session clock
+    noise: Tensor  # [B, 1280] flow start noise, drawn per session
+
+
+@dataclass
+class StepOutput:
+    text_ids: Tensor  # [B, K_out]
+    control_logits: Tensor  # [B, 2]
+    logmel: Tensor  # [B, 16, 80] log10 mel played this micro-turn
+    audio: Tensor  # [B, 3200]
+    hidden: Tensor  # [B, d] world-token hidden state (after the final norm)
+
+
+@dataclass
+class Sequence:
+    """Whole calls for the offline forward (training, tests): N micro-turns each."""
+
+    audio: Tensor  # [B, N*3200]
+    frames: Tensor  # [B, N, 40, 40, 3] uint8
+    has_frame: Tensor  # [B, N]
+    text_in: Tensor  # [B, N, K_in]
+    index: Tensor  # [B, N]
+    text_out: Tensor  # [B, N, K_out] what the model said at each micro-turn (teacher forcing)
+    logmel_out: Tensor  # [B, N, 16, 80] what it played
+
+
+@dataclass
+class SequenceOutput:
+    hidden: Tensor  # [B, N, d]
+    text_logits: Tensor  # [B, N, K_out, V]
+    control_logits: Tensor  # [B, N, 2]
+    flow_cond: Tensor  # [B, N, d] the flow head's conditioning for each micro-turn
+
+
+@dataclass
+class StreamState:
+    """Everything a session carries between micro-turns, for `slots` sessions, preallocated."""
+
+    cache: KVCache
+    n_microturns: Tensor  # [S] int64 steps taken (rotary positions and ring entries)
+    dmel_tail: Tensor  # [S, 400]
+    prev_text: Tensor  # [S, K_out]
+    prev_mel: Tensor  # [S, 16, 80] normalised
+    voc_tail: Tensor  # [S, 600] last samples played
+    voc_ctx: Tensor  # [S, 3, 80] last frames' log-mel
+
+    def tensors(self) -> list[Tensor]:
+        return [
+            self.cache.k,
+            self.cache.v,
+            self.cache.kpos,
+            self.n_microturns,
+            self.dmel_tail,
+            self.prev_text,
+            self.prev_mel,
+            self.voc_tail,
+            self.voc_ctx,
+        ]
+
+
+# ---- the model ------------------------------------------------------------------------------------
+class InteractionModel(nn.Module):
+    mel_mean: Tensor
+    mel_std: Tensor
+
+    def __init__(self, cfg: ModelConfig) -> None:
+        super().__init__()
+        self.cfg = cfg
+        d = cfg.d_model
+        self.dmel = DMel()
+        self.audio_in = DMelEmbedding(cfg.dmel_embed_dim, d)
+        self.video_in = VideoEmbedding(cfg.video_stem_dim, d)
+        self.text_in = TextSlotsEmbedding(cfg.text_in_slots, cfg.text_embed_dim, d)
+        self.said_text = TextSlotsEmbedding(cfg.text_out_slots, cfg.text_embed_dim, d)
+        self.said_mel = nn.Linear(MEL_DIM, d)
+        self.time = TimeEmbedding(cfg.time_embed_dim, d)
+        self.token_type = nn.Parameter(torch.zeros(TOKENS_PER_MICROTURN, d))
+        self.blocks = nn.ModuleList(Block(cfg) for _ in range(cfg.n_layers))
+        self.norm = nn.RMSNorm(d)
+        self.text_head = TextHead(cfg.text_out_slots, d, d)
+        self.control_head = nn.Linear(d, N_CONTROL)
+        self.flow_text = TextSlotsEmbedding(cfg.text_out_slots, cfg.text_embed_dim, d)
+        self.flow = FlowHead(MEL_DIM, d, cfg.flow_width, cfg.flow_depth)
+        self.vocoder = StreamingGriffinLim()
+        # per-bin normalisation of the output mel (set from data by training; see checkpoint.py)
+        self.register_buffer("mel_mean", torch.full((N_MELS,), -2.0))
+        self.register_buffer("mel_std", torch.ones(N_MELS))
+
+    @property
+    def layers(self) -> list[Block]:
+        return [cast(Block, block) for block in self.blocks]
+
+    # ---- embeddings ----
+    def _self_token(self, prev_text: Tensor, prev_mel: Tensor, time: Tensor) -> Tensor:
+        x = self.said_text(prev_text) + self.said_mel(prev_mel.flatten(-2))
+        return x + time + self.token_type[SELF_TOKEN]
+
+    def _world_token(
+        self, bins: Tensor, frames: Tensor, has_frame: Tensor, text_in: Tensor, time: Tensor
+    ) -> Tensor:
+        x = self.audio_in(bins) + self.video_in(frames, has_frame) + self.text_in(text_in)
+        return x + time + self.token_type[WORLD_TOKEN]
+
+    def normalize_mel(self, logmel: Tensor) -> Tensor:
+        return (logmel - self.mel_mean) / self.mel_std
+
+    def denormalize_mel(self, x: Tensor) -> Tensor:
+        return (x * self.mel_std + self.mel_mean).clamp(LOG10_MEL_MIN, LOG10_MEL_MAX)
+
+    # ---- offline ----
+    def attention_mask(self, n_tokens: int, device: torch.device) -> Tensor:
+        """[1, 1, N, n_sinks + N]: causal, the last W micro-turns, sinks always."""
+        pos = torch.arange(n_tokens, device=device)
+        mt = pos // TOKENS_PER_MICROTURN
+        visible = (pos[None, :] <= pos[:, None]) & (
+            mt[:, None] - mt[None, :] < self.cfg.window_microturns
+        )
+        visible = torch.cat(
+            [torch.ones(n_tokens, self.cfg.n_sinks, dtype=torch.bool, device=device), visible], 1
+        )
+        zero = torch.zeros((), device=device)
+        return torch.where(visible, zero, float("-inf"))[None, None]
+
+    def forward(self, seq: Sequence) -> SequenceOutput:
+        batch, n_mt = seq.index.shape
+        bins = self.dmel.offline(seq.audio)  # [B, N, 8, 80]
+        time = self.time(seq.index)  # [B, N, d]
+        prev_text = torch.cat([torch.full_like(seq.text_out[:, :1], PAD), seq.text_out[:, :-1]], 1)
+        said = self.normalize_mel(seq.logmel_out)
+        prev_mel = torch.cat([torch.zeros_like(said[:, :1]), said[:, :-1]], 1)  # [B, N, 16, 80]
+        x_self = self._self_token(prev_text, prev_mel, time)
+        x_world = self._world_token(bins, seq.frames, seq.has_frame, seq.text_in, time)
+        x = torch.stack([x_self, x_world], dim=2).flatten(1, 2)  # [B, 2N, d]
+        n_tok = x.shape[1]
+        cos, sin = rope_tables(
+            torch.arange(n_tok, device=x.device), self.cfg.head_dim, self.cfg.rope_base
+        )
+        cos, sin = cos[None, None], sin[None, None]  # [1, 1, 2N, D/2]
+        mask = self.attention_mask(n_tok, x.device)
+        for block in self.blocks:
+            x = block(x, cos, sin, mask)
+        h = self.norm(x.view(batch, n_mt, TOKENS_PER_MICROTURN, -1)[:, :, WORLD_TOKEN])  # [B, N, d]
+        return SequenceOutput(
+            hidden=h,
+            text_logits=self.text_head(h, seq.text_out),
+            control_logits=self.control_head(h),
+            flow_cond=h + self.flow_text(seq.text_out),
+        )
+
+    # ---- streaming ----
+    def new_state(
+        self, slots: int, device: torch.device | str, cache_dtype: torch.dtype
+    ) -> StreamState:
+        cfg = self.cfg
+        cache = KVCache(
+            cfg.n_layers,
+            slots,
+            cfg.n_heads,
+            cfg.head_dim,
+            cfg.n_sinks,
+            cfg.window_microturns,
+            device,
+            cache_dtype,
+        )
+        state = StreamState(
+            cache=cache,
+            n_microturns=torch.zeros(slots, dtype=torch.long, device=device),
+            dmel_tail=torch.zeros(slots, DMEL_TAIL_SAMPLES, device=device),
+            prev_text=torch.full((slots, cfg.text_out_slots), PAD, dtype=torch.long, device=device),
+            prev_mel=torch.zeros(slots, MEL_FRAMES_PER_MICROTURN, N_MELS, device=device),
+            voc_tail=torch.zeros(slots, COMMITTED, device=device),
+            voc_ctx=torch.full((slots, CTX_FRAMES, N_MELS), LOG10_MEL_MIN, device=device),
+        )
+        self.reset_state(state, torch.arange(slots, device=device))
+        return state
+
+    @torch.no_grad()
+    def reset_state(self, state: StreamState, rows: Tensor) -> None:
+        """A fresh call in these slots: empty window, sinks, silence before the start."""
+        state.cache.reset(rows, [block.attn.sink_v for block in self.layers])
+        state.n_microturns[rows] = 0
+        state.dmel_tail[rows] = 0.0
+        state.prev_text[rows] = PAD
+        state.prev_mel[rows] = 0.0
+        state.voc_tail[rows] = 0.0
+        state.voc_ctx[rows] = LOG10_MEL_MIN
+
+    def step(self, state: StreamState, rows: Rows, inp: StepInput) -> StepOutput:
+        """One micro-turn for each row (a slot), rows of any ages. Advances their state."""
+        cfg, idx = self.cfg, rows.index
+        batch = len(rows)
+        bins, dmel_tail = self.dmel.stream(inp.audio, state.dmel_tail[idx])  # [B, 8, 80]
+        time = self.time(inp.index)  # [B, d]
+        x = torch.stack(
+            [
+                self._self_token(state.prev_text[idx], state.prev_mel[idx], time),
+                self._world_token(bins, inp.frames, inp.has_frame, inp.text_in, time),
+            ],
+            dim=1,
+        )  # [B, 2, d]
+        n_mt = state.n_microturns[idx]  # [B]
+        pos = TOKENS_PER_MICROTURN * n_mt[:, None] + torch.arange(
+            TOKENS_PER_MICROTURN, device=idx.device
+        )  # [B, T]
+        entries = state.cache.entries(n_mt)  # [B, T]
+        state.cache.write_positions(rows, entries, pos)
+        mask = state.cache.mask(rows, pos)  # [B, 1, T, C]
+        cos, sin = rope_tables(pos, cfg.head_dim, cfg.rope_base)
+        cos, sin = cos[:, None], sin[:, None]  # [B, 1, T, D/2]
+        for layer, block in enumerate(self.layers):
+            x = block.step(x, cos, sin, state.cache, layer, rows, entries, mask)
+        h = self.norm(x[:, WORLD_TOKEN])  # [B, d]
+
+        text_ids = self.text_head.generate(h)  # [B, K_out]
+        control = self.control_head(h)  # [B, 2]
+        x1 = self.flow.sample(h + self.flow_text(text_ids), inp.noise, cfg.flow_steps)  # [B, 1280]
+        logmel = self.denormalize_mel(x1.float().view(batch, MEL_FRAMES_PER_MICROTURN, N_MELS))
+        with torch.autocast(device_type=logmel.device.type, enabled=False):
+            audio, voc_tail, voc_ctx = self.vocoder.stream(
+                logmel, state.voc_tail[idx], state.voc_ctx[idx], cfg.griffin_lim_iters
+            )
+
+        state.dmel_tail[idx] = dmel_tail
+        state.prev_text[idx] = text_ids
+        state.prev_mel[idx] = self.normalize_mel(logmel)
+        state.voc_tail[idx] = voc_tail
+        state.voc_ctx[idx] = voc_ctx
+        state.n_microturns[idx] = n_mt + 1
+        return StepOutput(text_ids, control.float(), logmel, audio.clamp(-1.0, 1.0), h.float())
