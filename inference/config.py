@@ -88,7 +88,7 @@ class ModelConfig:
         assert self.d_model % self.n_heads == 0, "d_model must divide into heads"
         assert (self.d_model // self.n_heads) % 2 == 0, "head dim must be even for rotary"
         assert self.window_microturns >= 1 and self.n_sinks >= 1
-        assert self.flow_steps >= 1 and self.griffin_lim_iters >= 0
+        assert self.flow_steps >= 1 and self.griffin_lim_iters >= 1
 
     @property
     def head_dim(self) -> int:

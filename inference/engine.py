@@ -154,11 +154,15 @@ def _resolve(
         future.set_result(result)
 
 
-def _deliver(item: _Item, result: MicroTurnOutput | BaseException) -> None:
+def _deliver(item: _Item, result: MicroTurnOutput | BaseException | None) -> None:
+    """Resolve an append's future on its loop; None cancels it (the call was closed)."""
     if item.future is None or item.loop is None:
         return
     try:
-        item.loop.call_soon_threadsafe(_resolve, item.future, result)
+        if result is None:
+            item.loop.call_soon_threadsafe(item.future.cancel)
+        else:
+            item.loop.call_soon_threadsafe(_resolve, item.future, result)
     except RuntimeError:  # the loop is closed: nobody is waiting any more
         pass
 
@@ -224,11 +228,7 @@ class Engine:
             items = list(session.pending)
             session.pending.clear()
         for item in items:
-            if item.future is not None and item.loop is not None:
-                try:
-                    item.loop.call_soon_threadsafe(item.future.cancel)
-                except RuntimeError:
-                    pass
+            _deliver(item, None)
         log.info(
             "call %s: closed slot %d after %d micro-turns",
             session.call_id,
@@ -468,6 +468,5 @@ class Engine:
         if late_any:
             log.warning("late step: %.1f ms for %d calls", step_ms, len(batch))
         for (session, item), result in zip(batch, outputs, strict=True):
-            if not session.closed:
-                _deliver(item, result)
+            _deliver(item, None if session.closed else result)
         return outputs

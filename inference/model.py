@@ -63,7 +63,7 @@ from inference.kvcache import KVCache, Rows
 from inference.text import PAD, TextHead, TextSlotsEmbedding
 from inference.types import MICROTURN_MS
 from inference.video import VideoEmbedding
-from inference.vocoder import COMMITTED, CTX_FRAMES, StreamingGriffinLim
+from inference.vocoder import CTX_FRAMES, TAIL_SAMPLES, StreamingGriffinLim
 
 MEL_DIM = MEL_FRAMES_PER_MICROTURN * N_MELS  # 1280 values per micro-turn of output
 N_CONTROL = 2  # 0 = nothing, 1 = delegate to the background model
@@ -246,7 +246,7 @@ class StreamState:
     dmel_tail: Tensor  # [S, 400]
     prev_text: Tensor  # [S, K_out]
     prev_mel: Tensor  # [S, 16, 80] normalised
-    voc_tail: Tensor  # [S, 600] last samples played
+    voc_tail: Tensor  # [S, 1200] last samples played + the provisional ones after them
     voc_ctx: Tensor  # [S, 3, 80] last frames' log-mel
 
     def tensors(self) -> list[Tensor]:
@@ -373,7 +373,7 @@ class InteractionModel(nn.Module):
             dmel_tail=torch.zeros(slots, DMEL_TAIL_SAMPLES, device=device),
             prev_text=torch.full((slots, cfg.text_out_slots), PAD, dtype=torch.long, device=device),
             prev_mel=torch.zeros(slots, MEL_FRAMES_PER_MICROTURN, N_MELS, device=device),
-            voc_tail=torch.zeros(slots, COMMITTED, device=device),
+            voc_tail=torch.zeros(slots, TAIL_SAMPLES, device=device),
             voc_ctx=torch.full((slots, CTX_FRAMES, N_MELS), LOG10_MEL_MIN, device=device),
         )
         self.reset_state(state, torch.arange(slots, device=device))

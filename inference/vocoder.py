@@ -9,13 +9,17 @@ One micro-turn, per session, batched over sessions:
     segment = frames 16t-3 .. 16t+15 (19 frames, 4400 samples)
     [ 600 committed | 3200 emitted now             | 600 provisional ]
       ^ already played: held fixed in every iteration, so the new phases continue the old ones
-    init: new magnitudes x fixed random phases, overlap-add, committed part pasted in
+    init: target magnitudes x fixed random phases, overlap-add; the committed part and last
+          chunk's provisional estimate of the next 600 samples pasted in (warm start)
     repeat iters: STFT ─► keep phase, impose target magnitude ─► iSTFT (least squares OLA)
                   ─► paste the committed 600 samples back
-    emit [600:3800]; keep the last 600 emitted samples and the last 3 frames' mel as state
+    emit [600:3800], its first 600 samples faded in (raised cosine) from last chunk's provisional
+    estimate; keep the last 600 emitted + the 600 provisional samples and the last 3 frames' mel
 
-The 3 context frames straddle the chunk boundary: re-estimating them against the played samples is
-what joins chunks without clicks. The mel-to-magnitude map interpolates between filter centres
+The 3 context frames straddle the chunk boundary: re-estimating them against the played samples
+keeps the phases going, and the fade from the provisional estimate (which continues the played
+samples) joins chunks without clicks (measured on a tone: the largest sample step at a join stays
+within the largest elsewhere; without the fade it was 1.4x at 8 iterations). The mel-to-magnitude map interpolates between filter centres
 (non-negative, unlike a pseudo-inverse); bins outside 80-7600 Hz stay silent.
 """
 
@@ -38,7 +42,8 @@ from inference.types import MICROTURN_SAMPLES
 CTX_FRAMES = OUT_WIN_SAMPLES // OUT_HOP_SAMPLES - 1  # 3 earlier frames overlap the new samples
 SEG_FRAMES = CTX_FRAMES + MEL_FRAMES_PER_MICROTURN  # 19
 SEG_SAMPLES = (SEG_FRAMES - 1) * OUT_HOP_SAMPLES + OUT_WIN_SAMPLES  # 4400
-COMMITTED = CTX_FRAMES * OUT_HOP_SAMPLES  # 600
+COMMITTED = CTX_FRAMES * OUT_HOP_SAMPLES  # 600 samples already played, held fixed
+TAIL_SAMPLES = 2 * COMMITTED  # state: the 600 played + the 600 provisional samples after them
 OUTPUT_DELAY_SAMPLES = OUT_WIN_SAMPLES // 2  # 400 = 25 ms
 PHASE_SEED = 1234
 OVERLAP = OUT_WIN_SAMPLES // OUT_HOP_SAMPLES  # 4
@@ -69,6 +74,7 @@ class StreamingGriffinLim(nn.Module):
     mel_to_mag: Tensor
     inv_envelope: Tensor
     init_phase: Tensor
+    fade_in: Tensor
 
     def __init__(self) -> None:
         super().__init__()
@@ -79,6 +85,8 @@ class StreamingGriffinLim(nn.Module):
         )
         envelope = self._overlap_add((window**2).expand(1, SEG_FRAMES, -1))  # [1, 4400]
         self.register_buffer("inv_envelope", 1.0 / envelope.clamp_min(1e-3), persistent=False)
+        ramp = torch.arange(COMMITTED) / COMMITTED
+        self.register_buffer("fade_in", 0.5 - 0.5 * torch.cos(torch.pi * ramp), persistent=False)
         gen = torch.Generator().manual_seed(PHASE_SEED)
         phase = torch.rand(SEG_FRAMES, OUT_N_FFT // 2 + 1, generator=gen) * 2 * torch.pi
         self.register_buffer(
@@ -103,17 +111,24 @@ class StreamingGriffinLim(nn.Module):
     def stream(
         self, logmel: Tensor, tail: Tensor, ctx: Tensor, iters: int
     ) -> tuple[Tensor, Tensor, Tensor]:
-        """logmel [B, 16, 80], tail [B, 600], ctx [B, 3, 80] -> audio [B, 3200], tail, ctx."""
+        """logmel [B, 16, 80], tail [B, 1200], ctx [B, 3, 80] -> audio [B, 3200], tail, ctx."""
         assert logmel.shape[1:] == (MEL_FRAMES_PER_MICROTURN, N_MELS), "Shape should be [B, 16, 80]"
         mels = torch.cat([ctx, logmel], dim=1).float()  # [B, 19, 80]
         mag = torch.pow(10.0, mels) @ self.mel_to_mag  # [B, 19, n_freq]
-        tail = tail.float()
-        seg = torch.cat([tail, self._istft(mag * self.init_phase)[:, COMMITTED:]], dim=1)
+        committed, provisional = tail.float().split(COMMITTED, dim=1)  # [B, 600] each
+        seg = self._istft(mag * self.init_phase)  # random phases ...
+        seg = torch.cat([committed, provisional, seg[:, TAIL_SAMPLES:]], dim=1)  # ... warm-started
         for _ in range(iters):
             frames = seg.unfold(-1, OUT_WIN_SAMPLES, OUT_HOP_SAMPLES) * self.window  # [B, 19, 800]
             spec = torch.fft.rfft(frames, n=OUT_N_FFT)  # [B, 19, n_freq] complex
             power = (spec * spec.conj()).real  # |X|^2 (cheaper than complex abs on CPU)
             spec = spec * (mag * torch.rsqrt(power + 1e-16))  # keep the phase, impose magnitude
-            seg = torch.cat([tail, self._istft(spec)[:, COMMITTED:]], dim=1)
+            seg = torch.cat([committed, self._istft(spec)[:, COMMITTED:]], dim=1)
         audio = seg[:, COMMITTED : COMMITTED + MICROTURN_SAMPLES]
-        return audio, audio[:, -COMMITTED:], logmel[:, -CTX_FRAMES:]
+        # fade in from last chunk's estimate of these samples, which continues the played ones
+        head = torch.lerp(provisional, audio[:, :COMMITTED], self.fade_in)
+        audio = torch.cat([head, audio[:, COMMITTED:]], dim=1)
+        new_tail = torch.cat(
+            [audio[:, -COMMITTED:], seg[:, COMMITTED + MICROTURN_SAMPLES :]], dim=1
+        )
+        return audio, new_tail, logmel[:, -CTX_FRAMES:]

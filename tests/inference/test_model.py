@@ -1,0 +1,163 @@
+"""The model: streaming equals offline, rows of any age in one batch, a bounded window."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from inference.config import TOKENS_PER_MICROTURN
+from inference.kvcache import SINK_POS, Rows
+from inference.model import MEL_DIM, InteractionModel, Sequence, StepInput, StepOutput
+from inference.text import PAD
+from inference.types import MicroTurnInput
+from tests.inference.conftest import make_inputs
+
+
+def step_input(
+    model: InteractionModel, inps: list[MicroTurnInput], noise: torch.Tensor
+) -> StepInput:
+    k_in = model.cfg.text_in_slots
+    text = [([*inp.text.encode()][:k_in] + [PAD] * k_in)[:k_in] for inp in inps]
+    blank = np.zeros((40, 40, 3), np.uint8)
+    return StepInput(
+        audio=torch.from_numpy(np.stack([i.audio for i in inps])),
+        frames=torch.from_numpy(np.stack([blank if i.frame is None else i.frame for i in inps])),
+        has_frame=torch.tensor([i.frame is not None for i in inps]),
+        text_in=torch.tensor(text),
+        index=torch.tensor([i.index for i in inps]),
+        noise=noise,
+    )
+
+
+def test_streaming_equals_offline_full_sequence(tiny_random: InteractionModel) -> None:
+    model = tiny_random
+    n = 2 * model.cfg.window_microturns + 3  # well past the window: the ring buffer wraps
+    calls = [make_inputs(n, seed=1, start=7), make_inputs(n, seed=2, start=0)]
+    noise = torch.randn(2, n, MEL_DIM, generator=torch.Generator().manual_seed(0))
+    state = model.new_state(4, "cpu", torch.float32)
+    rows = Rows.of([3, 1], "cpu")  # non-contiguous rows: the gather path
+    outs: list[StepOutput] = []
+    text_in = []
+    with torch.inference_mode():
+        for t in range(n):
+            inp = step_input(model, [calls[0][t], calls[1][t]], noise[:, t])
+            text_in.append(inp.text_in)
+            outs.append(model.step(state, rows, inp))
+        seq = Sequence(
+            audio=torch.from_numpy(np.stack([np.concatenate([i.audio for i in c]) for c in calls])),
+            frames=torch.stack(
+                [step_input(model, [c[t] for c in calls], noise[:, t]).frames for t in range(n)], 1
+            ),
+            has_frame=torch.tensor([[i.frame is not None for i in c] for c in calls]),
+            text_in=torch.stack(text_in, 1),
+            index=torch.tensor([[i.index for i in c] for c in calls]),
+            text_out=torch.stack([o.text_ids for o in outs], 1),
+            logmel_out=torch.stack([o.logmel for o in outs], 1),
+        )
+        offline = model(seq)
+        hidden = torch.stack([o.hidden for o in outs], 1)
+        assert torch.allclose(hidden, offline.hidden, atol=1e-4), (
+            (hidden - offline.hidden).abs().max()
+        )
+        control = torch.stack([o.control_logits for o in outs], 1)
+        assert torch.allclose(control, offline.control_logits, atol=1e-4)
+        # the greedy bytes streamed are the argmax of the teacher-forced logits up to the first stop
+        said = seq.text_out  # [B, N, K]
+        argmax = offline.text_logits.argmax(-1)
+        going = torch.ones_like(said[..., 0], dtype=torch.bool)
+        for k in range(said.shape[-1]):
+            assert torch.equal(said[..., k][going], argmax[..., k][going]), k
+            going &= said[..., k] < 256
+        assert (said[..., 0] < 256).any(), "the random model should say some bytes"
+        mel = model.flow.sample(
+            offline.flow_cond.flatten(0, 1), noise.flatten(0, 1), model.cfg.flow_steps
+        )
+        mel = model.denormalize_mel(mel.view(2, n, 16, 80))
+        assert torch.allclose(mel, seq.logmel_out, atol=1e-3), (mel - seq.logmel_out).abs().max()
+
+
+def test_rows_of_different_ages_in_one_batch_equal_each_row_alone(
+    tiny_random: InteractionModel,
+) -> None:
+    model = tiny_random
+    n = 12
+    inps = {name: make_inputs(n, seed=s) for name, s in (("a", 3), ("b", 4), ("c", 5))}
+    noise = {
+        name: torch.randn(n, MEL_DIM, generator=torch.Generator().manual_seed(s))
+        for name, s in (("a", 3), ("b", 4), ("c", 5))
+    }
+
+    def alone(name: str) -> list[StepOutput]:
+        state = model.new_state(1, "cpu", torch.float32)
+        with torch.inference_mode():
+            return [
+                model.step(
+                    state,
+                    Rows.of([0], "cpu"),
+                    step_input(model, [inps[name][t]], noise[name][t][None]),
+                )
+                for t in range(n)
+            ]
+
+    # a starts at tick 0 in slot 1, b at tick 4 in slot 0, c at tick 2 in slot 2: ages differ,
+    # the batch is sometimes contiguous slots (a view of the cache) and sometimes not (a gather)
+    starts = {"a": 0, "b": 4, "c": 2}
+    slots = {"a": 1, "b": 0, "c": 2}
+    state = model.new_state(3, "cpu", torch.float32)
+    got: dict[str, list[StepOutput]] = {k: [] for k in starts}
+    with torch.inference_mode():
+        for tick in range(n + 4):
+            due = [
+                k
+                for k in ("b", "a", "c")
+                if 0 <= tick - starts[k] < n and not (k == "c" and tick == 5)
+            ]
+            if tick == 5:  # c skips a tick (no input this time): it must simply wait
+                starts["c"] += 1
+            if not due:
+                continue
+            due.sort(key=lambda k: slots[k])
+            rows = Rows.of([slots[k] for k in due], "cpu")
+            batch = step_input(
+                model,
+                [inps[k][tick - starts[k]] for k in due],
+                torch.stack([noise[k][tick - starts[k]] for k in due]),
+            )
+            out = model.step(state, rows, batch)
+            for i, k in enumerate(due):
+                got[k].append(
+                    StepOutput(
+                        out.text_ids[i],
+                        out.control_logits[i],
+                        out.logmel[i],
+                        out.audio[i],
+                        out.hidden[i],
+                    )
+                )
+    for k in starts:
+        ref = alone(k)
+        assert len(got[k]) == n
+        for t in range(n):
+            assert torch.allclose(got[k][t].hidden, ref[t].hidden[0], atol=1e-4), (k, t)
+            assert torch.equal(got[k][t].text_ids, ref[t].text_ids[0]), (k, t)
+            assert torch.allclose(got[k][t].audio, ref[t].audio[0], atol=1e-4), (k, t)
+
+
+def test_cache_holds_sinks_and_exactly_the_last_window(tiny: InteractionModel) -> None:
+    model = tiny
+    w = model.cfg.window_microturns
+    state = model.new_state(2, "cpu", torch.float32)
+    k_ptr = state.cache.k.data_ptr()
+    inps = make_inputs(3 * w + 1, seed=0)
+    with torch.inference_mode():
+        for t, inp in enumerate(inps):
+            model.step(
+                state, Rows.of([1], "cpu"), step_input(model, [inp], torch.zeros(1, MEL_DIM))
+            )
+            kpos = state.cache.kpos[1]
+            held = sorted(int(p) for p in kpos if p >= 0)
+            first = max(0, t + 1 - w) * TOKENS_PER_MICROTURN
+            assert held == list(range(first, (t + 1) * TOKENS_PER_MICROTURN)), t
+            assert int((kpos == SINK_POS).sum()) == model.cfg.n_sinks
+    assert state.cache.k.data_ptr() == k_ptr, "the cache was reallocated"
+    assert (state.cache.kpos[0] < 0).all(), "an idle slot was written"
