@@ -56,7 +56,7 @@ format: install-test
 	$(BIN)/ruff format .
 	$(BIN)/ruff check --fix .
 
-bench: bench-inference bench-agent
+bench: bench-inference bench-agent bench-media
 
 bench-inference: install
 	$(BIN)/python -m bench.inference
@@ -66,3 +66,6 @@ bench-agent: install
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache test-artifacts *.egg-info
+
+bench-media: install-test system-deps
+	$(BIN)/python -m bench.media

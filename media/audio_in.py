@@ -43,6 +43,7 @@ class AudioInStats:
     frames: int = 0
     samples: int = 0
     gap_samples: int = 0  # silence filled into micro-turns because nothing arrived
+    gap_microturns: int = 0  # micro-turns with at least one such sample
     late_samples: int = 0  # arrived for a micro-turn already handed to the model
     overflow_samples: int = 0  # would land too far ahead of the timeline (dropped)
     reanchors: int = 0
@@ -127,6 +128,7 @@ class AudioTimeline:
             self._ring[clear] = 0.0
             self._taken_until = end
         self.stats.gap_samples += gaps
+        self.stats.gap_microturns += gaps > 0
         return out, gaps
 
 

@@ -328,7 +328,7 @@ class Call:
             "created_at": self.created_at,
             "microturns": self.stats.microturns,
             "late_steps": self.stats.late_steps,
-            "audio_gaps": self.timeline.stats.gap_samples if self.timeline else 0,
+            "audio_gaps": self.timeline.stats.gap_microturns if self.timeline else 0,
             "video_frames_used": self.video.stats.frames_used if self.video else 0,
             "agent_tasks": self.stats.agent_tasks,
         }

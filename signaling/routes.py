@@ -87,10 +87,7 @@ async def create_call(request: web.Request) -> web.Response:
     try:
         await pc.setRemoteDescription(RTCSessionDescription(sdp=sdp, type="offer"))
         set_audio_prefetch(pc, config.jitter_prefetch)
-        for transceiver in pc.getTransceivers():
-            if transceiver.kind == "audio":
-                transceiver.sender.replaceTrack(call.outbound)
-                break
+        pc.addTrack(call.outbound)  # joins the offer's audio transceiver, making it sendrecv
         answer = await pc.createAnswer()
         await pc.setLocalDescription(answer)
     except ApiError:

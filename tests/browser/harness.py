@@ -11,6 +11,7 @@ Reusable by anyone writing scenarios:
 
 from __future__ import annotations
 
+import asyncio
 import os
 import shutil
 import signal
@@ -212,6 +213,15 @@ async def wait_model_audio(
         timeout=timeout_ms,
     )
     return float(await handle.json_value())
+
+
+async def wait_inbound_audio_energy(page: Any, timeout_s: float = EVENT_TIMEOUT_MS / 1000) -> float:
+    """Wait until getStats reports energy on the remote audio (stats refresh lazily); return it.
+    Stays 0 if the <audio> element does not play the track."""
+    deadline = time.monotonic() + timeout_s
+    while (energy := await inbound_audio_energy(page)) <= 0 and time.monotonic() < deadline:
+        await asyncio.sleep(0.25)
+    return energy
 
 
 async def inbound_audio_energy(page: Any) -> float:

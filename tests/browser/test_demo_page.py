@@ -9,9 +9,9 @@ import pytest
 
 from tests.browser.harness import (
     ServerProcess,
-    inbound_audio_energy,
     type_text,
     wait_event,
+    wait_inbound_audio_energy,
     wait_model_audio,
 )
 
@@ -34,7 +34,7 @@ async def test_page_connects_and_plays_the_models_audio(
     await type_text(page, "hello model")
     peak = await wait_model_audio(page)
     assert peak > 0.005
-    assert await inbound_audio_energy(page) > 0, "the <audio> element played the remote track"
+    assert await wait_inbound_audio_energy(page) > 0, "the <audio> element played the remote track"
     assert await page.text_content("#sense-mic") == "mic on"
     assert await page.text_content("#sense-camera") == "camera on"
     errors = await page.evaluate("window.microturn.errors")

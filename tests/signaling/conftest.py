@@ -28,7 +28,8 @@ async def make_server(engine: EngineLike, redis_url: str) -> AsyncIterator[Calla
     servers: list[TestServer] = []
 
     async def make(**overrides: Any) -> TestServer:
-        config = Config.from_env({}, redis_url=redis_url, agent_workers=0, **overrides)
+        settings = {"redis_url": redis_url, "agent_workers": 0, **overrides}
+        config = Config.from_env({}, **settings)
         server = TestServer(create_app(config, engine=engine), host="127.0.0.1")
         await server.start_server()
         servers.append(server)

@@ -110,12 +110,14 @@ export class MicroturnClient extends EventTarget {
   }
 
   async stop() {
+    // Hang up first (the server frees the call at once), then close our side: closing first would
+    // let the server drop the call on its own and answer our DELETE with 404.
     const location = this.location;
-    await this._teardown();
     if (location) {
       const headers = this.token ? { Authorization: `Bearer ${this.token}` } : {};
       try { await fetch(`${this.baseUrl}${location}`, { method: "DELETE", headers }); } catch { /* gone */ }
     }
+    await this._teardown();
     this._setState("closed");
   }
 
