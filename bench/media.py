@@ -37,7 +37,7 @@ from signaling.client import CallClient
 from tests.browser.harness import ServerProcess, close_chromium, launch_chromium
 
 RESULTS = Path(__file__).parent / "results"
-BEEP_INTERVAL_S = 1.0
+BEEP_INTERVAL_S = 1.13  # not a multiple of 200 ms: beeps land at every phase of a micro-turn
 
 PAGE = """<!doctype html><meta charset="utf-8"><title>echo latency</title><audio id="remote" autoplay></audio>
 <script type="module">

@@ -111,6 +111,17 @@ class Config:
             "help": "folder of notes the builtin agent searches",
         },
     )
+    openai_base_url: str | None = field(
+        default=None,
+        metadata={
+            "env": "MICROTURN_OPENAI_BASE_URL",
+            "help": "OpenAI-compatible endpoint of the openai backend (key: MICROTURN_OPENAI_API_KEY)",
+        },
+    )
+    openai_model: str | None = field(
+        default=None,
+        metadata={"env": "MICROTURN_OPENAI_MODEL", "help": "model name for the openai backend"},
+    )
     ice_loopback: bool | None = field(
         default=None,
         metadata={

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -129,8 +130,31 @@ def engine_ctx(given: EngineLike | None):  # type: ignore[no-untyped-def]
 
 
 async def agent_ctx(app: web.Application) -> AsyncIterator[None]:
-    # In-process background workers are wired here (agent issue).
+    """In-process background workers against the same Redis (`--agent-workers`, 0 for none)."""
+    config = app[CONFIG]
+    if config.agent_workers <= 0:
+        yield
+        return
+    from agent.backends import make_backend
+    from agent.worker import Worker, default_consumer_name
+
+    backend = make_backend(
+        config.agent_backend,
+        notes_dir=config.notes_dir,
+        openai_base_url=config.openai_base_url,
+        openai_api_key=os.environ.get("MICROTURN_OPENAI_API_KEY")
+        or os.environ.get("OPENAI_API_KEY"),
+        openai_model=config.openai_model,
+    )
+    workers = [
+        Worker(app[REDIS_URL], backend, consumer_name=f"{default_consumer_name()}-inproc{i}")
+        for i in range(config.agent_workers)
+    ]
+    tasks = [asyncio.create_task(w.run(), name=f"agent-worker-{i}") for i, w in enumerate(workers)]
     yield
+    await asyncio.gather(*(w.stop(grace_s=2.0) for w in workers), return_exceptions=True)
+    await asyncio.gather(*tasks, return_exceptions=True)
+    await backend.aclose()
 
 
 async def close_calls(app: web.Application) -> None:

@@ -30,6 +30,8 @@ from typing import Any, Protocol
 from aiortc import RTCDataChannel, RTCPeerConnection
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 
+from agent import weave
+from agent.client import AgentClient, AgentError
 from inference.types import MICROTURN_MS, MicroTurnInput, MicroTurnOutput
 from media.audio_in import SLICE_GRACE_S, AudioInput, AudioTimeline
 from media.audio_out import PacedAudioTrack
@@ -80,6 +82,7 @@ class Call:
     engine: EngineLike
     slot: int
     metrics: Metrics
+    agent: AgentClient | None = None
     on_closed: Callable[[Call], Awaitable[None] | None] | None = None
     created_at: float = field(default_factory=time.time)
     state: str = "new"  # new -> connecting -> active -> closed
@@ -154,6 +157,8 @@ class Call:
         self.video = VideoSampler(self.clock, self.engine.frame_size)
         self._spawn(self._turn_loop(), "turns")
         self._spawn(self._output_loop(), "outputs")
+        if self.agent is not None:
+            self._spawn(self._agent_results(), "agent-results")
 
     def _spawn(self, coro: Awaitable[None], name: str) -> None:
         task = asyncio.ensure_future(coro)
@@ -264,10 +269,34 @@ class Call:
         self.transcript.append(TranscriptTurn(microturn, role, kind, text))
 
     def delegate(self, request: str, microturn: int) -> None:
-        """Hand work to the background model (wired to the agent bus by the app)."""
+        """Hand work to the background model: a context package with the whole conversation."""
+        if self.agent is None:
+            self.send_event("error", code="agent_unavailable", message="no background model here")
+            return
+        self._spawn(self._submit(request, microturn), "agent-submit")
+
+    async def _submit(self, request: str, microturn: int) -> None:
+        assert self.agent is not None
+        conversation = [vars(turn) for turn in self.transcript]
+        try:
+            task_id = await self.agent.submit(request, conversation, microturn)
+        except AgentError as exc:
+            self.send_event("error", code="agent_unavailable", message=str(exc))
+            return
         self.stats.agent_tasks += 1
         self.metrics.agent_tasks.inc()
-        self.send_event("error", code="agent_unavailable", message="no background model is wired")
+        log.info("call %s: delegated %s: %r", self.call_id, task_id, request[:80])
+        self.send_event("agent.task", **weave.queued_event(task_id, request))
+
+    async def _agent_results(self) -> None:
+        """Background results, in order: to the page as `agent.task`, to the model as text."""
+        assert self.agent is not None
+        async for result in self.agent.results():
+            self.send_event("agent.task", **weave.task_event(result))
+            text = weave.model_text(result)
+            if text:
+                self.queue_text(text)
+                self._remember(self.microturn_now, "agent", "text", text.strip())
 
     # -- the events channel ---------------------------------------------------------------------
     def _attach_channel(self, channel: RTCDataChannel) -> None:
@@ -300,8 +329,9 @@ class Call:
             return
         if isinstance(event, events.InputText):
             self._remember(self.microturn_now, "user", "text", event.text)
-            if event.text.startswith("/ask "):
-                self.delegate(event.text[5:].strip(), self.microturn_now)
+            request = weave.parse_ask(event.text)
+            if request is not None:
+                self.delegate(request, self.microturn_now)
             else:
                 self.queue_text(event.text)
         elif isinstance(event, events.SessionUpdate):
@@ -348,6 +378,9 @@ class Call:
         while not self._pending.empty():
             self._pending.get_nowait().cancel()
         self.engine.close(self.slot)
+        if self.agent is not None:
+            with contextlib.suppress(Exception):
+                await self.agent.close()
         self.outbound.stop()
         for track in self._tracks:
             track.stop()

@@ -10,11 +10,12 @@ from typing import Any
 from aiohttp import web
 from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
 
+from agent.client import AgentClient
 from media.jitter import set_audio_prefetch
 from signaling.auth import DEFAULT_TOKEN_TTL_S
 from signaling.call import Call
 from signaling.errors import ApiError
-from signaling.keys import AUTH, CALLS, CONFIG, ENGINE, METRICS, READINESS, TEMPLATES
+from signaling.keys import AUTH, CALLS, CONFIG, ENGINE, METRICS, READINESS, REDIS, TEMPLATES
 
 log = logging.getLogger(__name__)
 
@@ -83,7 +84,8 @@ async def create_call(request: web.Request) -> web.Response:
         raise ApiError(503, "at_capacity", str(exc), {"Retry-After": str(RETRY_AFTER_S)}) from None
 
     pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
-    call = Call(call_id, pc, engine, slot, app[METRICS], on_closed=calls.remove)
+    agent = AgentClient(app[REDIS], call_id)
+    call = Call(call_id, pc, engine, slot, app[METRICS], agent=agent, on_closed=calls.remove)
     try:
         await pc.setRemoteDescription(RTCSessionDescription(sdp=sdp, type="offer"))
         set_audio_prefetch(pc, config.jitter_prefetch)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from typing import Any
 
 import pytest
@@ -11,6 +11,8 @@ from aiohttp.test_utils import TestServer
 from infra.config import Config
 from signaling.app import create_app, load_engine
 from signaling.call import EngineLike
+
+MakeServer = Callable[..., Awaitable[TestServer]]
 
 
 @pytest.fixture(scope="session")
@@ -23,7 +25,7 @@ def engine() -> Iterator[EngineLike]:
 
 
 @pytest.fixture
-async def make_server(engine: EngineLike, redis_url: str) -> AsyncIterator[Callable[..., Any]]:
+async def make_server(engine: EngineLike, redis_url: str) -> AsyncIterator[MakeServer]:
     """Start app servers with config overrides; all are closed after the test."""
     servers: list[TestServer] = []
 
@@ -41,7 +43,7 @@ async def make_server(engine: EngineLike, redis_url: str) -> AsyncIterator[Calla
 
 
 @pytest.fixture
-async def server(make_server: Callable[..., Any]) -> AsyncIterator[TestServer]:
+async def server(make_server: MakeServer) -> AsyncIterator[TestServer]:
     server = await make_server()
     yield server
     await server.close()

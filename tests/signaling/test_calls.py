@@ -11,6 +11,8 @@ from aiohttp.test_utils import TestServer
 
 from media.synthetic import MovingSquareTrack, tone
 from signaling.client import CallClient, CallRefused
+from signaling.keys import CALLS
+from tests.signaling.conftest import MakeServer
 
 CONNECT_S = 30.0  # generous: a loaded 2-core CI machine
 
@@ -60,7 +62,7 @@ async def test_a_call_end_to_end(server: TestServer) -> None:
                 assert resp.status == 404
 
 
-async def test_at_capacity_new_calls_get_503_with_retry_after(make_server) -> None:
+async def test_at_capacity_new_calls_get_503_with_retry_after(make_server: MakeServer) -> None:
     server = await make_server(max_calls=1)
     base = str(server.make_url("")).rstrip("/")
     async with CallClient(base, audio=tone()) as first:
@@ -87,4 +89,25 @@ async def test_a_call_without_camera_works(server: TestServer) -> None:
 
         await wait_until(turns)
         assert (await call.status())["video_frames_used"] == 0
+        await call.hang_up()
+
+
+async def test_ask_runs_a_background_task_and_weaves_the_result(make_server: MakeServer) -> None:
+    server = await make_server(agent_workers=1)
+    base = str(server.make_url("")).rstrip("/")
+    async with CallClient(base, audio=tone()) as call:
+        await call.wait_event("session.created", timeout=CONNECT_S)
+        call.send("input_text", text="/ask what is 12*7")
+        queued = await call.wait_event("agent.task", lambda e: e["status"] == "queued")
+        done = await call.wait_event(
+            "agent.task", lambda e: e["status"] == "done" and e["task_id"] == queued["task_id"]
+        )
+        assert "84" in done["text"]
+        statuses = [e["status"] for e in call.events if e.get("type") == "agent.task"]
+        assert statuses.index("queued") < statuses.index("done")
+        status = await call.status()
+        assert status["agent_tasks"] == 1
+        # the model receives the result as text input at a micro-turn boundary
+        served = server.app[CALLS].get(call.call_id)
+        assert any(t.role == "agent" and "84" in t.text for t in served.transcript)
         await call.hang_up()

@@ -7,6 +7,7 @@ import pytest
 from aiohttp.test_utils import TestServer
 
 from infra.embedded_redis import free_port
+from tests.signaling.conftest import MakeServer
 
 GOOD_PREFIX = "v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nt=0 0\r\n"
 
@@ -37,7 +38,7 @@ async def test_health_ready_metrics(server: TestServer) -> None:
             assert "microturn_calls_active" in await resp.text()
 
 
-async def test_readyz_says_why_when_redis_is_unreachable(make_server) -> None:
+async def test_readyz_says_why_when_redis_is_unreachable(make_server: MakeServer) -> None:
     server = await make_server(redis_url=f"redis://127.0.0.1:{free_port()}/0")
     async with aiohttp.ClientSession() as http:
         async with http.get(server.make_url("/readyz")) as resp:
@@ -104,7 +105,7 @@ async def test_disallowed_origin_is_403(server: TestServer) -> None:
     assert status == 403 and payload["error"]["code"] == "origin_not_allowed"
 
 
-async def test_tokens_need_an_api_key(make_server) -> None:
+async def test_tokens_need_an_api_key(make_server: MakeServer) -> None:
     server = await make_server(auth="on", api_keys=("k1",))
     async with aiohttp.ClientSession() as http:
         url = server.make_url("/v1/tokens")
