@@ -108,19 +108,21 @@ class DMel(nn.Module):
     def stream(self, audio: Tensor, tail: Tensor) -> tuple[Tensor, Tensor]:
         """One micro-turn. audio [B, 3200], tail [B, 400] -> (bins [B, 8, 80], new tail [B, 400])."""
         assert audio.shape[-1] == MICROTURN_SAMPLES and tail.shape[-1] == DMEL_TAIL_SAMPLES
-        x = torch.cat([tail, audio], dim=-1)  # [B, 3600]
+        x = torch.cat([tail, audio], dim=-1).float()  # [B, 3600]
         frames = x.unfold(-1, DMEL_WIN_SAMPLES, DMEL_HOP_SAMPLES)  # [B, 8, 800]
         assert frames.shape[-2] == DMEL_FRAMES_PER_MICROTURN
-        bins = quantize(log10_mel(frames, self.window, self.fb, DMEL_N_FFT))
+        with torch.autocast(device_type=x.device.type, enabled=False):  # bins need float32
+            bins = quantize(log10_mel(frames, self.window, self.fb, DMEL_N_FFT))
         return bins, x[:, -DMEL_TAIL_SAMPLES:]
 
     def offline(self, audio: Tensor) -> Tensor:
         """A whole recording. audio [B, N*3200] -> bins [B, N, 8, 80] (equal to streaming)."""
         batch, total = audio.shape
         assert total % MICROTURN_SAMPLES == 0, "audio must be whole micro-turns"
-        x = F.pad(audio, (DMEL_TAIL_SAMPLES, 0))
+        x = F.pad(audio.float(), (DMEL_TAIL_SAMPLES, 0))
         frames = x.unfold(-1, DMEL_WIN_SAMPLES, DMEL_HOP_SAMPLES)  # [B, 8N, 800]
-        bins = quantize(log10_mel(frames, self.window, self.fb, DMEL_N_FFT))
+        with torch.autocast(device_type=x.device.type, enabled=False):
+            bins = quantize(log10_mel(frames, self.window, self.fb, DMEL_N_FFT))
         return bins.view(batch, -1, DMEL_FRAMES_PER_MICROTURN, N_MELS)
 
 

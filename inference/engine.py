@@ -57,6 +57,7 @@ log = logging.getLogger(__name__)
 
 STEP_HISTORY = 1000  # steps kept for the latency percentiles
 RECENT_TEXT_CHARS = 1000
+LATE_LOG_EVERY_S = 5.0  # late-step warnings are rate-limited
 
 
 class EngineFull(Exception):
@@ -192,6 +193,7 @@ class Engine:
         self._dropped = 0
         self._step_ms: deque[float] = deque(maxlen=STEP_HISTORY)
         self._batch: deque[int] = deque(maxlen=STEP_HISTORY)
+        self._late_logged = -float("inf")
 
     @classmethod
     def from_checkpoint(cls, path: str | None, config: EngineConfig) -> Engine:
@@ -465,8 +467,14 @@ class Engine:
                 self._late_steps += int(late_any)
                 self._step_ms.append(step_ms)
                 self._batch.append(len(batch))
-        if late_any:
-            log.warning("late step: %.1f ms for %d calls", step_ms, len(batch))
+        if late_any and record and t_done - self._late_logged >= LATE_LOG_EVERY_S:
+            self._late_logged = t_done
+            log.warning(
+                "late outputs: step %.1f ms for %d calls (%d late steps so far)",
+                step_ms,
+                len(batch),
+                self._late_steps,
+            )
         for (session, item), result in zip(batch, outputs, strict=True):
             _deliver(item, None if session.closed else result)
         return outputs

