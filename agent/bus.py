@@ -206,36 +206,68 @@ async def dead_letter(
     await redis.xack(keys.ctx, keys.group, entry_id)
 
 
-class Outage:
-    """Logs a Redis outage once when it starts and once when it ends, never per attempt."""
+def raise_if_cancelling() -> None:
+    """Honour a cancellation that was requested but swallowed.
 
-    def __init__(self, logger: logging.Logger, what: str) -> None:
+    On Python 3.11, `asyncio.wait_for` (which redis-py uses to send every command when a socket
+    timeout is set, the default) returns normally if the write completes in the same loop turn as
+    a cancel, losing the CancelledError. The task still counts the request (`cancelling()`), so
+    every long-running loop here calls this once per iteration: a cancelled reader or worker stops
+    at its next turn instead of running forever.
+    """
+    task = asyncio.current_task()
+    if task is not None and task.cancelling():
+        raise asyncio.CancelledError()
+
+
+class Outage:
+    """Logs a Redis outage once when it starts and once when it ends, never per attempt.
+
+    Right after Redis comes back, each stale pooled connection fails once more; a failure within
+    `settle_s` of a recovery is announced only if it lasts longer than `settle_s`.
+    """
+
+    def __init__(self, logger: logging.Logger, what: str, settle_s: float = 5.0) -> None:
         self.log = logger
         self.what = what
+        self.settle_s = settle_s
         self.since: float | None = None
-        self.count = 0
+        self.recovered_at: float | None = None
+        self.announced = False
+        self.count = 0  # outages announced
 
     @property
     def down(self) -> bool:
         return self.since is not None
 
     def failed(self, exc: BaseException) -> None:
+        now = time.monotonic()
         if self.since is None:
-            self.since = time.monotonic()
-            self.count += 1
-            self.log.warning(
-                "%s: Redis unreachable (%s: %s); retrying in the background",
-                self.what,
-                type(exc).__name__,
-                exc,
-            )
+            self.since = now
+            settling = self.recovered_at is not None and now - self.recovered_at < self.settle_s
+            if settling:
+                self.log.debug("%s: Redis still settling (%s)", self.what, exc)
+                return
+        elif self.announced or now - self.since < self.settle_s:
+            return
+        self.announced = True
+        self.count += 1
+        self.log.warning(
+            "%s: Redis unreachable (%s: %s); retrying in the background",
+            self.what,
+            type(exc).__name__,
+            exc,
+        )
 
     def ok(self) -> None:
-        if self.since is not None:
-            self.log.info(
-                "%s: Redis reachable again after %.1f s", self.what, time.monotonic() - self.since
-            )
-            self.since = None
+        if self.since is None:
+            return
+        now = time.monotonic()
+        if self.announced:
+            self.log.info("%s: Redis reachable again after %.1f s", self.what, now - self.since)
+        self.since = None
+        self.announced = False
+        self.recovered_at = now
 
 
 class Backoff:

@@ -23,7 +23,14 @@ from typing import Any
 import redis.asyncio as aioredis
 from redis.exceptions import ResponseError
 
-from agent.bus import TRANSIENT_ERRORS, Backoff, Outage, StreamKeys, publish
+from agent.bus import (
+    TRANSIENT_ERRORS,
+    Backoff,
+    Outage,
+    StreamKeys,
+    publish,
+    raise_if_cancelling,
+)
 from agent.types import AgentResult, ContextPackage, PackageError, Turn, TurnLike
 
 log = logging.getLogger(__name__)
@@ -141,6 +148,7 @@ class AgentClient:
     async def _publish_loop(self) -> None:
         backoff = Backoff()
         while True:
+            raise_if_cancelling()
             if not self._outbox:
                 self._outbox_ready.clear()
                 await self._outbox_ready.wait()
@@ -191,6 +199,7 @@ class AgentClient:
         backoff = Backoff()
         try:
             while not self._closed:
+                raise_if_cancelling()
                 try:
                     reply: Any = await self.redis.xread(
                         {self.results_key: self.last_id},

@@ -48,6 +48,7 @@ from agent.bus import (
     dead_letter,
     emit,
     ensure_group,
+    raise_if_cancelling,
 )
 from agent.types import ContextPackage, PackageError, ResultKind
 
@@ -213,10 +214,14 @@ class Worker:
                 len(tasks),
             )
             await asyncio.wait(tasks, timeout=grace_s)
-        for job in list(self._jobs.values()):
-            job.task.cancel()
-        if tasks:
-            await asyncio.wait(tasks)
+        # Cancel what is left; cancel again while a task survives it (see raise_if_cancelling).
+        while True:
+            left = [job.task for job in self._jobs.values() if not job.task.done()]
+            if not left:
+                break
+            for task in left:
+                task.cancel()
+            await asyncio.wait(left, timeout=1.0)
 
     async def _release_all(self) -> None:
         """Hand back every entry still pending on this consumer (best effort, bounded in time)."""
@@ -258,6 +263,7 @@ class Worker:
         backoff = Backoff()
         group_ready = False
         while not self._shutdown.requested.is_set():
+            raise_if_cancelling()
             free = self.concurrency - len(self._jobs)
             if free <= 0:
                 self._slot_free.clear()
@@ -395,6 +401,7 @@ class Worker:
         assert self._scripts is not None
         while True:
             await asyncio.sleep(self.heartbeat_interval_s)
+            raise_if_cancelling()
             ids = [eid for eid, job in self._jobs.items() if not job.finishing]
             if not ids:
                 continue
@@ -604,6 +611,7 @@ class Worker:
         """Run `op()` until Redis answers; backoff in between; the outage is logged once."""
         backoff = Backoff()
         while True:
+            raise_if_cancelling()
             try:
                 result = await op()
             except TRANSIENT_ERRORS as exc:
