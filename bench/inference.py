@@ -305,8 +305,8 @@ def main(argv: list[str] | None = None) -> int:
     print()
     print(table(rows + capacity_rows))
     print(
-        "(wall: step latency; cpu: CPU time the step used, which other processes on a shared "
-        "machine do not inflate;\n ages 60 s and 10 min are fast-forwarded, see the docstring; "
+        "(wall: step latency; cpu: the process's CPU time during the step, close to wall when the "
+        "engine had its core;\n ages 60 s and 10 min are fast-forwarded, see the docstring; "
         f"load average {load_before} before, {os.getloadavg()[0]:.2f} after)"
     )
     print(
