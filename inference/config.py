@@ -81,7 +81,7 @@ class ModelConfig:
     flow_width: int = 256
     flow_depth: int = 3
     flow_steps: int = 8  # Euler steps at sampling
-    griffin_lim_iters: int = 8  # measured: mel error 2.91 dB at 8, 2.85 at 32
+    griffin_lim_iters: int = 8  # measured mel error: 3.0 dB at 8, 2.9 at 32 (vocoder.py)
     speak_threshold_log10: float = -4.0  # mean output log10-mel above this = speaking
 
     def __post_init__(self) -> None:

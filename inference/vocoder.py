@@ -1,6 +1,6 @@
 """Waveform out: streaming Griffin-Lim from continuous log10 mel (80 bins, 12.5 ms hop), in torch.
 
-STFT: Hann 800 (50 ms), hop 200 (12.5 ms), n_fft 1024. Frame j of the output is centred on sample
+STFT: Hann 800 (50 ms), hop 200 (12.5 ms), n_fft 800 (401 bins; no zero padding, cheaper). Frame j of the output is centred on sample
 200 j; after the 16 frames of micro-turn t (j < 16 t + 16) every sample before 3200 t + 2800 has all
 of its frames, so each micro-turn emits exactly 3200 final samples, 25 ms (400 samples) behind.
 
@@ -19,8 +19,10 @@ One micro-turn, per session, batched over sessions:
 The 3 context frames straddle the chunk boundary: re-estimating them against the played samples
 keeps the phases going, and the fade from the provisional estimate (which continues the played
 samples) joins chunks without clicks (measured on a tone: the largest sample step at a join stays
-within the largest elsewhere; without the fade it was 1.4x at 8 iterations). The mel-to-magnitude map interpolates between filter centres
-(non-negative, unlike a pseudo-inverse); bins outside 80-7600 Hz stay silent.
+within the largest elsewhere; without the fade it was 1.4x at 8 iterations). Iterations: on a
+synthetic voiced signal the mel error was 3.3 dB at 2, 3.0 at 8, 2.9 at 32 (8 is the default).
+The mel-to-magnitude map interpolates between filter centres (non-negative, unlike a
+pseudo-inverse); bins outside 80-7600 Hz stay silent.
 """
 
 from __future__ import annotations
