@@ -136,7 +136,7 @@ async def test_cancelled_reader_always_stops(
 ) -> None:
     """Regression: on Python 3.11 redis-py's wait_for can swallow a cancel; results() honours it."""
     call_id = f"call-{unique}"
-    client = AgentClient(redis_client, call_id, keys=keys, read_block_ms=300)
+    client = AgentClient(redis_client, call_id, keys=keys, read_block_ms=200)
     scripts = Scripts(redis_client)
     rng = random.Random(7)
 
@@ -144,7 +144,7 @@ async def test_cancelled_reader_always_stops(
         async for _ in client.results():
             pass
 
-    for i in range(40):
+    for i in range(24):
         reader = asyncio.create_task(read())
         await asyncio.sleep(rng.random() * 0.01)
         if i % 2:
