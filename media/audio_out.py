@@ -45,7 +45,7 @@ class SampleRing:
         self._buf = np.zeros(capacity, dtype=np.float32)
         self._start = 0
         self._size = 0
-        self._segments: deque[list[int]] = deque()  # [microturn, samples left], in order
+        self._segments: deque[list[int]] = deque()  # [microturn, samples left, total], in order
 
     def __len__(self) -> int:
         return self._size
@@ -61,11 +61,12 @@ class SampleRing:
         self._buf[end : end + first] = samples[:first]
         self._buf[: len(samples) - first] = samples[first:]
         self._size += len(samples)
-        self._segments.append([microturn, len(samples)])
+        self._segments.append([microturn, len(samples), len(samples)])
         return dropped
 
-    def read(self, n: int) -> tuple[np.ndarray, int | None]:
-        """Up to n samples (zero-padded to n) and the micro-turn of the last real sample read."""
+    def read(self, n: int) -> tuple[np.ndarray, tuple[int, int] | None]:
+        """Up to n samples (zero-padded to n), and where the last real sample read came from:
+        (micro-turn, samples of that micro-turn's output read so far), None if nothing was read."""
         take = min(n, self._size)
         out = np.zeros(n, dtype=np.float32)
         first = min(take, self.capacity - self._start)
@@ -74,7 +75,7 @@ class SampleRing:
         last = self._discard(take)
         return out, last
 
-    def _discard(self, n: int) -> int | None:
+    def _discard(self, n: int) -> tuple[int, int] | None:
         self._start = (self._start + n) % self.capacity
         self._size -= n
         last = None
@@ -83,7 +84,7 @@ class SampleRing:
             used = min(n, seg[1])
             seg[1] -= used
             n -= used
-            last = seg[0]
+            last = (seg[0], seg[2] - seg[1])
             if seg[1] == 0:
                 self._segments.popleft()
         return last
@@ -105,7 +106,8 @@ class PacedAudioTrack(MediaStreamTrack):
         self._frames = 0
         self._primed = False
         self._prime_at: float | None = None
-        self.played_microturn: int | None = None  # newest output micro-turn handed to the sender
+        # where the newest sample handed to the sender came from: (micro-turn, samples into it)
+        self.sent_position: tuple[int, int] | None = None
         self.stats = AudioOutStats()
 
     def write(self, samples: np.ndarray, microturn: int) -> None:
@@ -159,7 +161,7 @@ class PacedAudioTrack(MediaStreamTrack):
             self.stats.underruns += 1
             self._primed = False
             self._prime_at = None
-        samples, microturn = self._ring.read(FRAME_SAMPLES)
-        if microturn is not None:
-            self.played_microturn = microturn
+        samples, position = self._ring.read(FRAME_SAMPLES)
+        if position is not None:
+            self.sent_position = position
         return samples

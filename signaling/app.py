@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
 import jinja2
@@ -56,8 +56,8 @@ def load_engine(config: Config) -> EngineLike:
     if config.model == "echo":
         from inference.passthrough import EchoEngine
 
-        return EchoEngine(engine_config)  # type: ignore[return-value]
-    return Engine.from_checkpoint(config.model, engine_config)  # type: ignore[return-value]
+        return EchoEngine(engine_config)
+    return Engine.from_checkpoint(config.model, engine_config)
 
 
 def create_app(config: Config, *, engine: EngineLike | None = None) -> web.Application:
@@ -113,18 +113,18 @@ async def redis_ctx(app: web.Application) -> AsyncIterator[None]:
         await asyncio.get_running_loop().run_in_executor(None, embedded.close)
 
 
-def engine_ctx(given: EngineLike | None):  # type: ignore[no-untyped-def]
+def engine_ctx(given: EngineLike | None) -> Callable[[web.Application], AsyncIterator[None]]:
     async def ctx(app: web.Application) -> AsyncIterator[None]:
         engine = given
         if engine is None:
             loop = asyncio.get_running_loop()
             engine = await loop.run_in_executor(None, load_engine, app[CONFIG])
         app[ENGINE] = engine
-        engine.start()  # type: ignore[attr-defined]
+        engine.start()
         log.info("model %s ready", engine.model_name)
         yield
         if given is None:
-            engine.stop()  # type: ignore[attr-defined]
+            engine.stop()
 
     return ctx
 

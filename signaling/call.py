@@ -36,6 +36,7 @@ from inference.types import MICROTURN_MS, MicroTurnInput, MicroTurnOutput
 from media.audio_in import SLICE_GRACE_S, AudioInput, AudioTimeline
 from media.audio_out import PacedAudioTrack
 from media.clock import SessionClock
+from media.playback import PlaybackTracker
 from media.video_in import VideoSampler
 from signaling import events
 from signaling.metrics import Metrics
@@ -52,6 +53,8 @@ class EngineLike(Protocol):
     model_name: str
     frame_size: int
 
+    def start(self) -> None: ...
+    def stop(self) -> None: ...
     def open(self, call_id: str) -> int: ...
     async def append(self, slot: int, inp: MicroTurnInput) -> MicroTurnOutput: ...
     def close(self, slot: int) -> None: ...
@@ -100,7 +103,7 @@ class Call:
         self._text_queue: deque[str] = deque()
         self._text_chars = 0
         self._speaking = False
-        self._played: tuple[int, int] | None = None  # (microturn, played_ms) from the browser
+        self.playback = PlaybackTracker()
         self._tracks: list[MediaStreamTrack] = []
         self._tasks: set[asyncio.Task[None]] = set()
         self._pending: asyncio.Queue[asyncio.Future[MicroTurnOutput]] = asyncio.Queue(
@@ -201,12 +204,13 @@ class Call:
             await self.clock.sleep_until(self.clock.slice_end(index) + SLICE_GRACE_S)
             audio, gaps = self.timeline.take(index)
             self.metrics.audio_gap_samples.inc(gaps)
+            self.playback.on_sent(self.outbound.sent_position)
             inp = MicroTurnInput(
                 index=index,
                 audio=audio,
                 frame=self.video.pick(index),
                 text=self._take_text(),
-                played_ms=self._played[1] if self._played else None,
+                played_ms=self.playback.played_ms(time.monotonic()),
             )
             future = asyncio.ensure_future(self.engine.append(self.slot, inp))
             await self._pending.put(future)
@@ -232,11 +236,18 @@ class Call:
         if out.late:
             self.stats.late_steps += 1
             self.metrics.late_steps.inc()
-        self.outbound.write(out.audio, out.index)
         if out.speaking != self._speaking:
             self._speaking = out.speaking
-            kind = "output_audio.started" if out.speaking else "output_audio.stopped"
-            self.send_event(kind, microturn=out.index)
+            if out.speaking:
+                self.playback.utterance_started(out.index)
+                self.send_event("output_audio.started", microturn=out.index)
+            else:
+                # The model went quiet (finished, or yielded to a barge-in): stop at once. What is
+                # still queued is at most the last ~60 ms of the previous micro-turn.
+                self.outbound.flush()
+                self.playback.utterance_stopped()
+                self.send_event("output_audio.stopped", microturn=out.index)
+        self.outbound.write(out.audio, out.index)
         if out.text:
             self.send_event("output_text.delta", microturn=out.index, text=out.text)
             self._remember(out.index, "model", "text", out.text)
@@ -339,7 +350,7 @@ class Call:
                 self.instructions = event.instructions
                 self.queue_text(event.instructions)
         elif isinstance(event, events.OutputAudioPlayed):
-            self._played = (event.microturn, event.played_ms)
+            self.playback.on_report(event.microturn, event.played_ms, time.monotonic())
 
     def send_event(self, type_: str, **fields: Any) -> None:
         channel = self.channel

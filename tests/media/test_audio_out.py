@@ -15,7 +15,7 @@ def test_ring_keeps_order_and_tags_microturns() -> None:
     ring.write(np.arange(300, 600, dtype=np.float32), microturn=1)
     out, last = ring.read(400)
     np.testing.assert_array_equal(out, np.arange(400))
-    assert last == 1
+    assert last == (1, 100), "the last sample read is the 100th of micro-turn 1's output"
     out, last = ring.read(400)
     np.testing.assert_array_equal(out[:200], np.arange(400, 600))
     assert not out[200:].any(), "reading past the end pads with silence"
@@ -59,7 +59,7 @@ async def test_sine_across_microturn_boundaries_has_no_discontinuity() -> None:
     np.testing.assert_allclose(played, sine[: len(played)], atol=2e-4)
     max_step = np.abs(np.diff(played)).max()
     assert max_step < 0.5 * 2 * np.pi * 300 / SAMPLE_RATE_HZ * 1.05
-    assert track.played_microturn == 2
+    assert track.sent_position == (2, MICROTURN_SAMPLES)
     track.stop()
 
 

@@ -12,7 +12,7 @@ from aiohttp.test_utils import TestServer
 from media.synthetic import MovingSquareTrack, tone
 from signaling.client import CallClient, CallRefused
 from signaling.keys import CALLS
-from tests.signaling.conftest import MakeServer
+from tests.conftest import MakeServer
 
 CONNECT_S = 30.0  # generous: a loaded 2-core CI machine
 

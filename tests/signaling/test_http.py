@@ -7,7 +7,7 @@ import pytest
 from aiohttp.test_utils import TestServer
 
 from infra.embedded_redis import free_port
-from tests.signaling.conftest import MakeServer
+from tests.conftest import MakeServer
 
 GOOD_PREFIX = "v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nt=0 0\r\n"
 
