@@ -29,28 +29,30 @@ import socket
 import sys
 import time
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import redis.asyncio as aioredis
 from redis.exceptions import ResponseError
 
-from agent.backends import BACKEND_NAMES, Backend, make_backend
+from agent.backends import BACKEND_NAMES, Backend, BackendEvent, make_backend
 from agent.bus import (
     EMIT_DONE,
     RELEASE_IDLE_MS,
     TRANSIENT_ERRORS,
     Backoff,
+    Emission,
     Outage,
     Scripts,
     StreamKeys,
     dead_letter,
     emit,
+    emit_many,
     ensure_group,
     raise_if_cancelling,
 )
-from agent.types import ContextPackage, PackageError, ResultKind
+from agent.types import TERMINAL_KINDS, ContextPackage, PackageError, ResultKind
 
 log = logging.getLogger(__name__)
 
@@ -148,6 +150,7 @@ class Worker:
         self._outage = Outage(log, f"agent worker {self.consumer}")
         self._redis: aioredis.Redis | None = None
         self._scripts: Scripts | None = None
+        self._acker = _Acker(self)
 
     # -- lifetime ---------------------------------------------------------------------------------
     async def run(self) -> None:
@@ -159,8 +162,9 @@ class Worker:
         self._redis = aioredis.Redis.from_url(
             self.redis_url,
             socket_connect_timeout=2.0,
-            socket_timeout=self.block_ms / 1000 + 10.0,
-            socket_keepalive=True,
+            socket_timeout=None,
+            # TCP keepalive; redis-py's unix-socket connections refuse the option
+            **({} if self.redis_url.startswith("unix:") else {"socket_keepalive": True}),
             health_check_interval=30,
         )
         self._scripts = Scripts(self._redis)
@@ -190,6 +194,7 @@ class Worker:
             await self._drain(0.0 if cancelled else self._shutdown.grace_s)
             heartbeat.cancel()
             await asyncio.wait([heartbeat])
+            await self._acker.close()
             await self._release_all()
             await self._redis.aclose()
             self._running = False
@@ -272,6 +277,10 @@ class Worker:
             try:
                 if not group_ready:
                     await ensure_group(self._redis, self.keys)
+                    # Visible in XINFO CONSUMERS from the start, not only after a first read.
+                    await self._redis.xgroup_createconsumer(
+                        self.keys.ctx, self.keys.group, self.consumer
+                    )
                     group_ready = True
                     self.ready.set()
                 entries: list[_Entry] = []
@@ -472,42 +481,31 @@ class Worker:
 
     async def _run_package(self, entry: _Entry, package: ContextPackage, job: _Job | None) -> None:
         call = package.call_id
-        started = await self._emit(
-            package, "started", "", {"attempt": entry.deliveries, "worker": self.consumer}
-        )
-        if started == EMIT_DONE:
-            # Another attempt already finished it (we died between its final and its ack, or it
-            # was published twice): just acknowledge.
-            self.stats.already_done += 1
-            log.info("call %s: package %s already finished; acking", call, package.package_id)
-            await self._ack(entry)
-            return
-        log.debug(
-            "call %s: running package %s (entry %s)", call, package.package_id, entry.entry_id
-        )
-        seq = started + 1
+        started = Emission("started", "", {"attempt": entry.deliveries, "worker": self.consumer})
         # "final" / "error": written by this attempt; "done": another attempt finished it first.
         outcome: str | None = None
         events = self.backend.run(package)
+        # Give the backend one loop turn: an answer that needs no waiting (the calculator, the
+        # clock) then goes out together with `started` in one round trip.
+        first = asyncio.ensure_future(_next_event(events))
         deadline = asyncio.timeout(self.task_timeout_s)
         try:
             async with deadline:
-                async for event in events:
-                    is_terminal = event.kind in ("final", "error")
-                    written = await self._emit(
-                        package,
-                        event.kind,
-                        event.text,
-                        event.data,
-                        seq=None if is_terminal else seq,
+                await asyncio.sleep(0)
+                quick = _quick_terminal(first)
+                if quick is not None:
+                    codes = await self._emit_many(
+                        package, [started, Emission(quick.kind, quick.text, quick.data)]
                     )
-                    seq += 1
+                    outcome = "done" if codes[0] == EMIT_DONE else quick.kind
+                else:
+                    written = (await self._emit_many(package, [started]))[0]
                     if written == EMIT_DONE:
-                        outcome = "done"
-                        break
-                    if is_terminal:
-                        outcome = event.kind
-                        break
+                        outcome = (
+                            "done"  # finished before (died before its ack, or published twice)
+                        )
+                    else:
+                        outcome = await self._stream_events(package, events, first, written + 1)
         except Exception as exc:
             if isinstance(exc, TimeoutError) and deadline.expired():
                 log.warning("call %s: package %s timed out", call, package.package_id)
@@ -518,6 +516,9 @@ class Worker:
                 reason = "backend_exception"
             outcome = await self._finish_with_error(package, text, reason)
         finally:
+            if not first.done():
+                first.cancel()
+                await asyncio.wait([first])
             aclose = getattr(events, "aclose", None)
             if aclose is not None:
                 with contextlib.suppress(Exception):
@@ -534,10 +535,31 @@ class Worker:
             self.stats.failed += 1
         else:
             self.stats.already_done += 1
-            log.info(
-                "call %s: package %s was finished by another attempt", call, package.package_id
+            log.info("call %s: package %s was already finished; acking", call, package.package_id)
+        await self._acker.ack(entry.entry_id)
+
+    async def _stream_events(
+        self,
+        package: ContextPackage,
+        events: AsyncIterator[BackendEvent],
+        first: asyncio.Future[BackendEvent | None],
+        seq: int,
+    ) -> str | None:
+        """Write each event as it comes; returns the outcome, None if the backend just ended."""
+        event = await first
+        while event is not None:
+            is_terminal = event.kind in TERMINAL_KINDS
+            # Partials carry an explicit seq, so a retried write is recognised and not repeated.
+            written = await self._emit(
+                package, event.kind, event.text, event.data, seq=None if is_terminal else seq
             )
-        await self._ack(entry)
+            seq += 1
+            if written == EMIT_DONE:
+                return "done"
+            if is_terminal:
+                return event.kind
+            event = await _next_event(events)
+        return None
 
     async def _finish_with_error(self, package: ContextPackage, text: str, reason: str) -> str:
         written = await self._emit(package, "error", text, {"reason": reason})
@@ -591,10 +613,12 @@ class Worker:
             )
         )
 
-    async def _ack(self, entry: _Entry) -> None:
-        assert self._redis is not None
-        redis = self._redis
-        await self._retry(lambda: redis.xack(self.keys.ctx, self.keys.group, entry.entry_id))
+    async def _emit_many(self, package: ContextPackage, results: list[Emission]) -> list[int]:
+        return await self._retry(
+            lambda: emit_many(
+                self._require_scripts(), self.keys, package.call_id, package.package_id, results
+            )
+        )
 
     async def _dead(self, entry: _Entry, raw: bytes, reason: str) -> None:
         assert self._redis is not None
@@ -620,6 +644,73 @@ class Worker:
                 continue
             self._outage.ok()
             return result
+
+
+async def _next_event(events: AsyncIterator[BackendEvent]) -> BackendEvent | None:
+    try:
+        return await events.__anext__()
+    except StopAsyncIteration:
+        return None
+
+
+def _quick_terminal(first: asyncio.Future[BackendEvent | None]) -> BackendEvent | None:
+    """The backend's first event if it is already there and ends the package, else None."""
+    if not first.done() or first.cancelled() or first.exception() is not None:
+        return None
+    event = first.result()
+    return event if event is not None and event.kind in TERMINAL_KINDS else None
+
+
+class _Acker:
+    """Acknowledges finished entries in batches: one XACK for all that finished meanwhile.
+
+    `ack()` returns once that entry's XACK has succeeded (retried through outages), so the
+    at-least-once rule holds: an entry is never acked before its terminal result is written.
+    """
+
+    def __init__(self, worker: Worker) -> None:
+        self.worker = worker
+        self.waiting: dict[str, asyncio.Future[None]] = {}
+        self.wake = asyncio.Event()
+        self.task: asyncio.Task[None] | None = None
+
+    async def ack(self, entry_id: str) -> None:
+        if self.task is None or self.task.done():
+            self.task = asyncio.create_task(self._run(), name=f"acker-{self.worker.consumer}")
+        future = self.waiting.get(entry_id)
+        if future is None:
+            future = self.waiting[entry_id] = asyncio.get_running_loop().create_future()
+        self.wake.set()
+        await asyncio.shield(future)
+
+    async def _run(self) -> None:
+        worker = self.worker
+        while True:
+            await self.wake.wait()
+            self.wake.clear()
+            batch, self.waiting = self.waiting, {}
+            if not batch:
+                continue
+            redis = worker._redis
+            assert redis is not None
+            ids = list(batch)
+            try:
+                await worker._retry(
+                    functools.partial(redis.xack, worker.keys.ctx, worker.keys.group, *ids)
+                )
+            except BaseException:
+                for future in batch.values():
+                    future.cancel()  # the worker is stopping; the entry stays pending
+                raise
+            for future in batch.values():
+                if not future.done():
+                    future.set_result(None)
+
+    async def close(self) -> None:
+        if self.task is not None:
+            self.task.cancel()
+            await asyncio.wait([self.task])
+            self.task = None
 
 
 def default_consumer_name() -> str:
@@ -772,4 +863,7 @@ async def _serve_worker(worker: Worker, backend: Backend, grace_s: float) -> Non
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    # Run the importable module's main, so loggers are named agent.worker, not __main__.
+    from agent.worker import main as _main
+
+    sys.exit(_main())

@@ -168,7 +168,7 @@ async def measure_echo(base_url: str, beeps: int) -> dict[str, Any]:
     }
 
 
-async def latency(beeps: int, extra_args: list[str]) -> dict[str, Any]:
+async def latency(beeps: int, prefetches: list[int]) -> dict[str, Any]:
     enable_loopback_candidates()
     rows: dict[str, Any] = {}
     port = free_port()
@@ -180,14 +180,13 @@ async def latency(beeps: int, extra_args: list[str]) -> dict[str, Any]:
         rows["plain aiortc echo"] = await measure_echo(f"http://127.0.0.1:{port}", beeps)
     finally:
         await runner.cleanup()
-    server = ServerProcess(
-        free_port(),
-        args=["--model", "echo", *extra_args],
-        log_path=RESULTS / "bench-media-server.log",
-    )
-    with server:
-        print(f"  microturn --model echo {' '.join(extra_args)}: {beeps} beeps ...", flush=True)
-        rows["microturn (echo model)"] = await measure_echo(server.url, beeps)
+    for prefetch in prefetches:
+        args = ["--model", "echo", "--jitter-prefetch", str(prefetch)]
+        server = ServerProcess(free_port(), args=args, log_path=RESULTS / "bench-media-server.log")
+        with server:
+            name = f"microturn echo, prefetch {prefetch}"
+            print(f"  {name}: {beeps} beeps ...", flush=True)
+            rows[name] = await measure_echo(server.url, beeps)
     return rows
 
 
@@ -284,8 +283,9 @@ def print_tables(report: dict[str, Any]) -> None:
             f"{r['mean_ms']:7.0f} {r['min_ms']:7.0f} {r['max_ms']:7.0f}"
         )
     names = list(lat)
-    if len(names) == 2:
-        print(f"framing adds (p50): {lat[names[1]]['p50_ms'] - lat[names[0]]['p50_ms']:.0f} ms")
+    for name in names[1:]:
+        added = lat[name]["p50_ms"] - lat[names[0]]["p50_ms"]
+        print(f"{name}: framing adds {added:.0f} ms (p50) over the plain echo")
     c = report.get("cost")
     if c:
         print(f"\nMedia cost, {c['calls']} audio+video calls for {c['minutes']:g} min (echo model)")
@@ -303,7 +303,7 @@ def print_tables(report: dict[str, Any]) -> None:
 async def main_async(args: argparse.Namespace) -> dict[str, Any]:
     report: dict[str, Any] = {"machine": {"cores": os.cpu_count()}, "args": vars(args)}
     print("latency:", flush=True)
-    report["latency"] = await latency(args.beeps, [])
+    report["latency"] = await latency(args.beeps, [int(p) for p in args.prefetch.split(",")])
     if args.minutes > 0:
         print("cost:", flush=True)
         report["cost"] = await cost(args.calls, args.minutes)
@@ -315,6 +315,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--beeps", type=int, default=20)
     parser.add_argument("--calls", type=int, default=4)
     parser.add_argument("--minutes", type=float, default=10.0)
+    parser.add_argument(
+        "--prefetch", default="0,4", help="jitter-buffer prefetch values to measure"
+    )
     parser.add_argument("--quick", action="store_true", help="10 beeps, 1 minute")
     parser.add_argument("--json", default=str(RESULTS / "media.json"))
     args = parser.parse_args(argv)

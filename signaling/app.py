@@ -44,6 +44,7 @@ log = logging.getLogger(__name__)
 
 WEB_DIR = Path(web_package.__file__).parent
 REDIS_PING_TIMEOUT_S = 1.0
+WORKER_STOP_TIMEOUT_S = 8.0  # in-process workers get this long to finish or release their work
 
 
 def load_engine(config: Config) -> EngineLike:
@@ -152,7 +153,15 @@ async def agent_ctx(app: web.Application) -> AsyncIterator[None]:
     ]
     tasks = [asyncio.create_task(w.run(), name=f"agent-worker-{i}") for i, w in enumerate(workers)]
     yield
-    await asyncio.gather(*(w.stop(grace_s=2.0) for w in workers), return_exceptions=True)
+    stopping = asyncio.gather(*(w.stop(grace_s=2.0) for w in workers), return_exceptions=True)
+    try:
+        await asyncio.wait_for(stopping, WORKER_STOP_TIMEOUT_S)
+    except TimeoutError:
+        log.error(
+            "background workers did not stop within %.0f s; cancelling", WORKER_STOP_TIMEOUT_S
+        )
+    for task in tasks:
+        task.cancel()
     await asyncio.gather(*tasks, return_exceptions=True)
     await backend.aclose()
 

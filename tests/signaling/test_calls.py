@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 from aiohttp.test_utils import TestServer
 
+from infra.embedded_redis import EmbeddedRedis
 from media.synthetic import MovingSquareTrack, tone
 from signaling.client import CallClient, CallRefused
 from signaling.keys import CALLS
@@ -111,3 +112,19 @@ async def test_ask_runs_a_background_task_and_weaves_the_result(make_server: Mak
         served = server.app[CALLS].get(call.call_id)
         assert any(t.role == "agent" and "84" in t.text for t in served.transcript)
         await call.hang_up()
+
+
+async def test_ask_with_the_default_embedded_redis_on_a_unix_socket(
+    make_server: MakeServer,
+) -> None:
+    """`make run`'s path: the private Redis listens on a unix socket, workers run in-process."""
+    with EmbeddedRedis() as private:
+        server = await make_server(redis_url=private.url, agent_workers=1)
+        base = str(server.make_url("")).rstrip("/")
+        async with CallClient(base, audio=tone()) as call:
+            await call.wait_event("session.created", timeout=CONNECT_S)
+            call.send("input_text", text="/ask what is 6*7")
+            done = await call.wait_event("agent.task", lambda e: e["status"] == "done")
+            assert "42" in done["text"]
+            await call.hang_up()
+        await server.close()
