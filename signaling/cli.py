@@ -76,11 +76,22 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="microturn", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
     _serve_parser(sub)
+    # Subcommands owned by other packages parse their own flags.
     sub.add_parser("agent", help="run a background-model worker", add_help=False)
+    sub.add_parser("train", help="train the reference interaction model", add_help=False)
+    sub.add_parser("eval", help="evaluate a checkpoint through the streaming engine", add_help=False)
     if argv[:1] == ["agent"]:
         from agent.worker import main as agent_main
 
         return agent_main(argv[1:])
+    if argv[:1] == ["train"]:
+        from inference.train import main as train_main
+
+        return train_main(argv[1:])
+    if argv[:1] == ["eval"]:
+        from inference.evaluate import main as eval_main
+
+        return eval_main(argv[1:])
     args = parser.parse_args(argv)
     if args.command == "serve":
         return serve(args)
