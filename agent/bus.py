@@ -22,7 +22,7 @@ import asyncio
 import logging
 import random
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -31,6 +31,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
+from agent.types import TERMINAL_KINDS as TERMINAL
 from agent.types import ContextPackage, ResultKind, encode_result_parts
 
 log = logging.getLogger(__name__)
@@ -81,23 +82,48 @@ class StreamKeys:
         return "{" + self.results(call_id) + "}:seq"
 
 
-# KEYS[1] results stream, KEYS[2] state hash
-# ARGV[1] package_id, ARGV[2] seq or "next", ARGV[3] JSON head, ARGV[4] JSON tail,
-# ARGV[5] "1" if terminal, ARGV[6] maxlen, ARGV[7] ttl seconds
-# Returns the seq written, -1 if the package is done, -2 if that seq was already written.
+# KEYS[1] results stream, KEYS[2] state hash, KEYS[3] ctx stream (only to acknowledge)
+# ARGV[1] package_id, ARGV[2] maxlen, ARGV[3] ttl seconds, ARGV[4] group, ARGV[5] ctx entry id to
+# XACK once the package is done (or ""), then per result, in order:
+#   seq or "next", JSON head, JSON tail, "1" if terminal
+# Returns, per result: the seq written, -1 (the package is done: not written) or -2 (that seq was
+# already written, a retry: not written).
 EMIT_SCRIPT = """
 local pid = ARGV[1]
-if redis.call('HEXISTS', KEYS[2], pid .. ':done') == 1 then return -1 end
+local done = redis.call('HEXISTS', KEYS[2], pid .. ':done') == 1
 local last = tonumber(redis.call('HGET', KEYS[2], pid) or '-1')
-local seq
-if ARGV[2] == 'next' then seq = last + 1 else seq = tonumber(ARGV[2]) end
-if seq <= last then return -2 end
-redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[6], '*', 'result', ARGV[3] .. seq .. ARGV[4])
-redis.call('HSET', KEYS[2], pid, seq)
-if ARGV[5] == '1' then redis.call('HSET', KEYS[2], pid .. ':done', seq) end
-redis.call('EXPIRE', KEYS[1], ARGV[7])
-redis.call('EXPIRE', KEYS[2], ARGV[7])
-return seq
+local wrote = false
+local out = {}
+for i = 6, #ARGV, 4 do
+  if done then
+    out[#out + 1] = -1
+  else
+    local seq
+    if ARGV[i] == 'next' then seq = last + 1 else seq = tonumber(ARGV[i]) end
+    if seq <= last then
+      out[#out + 1] = -2
+    else
+      redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[2], '*', 'result',
+                 ARGV[i + 1] .. seq .. ARGV[i + 2])
+      last = seq
+      wrote = true
+      if ARGV[i + 3] == '1' then
+        redis.call('HSET', KEYS[2], pid .. ':done', seq)
+        done = true
+      end
+      out[#out + 1] = seq
+    end
+  end
+end
+if wrote then
+  redis.call('HSET', KEYS[2], pid, last)
+  redis.call('EXPIRE', KEYS[1], ARGV[3])
+  redis.call('EXPIRE', KEYS[2], ARGV[3])
+end
+if done and ARGV[5] ~= '' then
+  redis.call('XACK', KEYS[3], ARGV[4], ARGV[5])
+end
+return out
 """
 
 # KEYS[1] ctx stream; ARGV[1] group, ARGV[2] consumer, ARGV[3] idle ms to set, ARGV[4..] ids.
@@ -147,6 +173,50 @@ async def publish(redis: aioredis.Redis, keys: StreamKeys, package: ContextPacka
     return _str(entry_id)
 
 
+@dataclass(frozen=True)
+class Emission:
+    """One result to write; `seq=None` takes the package's next seq."""
+
+    kind: ResultKind
+    text: str = ""
+    data: Mapping[str, Any] | None = None
+    seq: int | None = None
+
+
+async def emit_many(
+    scripts: Scripts,
+    keys: StreamKeys,
+    call_id: str,
+    package_id: str,
+    results: Sequence[Emission],
+    *,
+    ack: str | None = None,
+) -> list[int]:
+    """Write results of one package, in order, in one round trip (one EMIT call).
+
+    `ack`: the package's ctx entry id, acknowledged in the same script once the package is done
+    (its terminal result written now or before): the final result and its XACK are atomic, and
+    cost one round trip. Needs the ctx stream on the same Redis node as the results (always
+    true without Cluster); leave it None to XACK separately.
+    Returns per result the seq written, EMIT_DONE or EMIT_DUPLICATE.
+    """
+    args: list[Any] = [
+        package_id,
+        keys.results_maxlen,
+        keys.results_ttl_s,
+        keys.group,
+        ack or "",
+    ]
+    for r in results:
+        head, tail = encode_result_parts(package_id, r.kind, r.text, r.data)
+        args += ["next" if r.seq is None else r.seq, head, tail, "1" if r.kind in TERMINAL else "0"]
+    script_keys = [keys.results(call_id), keys.results_state(call_id)]
+    if ack:
+        script_keys.append(keys.ctx)
+    codes = await scripts.emit(keys=script_keys, args=args)
+    return [int(c) for c in codes]
+
+
 async def emit(
     scripts: Scripts,
     keys: StreamKeys,
@@ -162,20 +232,8 @@ async def emit(
 
     Returns the seq written, EMIT_DONE or EMIT_DUPLICATE.
     """
-    head, tail = encode_result_parts(package_id, kind, text, data)
-    result = await scripts.emit(
-        keys=[keys.results(call_id), keys.results_state(call_id)],
-        args=[
-            package_id,
-            "next" if seq is None else seq,
-            head,
-            tail,
-            "1" if kind in ("final", "error") else "0",
-            keys.results_maxlen,
-            keys.results_ttl_s,
-        ],
-    )
-    return int(result)
+    codes = await emit_many(scripts, keys, call_id, package_id, [Emission(kind, text, data, seq)])
+    return codes[0]
 
 
 async def dead_letter(

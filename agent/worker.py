@@ -122,6 +122,7 @@ class Worker:
         claim_interval_ms: int | None = None,
         heartbeat_interval_ms: int | None = None,
         task_timeout_s: float = DEFAULT_TASK_TIMEOUT_S,
+        ack_with_result: bool = True,
     ) -> None:
         if concurrency < 1:
             raise ValueError("concurrency must be >= 1")
@@ -138,6 +139,9 @@ class Worker:
         self.claim_interval_s = (claim_interval_ms or min(claim_idle_ms // 2, 5000)) / 1000
         self.heartbeat_interval_s = (heartbeat_interval_ms or max(claim_idle_ms // 4, 20)) / 1000
         self.task_timeout_s = task_timeout_s
+        # XACK inside the script that writes the final result (atomic, one round trip). Off only
+        # for a Redis Cluster where the ctx stream and results live on different nodes.
+        self.ack_with_result = ack_with_result
         self.stats = WorkerStats()
         self.ready = asyncio.Event()  # set once the group exists and the worker is fetching
         self._jobs: dict[str, _Job] = {}
@@ -481,6 +485,7 @@ class Worker:
 
     async def _run_package(self, entry: _Entry, package: ContextPackage, job: _Job | None) -> None:
         call = package.call_id
+        ack = entry.entry_id if self.ack_with_result else None
         started = Emission("started", "", {"attempt": entry.deliveries, "worker": self.consumer})
         # "final" / "error": written by this attempt; "done": another attempt finished it first.
         outcome: str | None = None
@@ -495,17 +500,19 @@ class Worker:
                 quick = _quick_terminal(first)
                 if quick is not None:
                     codes = await self._emit_many(
-                        package, [started, Emission(quick.kind, quick.text, quick.data)]
+                        package, [started, Emission(quick.kind, quick.text, quick.data)], ack=ack
                     )
                     outcome = "done" if codes[0] == EMIT_DONE else quick.kind
                 else:
-                    written = (await self._emit_many(package, [started]))[0]
+                    written = (await self._emit_many(package, [started], ack=ack))[0]
                     if written == EMIT_DONE:
                         outcome = (
                             "done"  # finished before (died before its ack, or published twice)
                         )
                     else:
-                        outcome = await self._stream_events(package, events, first, written + 1)
+                        outcome = await self._stream_events(
+                            package, events, first, written + 1, ack
+                        )
         except Exception as exc:
             if isinstance(exc, TimeoutError) and deadline.expired():
                 log.warning("call %s: package %s timed out", call, package.package_id)
@@ -514,7 +521,7 @@ class Worker:
                 log.exception("call %s: backend failed on package %s", call, package.package_id)
                 text = f"background model failed: {type(exc).__name__}: {exc}"
                 reason = "backend_exception"
-            outcome = await self._finish_with_error(package, text, reason)
+            outcome = await self._finish_with_error(package, text, reason, ack)
         finally:
             if not first.done():
                 first.cancel()
@@ -525,7 +532,7 @@ class Worker:
                     await aclose()
         if outcome is None:
             outcome = await self._finish_with_error(
-                package, "the background model ended without a result", "empty"
+                package, "the background model ended without a result", "empty", ack
             )
         if job is not None:
             job.finishing = True
@@ -536,7 +543,9 @@ class Worker:
         else:
             self.stats.already_done += 1
             log.info("call %s: package %s was already finished; acking", call, package.package_id)
-        await self._acker.ack(entry.entry_id)
+        if ack is None:
+            await self._acker.ack(entry.entry_id)
+        # else: the script that wrote the terminal result (or found it written) acknowledged it.
 
     async def _stream_events(
         self,
@@ -544,6 +553,7 @@ class Worker:
         events: AsyncIterator[BackendEvent],
         first: asyncio.Future[BackendEvent | None],
         seq: int,
+        ack: str | None,
     ) -> str | None:
         """Write each event as it comes; returns the outcome, None if the backend just ended."""
         event = await first
@@ -551,7 +561,12 @@ class Worker:
             is_terminal = event.kind in TERMINAL_KINDS
             # Partials carry an explicit seq, so a retried write is recognised and not repeated.
             written = await self._emit(
-                package, event.kind, event.text, event.data, seq=None if is_terminal else seq
+                package,
+                event.kind,
+                event.text,
+                event.data,
+                seq=None if is_terminal else seq,
+                ack=ack,
             )
             seq += 1
             if written == EMIT_DONE:
@@ -561,8 +576,10 @@ class Worker:
             event = await _next_event(events)
         return None
 
-    async def _finish_with_error(self, package: ContextPackage, text: str, reason: str) -> str:
-        written = await self._emit(package, "error", text, {"reason": reason})
+    async def _finish_with_error(
+        self, package: ContextPackage, text: str, reason: str, ack: str | None
+    ) -> str:
+        written = await self._emit(package, "error", text, {"reason": reason}, ack=ack)
         return "done" if written == EMIT_DONE else "error"
 
     async def _reject_unparseable(self, entry: _Entry, raw: bytes, exc: PackageError) -> None:
@@ -599,24 +616,18 @@ class Worker:
         data: Mapping[str, Any] | None,
         *,
         seq: int | None = None,
+        ack: str | None = None,
     ) -> int:
-        return await self._retry(
-            lambda: emit(
-                self._require_scripts(),
-                self.keys,
-                package.call_id,
-                package.package_id,
-                kind,
-                text,
-                data,
-                seq=seq,
-            )
-        )
+        codes = await self._emit_many(package, [Emission(kind, text, data, seq)], ack=ack)
+        return codes[0]
 
-    async def _emit_many(self, package: ContextPackage, results: list[Emission]) -> list[int]:
+    async def _emit_many(
+        self, package: ContextPackage, results: list[Emission], *, ack: str | None = None
+    ) -> list[int]:
+        scripts = self._require_scripts()
         return await self._retry(
-            lambda: emit_many(
-                self._require_scripts(), self.keys, package.call_id, package.package_id, results
+            functools.partial(
+                emit_many, scripts, self.keys, package.call_id, package.package_id, results, ack=ack
             )
         )
 
