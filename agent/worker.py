@@ -373,7 +373,12 @@ class Worker:
             if entry_id in self._jobs:  # our own stalled entry: it is still running here
                 continue
             self.stats.reclaimed += 1
-            count_ = deliveries.get(entry_id, self.max_deliveries + 1)
+            count_ = deliveries.get(entry_id)
+            if count_ is None:  # the range held more of ours than asked for: ask for this one
+                one: Any = await self._redis.xpending_range(
+                    self.keys.ctx, self.keys.group, entry_id, entry_id, 1
+                )
+                count_ = int(one[0]["times_delivered"]) if one else 1
             log.info("agent worker %s: reclaimed %s (delivery %d)", self.consumer, entry_id, count_)
             out.append(_Entry(entry_id, fields or {}, count_, reclaimed=True))
         return out
