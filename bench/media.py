@@ -268,6 +268,9 @@ async def cost(calls: int, minutes: float) -> dict[str, Any]:
         "rss_mb_end": rss[-1],
         "late_steps": sum(s["late_steps"] for s in statuses),
         "audio_gaps": sum(s["audio_gaps"] for s in statuses),
+        "audio_gap_ms": sum(s["audio_gap_ms"] for s in statuses),
+        "audio_late_ms": sum(s["audio_late_ms"] for s in statuses),
+        "audio_reanchors": sum(s["audio_reanchors"] for s in statuses),
         "microturns": sum(s["microturns"] for s in statuses),
         "samples": samples,
     }
@@ -291,13 +294,16 @@ def print_tables(report: dict[str, Any]) -> None:
         print(f"\nMedia cost, {c['calls']} audio+video calls for {c['minutes']:g} min (echo model)")
         print(
             f"{'cpu % total':>12} {'cpu %/call':>11} {'idle rss MB':>12} {'rss MB 1st half':>16} "
-            f"{'2nd half':>9} {'end':>7} {'late':>5} {'gaps':>5}"
+            f"{'2nd half':>9} {'end':>7} {'late steps':>11} {'gap turns':>10} {'gap ms':>8} "
+            f"{'late ms':>8} {'reanchors':>10}"
         )
         print(
             f"{c['cpu_pct_total']:12.1f} {c['cpu_pct_per_call']:11.1f} {c['idle_rss_mb']:12.1f} "
             f"{c['rss_mb_first_half_mean']:16.1f} {c['rss_mb_second_half_mean']:9.1f} "
-            f"{c['rss_mb_end']:7.1f} {c['late_steps']:5d} {c['audio_gaps']:5d}"
+            f"{c['rss_mb_end']:7.1f} {c['late_steps']:11d} {c['audio_gaps']:10d} "
+            f"{c['audio_gap_ms']:8d} {c['audio_late_ms']:8d} {c['audio_reanchors']:10d}"
         )
+        print(f"of {c['microturns']} micro-turns")
 
 
 async def main_async(args: argparse.Namespace) -> dict[str, Any]:

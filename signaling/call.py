@@ -32,8 +32,8 @@ from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 
 from agent import weave
 from agent.client import AgentClient, AgentError
-from inference.types import MICROTURN_MS, MicroTurnInput, MicroTurnOutput
-from media.audio_in import SLICE_GRACE_S, AudioInput, AudioTimeline
+from inference.types import MICROTURN_MS, SAMPLE_RATE_HZ, MicroTurnInput, MicroTurnOutput
+from media.audio_in import SLICE_GRACE_S, AudioInput, AudioInStats, AudioTimeline
 from media.audio_out import PacedAudioTrack
 from media.clock import SessionClock
 from media.playback import PlaybackTracker
@@ -363,13 +363,17 @@ class Call:
 
     # -- status and teardown --------------------------------------------------------------------
     def describe(self) -> dict[str, Any]:
+        audio = self.timeline.stats if self.timeline else AudioInStats()
         return {
             "call_id": self.call_id,
             "state": self.state,
             "created_at": self.created_at,
             "microturns": self.stats.microturns,
             "late_steps": self.stats.late_steps,
-            "audio_gaps": self.timeline.stats.gap_microturns if self.timeline else 0,
+            "audio_gaps": audio.gap_microturns,
+            "audio_gap_ms": audio.gap_samples * 1000 // SAMPLE_RATE_HZ,
+            "audio_late_ms": audio.late_samples * 1000 // SAMPLE_RATE_HZ,
+            "audio_reanchors": audio.reanchors,
             "video_frames_used": self.video.stats.frames_used if self.video else 0,
             "agent_tasks": self.stats.agent_tasks,
         }
