@@ -9,10 +9,17 @@ Anchoring: the sender's pts are contiguous even when it pauses, and its sample c
 ours. We keep `offset` (timeline position = pts + offset) such that frames land where they arrived:
 a frame that arrives earlier than the anchor predicts pulls the anchor back at once (we were anchored
 on a delayed frame); frames that arrive consistently later (a pause, a slower sender clock) push it
-forward once their lateness has stayed above `SLEW_THRESHOLD_S` for a whole window. Micro-turn k is
-cut `SLICE_GRACE_S` after its slice ends. Slots nobody
-wrote are silence and are counted as gaps; samples for a slice already handed to the model are
-dropped and counted as late.
+forward once their lateness has stayed above `SLEW_THRESHOLD_S` for a whole window.
+
+A sender pause and a stall of our own process both make frames arrive very late; only the pause
+should move the anchor. After a pause frames keep arriving at the sender's pace, all late; after a
+stall they arrive in one burst, the last of them on time. So very late frames are held back until
+`PAUSE_CONFIRM_FRAMES` of them have arrived: spread over at least `PAUSE_MIN_SPAN_S`, it was a pause
+(re-anchor, then place them all at their new place, nothing lost); bunched together, a stall (place
+them where they were due).
+
+Micro-turn k is cut `SLICE_GRACE_S` after its slice ends. Slots nobody wrote are silence and are
+counted as gaps; samples for a slice already handed to the model are dropped and counted as late.
 """
 
 from __future__ import annotations
@@ -30,12 +37,22 @@ from media.clock import SessionClock
 log = logging.getLogger(__name__)
 
 TIMELINE_CAPACITY_S = 4.0  # how far ahead of the oldest untaken micro-turn audio may be placed
-SLEW_WINDOW_FRAMES = 25  # 0.5 s of 20 ms frames
+SLEW_WINDOW_FRAMES = 100  # 2 s of 20 ms frames: long enough to ride out a busy moment
 SLEW_THRESHOLD_S = 0.020  # sustained lateness above this moves the anchor forward
 # A micro-turn is cut this long after its slice ends, so audio that arrives a little behind the
 # anchor (network jitter, up to SLICE_GRACE_S - SLEW_THRESHOLD_S above the best case) still makes it.
 SLICE_GRACE_S = 0.060
-PAUSE_THRESHOLD_S = 0.250  # a single frame this late is a sender pause: re-anchor at once
+PAUSE_THRESHOLD_S = 0.250  # frames this late are a sender pause or a stall of ours
+PAUSE_CONFIRM_FRAMES = 5
+PAUSE_MIN_SPAN_S = 0.060  # ... a pause if that many arrived spread over at least this long
+
+
+@dataclass
+class _Held:
+    samples: np.ndarray
+    pts: int
+    arrival: float
+    lateness: float
 
 
 @dataclass
@@ -60,6 +77,7 @@ class AudioTimeline:
         self._taken_until = 0  # timeline position before which audio was handed out
         self._offset: float | None = None
         self._recent_lateness: deque[float] = deque(maxlen=SLEW_WINDOW_FRAMES)
+        self._held: list[_Held] = []  # very late frames, until we know: pause or stall
         self.stats = AudioInStats()
 
     def write(self, samples: np.ndarray, pts_samples: int, arrival: float) -> None:
@@ -72,20 +90,31 @@ class AudioTimeline:
         arrival_pos = self.clock.sample_position(arrival)
         if self._offset is None:
             self._offset = arrival_pos - n - pts_samples
-        lateness = arrival_pos - (
-            pts_samples + n + self._offset
-        )  # samples; > 0: later than expected
+        lateness = arrival_pos - (pts_samples + n + self._offset)  # samples; > 0: later than due
+        if lateness > PAUSE_THRESHOLD_S * SAMPLE_RATE_HZ:
+            self._held.append(_Held(samples, pts_samples, arrival, lateness))
+            if len(self._held) >= PAUSE_CONFIRM_FRAMES:
+                if self._held[-1].arrival - self._held[0].arrival >= PAUSE_MIN_SPAN_S:
+                    self._reanchor(min(h.lateness for h in self._held))
+                self._release_held()
+            return
+        self._release_held()
         self._recent_lateness.append(lateness)
         if lateness < 0:
             self._offset += lateness
-        elif lateness > PAUSE_THRESHOLD_S * SAMPLE_RATE_HZ:
-            self._reanchor(lateness)
         elif len(self._recent_lateness) == SLEW_WINDOW_FRAMES:
             least = min(self._recent_lateness)
             if least > SLEW_THRESHOLD_S * SAMPLE_RATE_HZ:
                 self._reanchor(least)
-        start = round(pts_samples + self._offset)
-        self._place(samples, start)
+        self._place(samples, round(pts_samples + self._offset))
+
+    def _release_held(self) -> None:
+        if not self._held:
+            return
+        assert self._offset is not None
+        for held in self._held:
+            self._place(held.samples, round(held.pts + self._offset))
+        self._held.clear()
 
     def _reanchor(self, shift: float) -> None:
         assert self._offset is not None

@@ -67,20 +67,33 @@ def test_mic_that_starts_late_lands_at_its_arrival_time() -> None:
 
 
 def test_sender_pause_invisible_in_pts_is_placed_by_arrival() -> None:
-    clock = SessionClock(t0=0.0)
-    timeline = AudioTimeline(clock)
-    feed(timeline, 0, 10, lambda i: (i + 1) * 0.020)  # 0.0-0.2 s
+    timeline = AudioTimeline(SessionClock(t0=0.0))
+    arrivals = [((i + 1) * 0.020, i) for i in range(10)]  # 0.0-0.2 s
     # The sender pauses 1 s; its pts continue as if nothing happened.
-    feed(timeline, 10, 10, lambda i: 1.0 + (i + 1) * 0.020)  # arrives 1.2-1.4 s
-    assert timeline.stats.reanchors >= 1
-    audio0, _ = timeline.take(0)
-    np.testing.assert_allclose(audio0, ramp(0, MICROTURN_SAMPLES))
+    arrivals += [(1.0 + (i + 1) * 0.020, i) for i in range(10, 20)]  # arrive 1.22-1.40 s
+    turns = simulate(timeline, arrivals, 8)
+    assert timeline.stats.reanchors == 1
+    np.testing.assert_allclose(turns[0][0], ramp(0, MICROTURN_SAMPLES))
     for k in range(1, 6):
-        _, gaps = timeline.take(k)
-        assert gaps == MICROTURN_SAMPLES, f"micro-turn {k} falls in the pause"
-    audio6, gaps6 = timeline.take(6)
-    assert gaps6 == 0
+        assert turns[k][1] == MICROTURN_SAMPLES, f"micro-turn {k} falls in the pause"
+    audio6, gaps6 = turns[6]
+    assert gaps6 == 0, "nothing of the audio after the pause is lost"
     np.testing.assert_allclose(audio6, ramp(10 * FRAME, MICROTURN_SAMPLES))
+    assert timeline.stats.late_samples == 0
+
+
+def test_a_stall_of_our_own_process_does_not_move_the_anchor() -> None:
+    """Our loop stalls 300 ms: the frames of that time arrive in one burst. The anchor stays; what
+    arrives for micro-turns already cut is late, and everything after is in place."""
+    timeline = AudioTimeline(SessionClock(t0=0.0))
+    arrivals = [((i + 1) * 0.020, i) for i in range(10)]
+    arrivals += [(0.500, i) for i in range(10, 25)]  # due 0.22-0.50, all delivered at 0.5 s
+    arrivals += [((i + 1) * 0.020, i) for i in range(25, 60)]
+    turns = simulate(timeline, arrivals, 6)
+    assert timeline.stats.reanchors == 0
+    assert timeline.stats.late_samples > 0, "micro-turn 1 was cut before the burst"
+    for k in (2, 3, 4):
+        np.testing.assert_allclose(turns[k][0], ramp(k * MICROTURN_SAMPLES, MICROTURN_SAMPLES))
 
 
 def simulate(
