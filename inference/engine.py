@@ -367,10 +367,26 @@ class Engine:
             try:
                 self._step(batch, text_in)
             except Exception as exc:  # a broken step fails its calls, not the engine
-                log.exception("engine step failed for calls %s", [s.call_id for s, _ in batch])
-                for session, item in batch:
-                    session.needs_reset = True
-                    _deliver(item, exc)
+                if len(batch) == 1:
+                    self._fail(batch[0], exc)
+                    continue
+                # Find the culprit: step each call alone. A step rewrites the same cache entries
+                # and advances state only at its end, so stepping a call again is safe.
+                log.warning(
+                    "batched step failed (%s); stepping its %d calls alone", exc, len(batch)
+                )
+                for pair, ids in zip(batch, text_in, strict=True):
+                    try:
+                        self._step([pair], [ids])
+                    except Exception as alone:
+                        self._fail(pair, alone)
+
+    def _fail(self, pair: tuple[_Session, _Item], exc: Exception) -> None:
+        """This call's micro-turn failed: its append raises, its state restarts next step."""
+        session, item = pair
+        log.error("call %s: engine step failed: %r", session.call_id, exc, exc_info=exc)
+        session.needs_reset = True
+        _deliver(item, exc)
 
     def _warm_up(self) -> None:
         """One throw-away step on an unused slot so the first call's first step is not late."""
