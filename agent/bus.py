@@ -173,6 +173,21 @@ async def publish(redis: aioredis.Redis, keys: StreamKeys, package: ContextPacka
     return _str(entry_id)
 
 
+async def publish_many(redis: aioredis.Redis, keys: StreamKeys, bodies: Sequence[str]) -> None:
+    """XADD several encoded packages, in order, in one round trip (a non-transactional pipeline).
+
+    If the connection breaks midway some may be written already; publishing them again is safe
+    (workers finish a package_id once).
+    """
+    if len(bodies) == 1:
+        await redis.xadd(keys.ctx, {"package": bodies[0]}, maxlen=keys.ctx_maxlen, approximate=True)
+        return
+    pipe = redis.pipeline(transaction=False)
+    for body in bodies:
+        pipe.xadd(keys.ctx, {"package": body}, maxlen=keys.ctx_maxlen, approximate=True)
+    await pipe.execute()
+
+
 @dataclass(frozen=True)
 class Emission:
     """One result to write; `seq=None` takes the package's next seq."""
@@ -181,6 +196,25 @@ class Emission:
     text: str = ""
     data: Mapping[str, Any] | None = None
     seq: int | None = None
+
+
+def emit_arguments(
+    keys: StreamKeys,
+    call_id: str,
+    package_id: str,
+    results: Sequence[Emission],
+    *,
+    ack: str | None = None,
+) -> tuple[list[str], list[Any]]:
+    """KEYS and ARGV of one EMIT call (see EMIT_SCRIPT)."""
+    args: list[Any] = [package_id, keys.results_maxlen, keys.results_ttl_s, keys.group, ack or ""]
+    for r in results:
+        head, tail = encode_result_parts(package_id, r.kind, r.text, r.data)
+        args += ["next" if r.seq is None else r.seq, head, tail, "1" if r.kind in TERMINAL else "0"]
+    script_keys = [keys.results(call_id), keys.results_state(call_id)]
+    if ack:
+        script_keys.append(keys.ctx)
+    return script_keys, args
 
 
 async def emit_many(
@@ -200,19 +234,7 @@ async def emit_many(
     true without Cluster); leave it None to XACK separately.
     Returns per result the seq written, EMIT_DONE or EMIT_DUPLICATE.
     """
-    args: list[Any] = [
-        package_id,
-        keys.results_maxlen,
-        keys.results_ttl_s,
-        keys.group,
-        ack or "",
-    ]
-    for r in results:
-        head, tail = encode_result_parts(package_id, r.kind, r.text, r.data)
-        args += ["next" if r.seq is None else r.seq, head, tail, "1" if r.kind in TERMINAL else "0"]
-    script_keys = [keys.results(call_id), keys.results_state(call_id)]
-    if ack:
-        script_keys.append(keys.ctx)
+    script_keys, args = emit_arguments(keys, call_id, package_id, results, ack=ack)
     codes = await scripts.emit(keys=script_keys, args=args)
     return [int(c) for c in codes]
 

@@ -14,6 +14,7 @@ workers are at-least-once.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
 from collections import OrderedDict, deque
 from collections.abc import AsyncIterator, Iterable, Mapping
@@ -28,7 +29,7 @@ from agent.bus import (
     Backoff,
     Outage,
     StreamKeys,
-    publish,
+    publish_many,
     raise_if_cancelling,
 )
 from agent.types import AgentResult, ContextPackage, PackageError, Turn, TurnLike
@@ -36,6 +37,7 @@ from agent.types import AgentResult, ContextPackage, PackageError, Turn, TurnLik
 log = logging.getLogger(__name__)
 
 DEFAULT_MAX_OUTBOX = 256  # packages waiting for Redis; beyond this, submit refuses
+PUBLISH_BATCH = 64  # packages sent in one pipeline when several are waiting
 READ_BLOCK_MS = 1000
 READ_COUNT = 100
 SEEN_PACKAGES = 4096  # packages whose last seq the reader remembers (oldest forgotten first)
@@ -91,7 +93,7 @@ class AgentClient:
         self.max_outbox = max_outbox
         self.read_block_ms = read_block_ms
         self.last_id = start_id  # the last results entry read; resume point
-        self._outbox: deque[ContextPackage] = deque()
+        self._outbox: deque[tuple[str, str]] = deque()  # (package_id, encoded package)
         self._outbox_ready = asyncio.Event()
         self._drained = asyncio.Event()  # set while the outbox is empty
         self._drained.set()
@@ -132,8 +134,8 @@ class AgentClient:
         package = ContextPackage.new(
             self.call_id, request_text, conversation, microturn, frame_jpeg
         )
-        package.encode()  # fail here, to the caller, if it cannot go on the wire
-        self._outbox.append(package)
+        body = package.encode()  # fails here, to the caller, if it cannot go on the wire
+        self._outbox.append((package.package_id, body))
         self._drained.clear()
         self._submitted += 1
         self._open.add(package.package_id)
@@ -153,9 +155,9 @@ class AgentClient:
                 self._outbox_ready.clear()
                 await self._outbox_ready.wait()
                 continue
-            package = self._outbox[0]
+            batch = [body for _pid, body in itertools.islice(self._outbox, PUBLISH_BATCH)]
             try:
-                await publish(self.redis, self.keys, package)
+                await publish_many(self.redis, self.keys, batch)
             except TRANSIENT_ERRORS as exc:
                 # It may have been written before the connection broke; publishing it again is
                 # safe: workers finish a package_id once.
@@ -166,14 +168,15 @@ class AgentClient:
                 log.exception(
                     "call %s: publishing package %s failed; retrying",
                     self.call_id,
-                    package.package_id,
+                    self._outbox[0][0],
                 )
                 await backoff.sleep()
                 continue
             self._publish_outage.ok()
             backoff.reset()
-            self._outbox.popleft()
-            self._published += 1
+            for _ in batch:
+                self._outbox.popleft()
+            self._published += len(batch)
             if not self._outbox:
                 self._drained.set()
 

@@ -30,7 +30,7 @@ from typing import Any
 import redis.asyncio as aioredis
 
 from agent.bus import StreamKeys
-from agent.client import AgentClient
+from agent.client import AgentClient, OutboxFull
 from agent.types import Turn
 from infra.embedded_redis import EmbeddedRedis
 
@@ -80,6 +80,7 @@ class InteractionSide:
         self.final: dict[str, float] = {}
         self.done = asyncio.Event()
         self.expected = 0
+        self.refused = 0
         self.readers = [asyncio.create_task(self._read(c)) for c in self.clients]
 
     async def _read(self, client: AgentClient) -> None:
@@ -97,6 +98,7 @@ class InteractionSide:
         """Submit `count` packages open-loop at `rate_per_s`; wait for their finals."""
         self.submitted, self.first, self.final = {}, {}, {}
         self.expected = count
+        self.refused = 0
         self.done.clear()
         loop = asyncio.get_running_loop()
         start = loop.time()
@@ -106,12 +108,19 @@ class InteractionSide:
             while sent < due:
                 client = self.clients[sent % CALLS]
                 t0 = time.perf_counter()
-                package_id = await client.submit("/ask what is 12*7", CONVERSATION, microturn=12)
-                self.submitted[package_id] = t0
                 sent += 1
+                try:
+                    package_id = await client.submit("/ask what is 12*7", CONVERSATION, 12)
+                except OutboxFull:
+                    self.refused += 1
+                    continue
+                self.submitted[package_id] = t0
             next_at = start + sent / rate_per_s
             await asyncio.sleep(max(0.0, next_at - loop.time()))
         sent_s = loop.time() - start
+        self.expected = len(self.submitted)
+        if len(self.final) >= self.expected:
+            self.done.set()
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self.done.wait(), timeout_s)
         return dict(self.submitted), max(sent_s, 1e-9)

@@ -310,3 +310,20 @@ async def test_worker_process_stops_cleanly_on_sigterm(
     consumers: Any = await redis_client.xinfo_consumers(keys.ctx, keys.group)
     assert consumers == []
     await client.close()
+
+
+async def test_script_cache_loss_is_survived(
+    redis_client: aioredis.Redis, keys: StreamKeys, workers: Workers, unique: str
+) -> None:
+    """A Redis that forgot its scripts (restarted without persistence, SCRIPT FLUSH): the
+    worker reloads EMIT, alone and in a pipelined batch."""
+    await workers.start(concurrency=16)
+    client = AgentClient(redis_client, f"call-{unique}", keys=keys)
+    first = await client.submit("what is 1+1", CONVERSATION, 1)
+    await collect(client, lambda rs: finals_for(rs, [first]))
+    for round_ in range(2):
+        await redis_client.script_flush()
+        ids = [await client.submit(f"what is {i}*{round_}", CONVERSATION, i) for i in range(12)]
+        got = await collect(client, lambda rs, ids=ids: finals_for(rs, ids))
+        assert {r.package_id for r in got if r.kind == "final"} == set(ids)
+    await client.close()
