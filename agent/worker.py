@@ -815,6 +815,69 @@ def _ids_from_raw(raw: bytes) -> tuple[str, str] | None:
     return None
 
 
+# -- in-process workers (`microturn serve`) -----------------------------------------------------------
+def backend_from_env(name: str = "builtin", notes_dir: str | None = None) -> Backend:
+    """A backend configured like `microturn agent` does: OpenAI settings from the environment
+    (MICROTURN_OPENAI_BASE_URL, MICROTURN_OPENAI_MODEL, MICROTURN_OPENAI_API_KEY/OPENAI_API_KEY)."""
+    env = os.environ.get
+    return make_backend(
+        name,
+        notes_dir=notes_dir,
+        openai_base_url=env("MICROTURN_OPENAI_BASE_URL") or env("OPENAI_BASE_URL"),
+        openai_api_key=env("MICROTURN_OPENAI_API_KEY") or env("OPENAI_API_KEY"),
+        openai_model=env("MICROTURN_OPENAI_MODEL"),
+    )
+
+
+@contextlib.asynccontextmanager
+async def in_process_workers(
+    redis_url: str,
+    count: int = 1,
+    *,
+    backend: Backend | str = "builtin",
+    notes_dir: str | None = None,
+    concurrency: int = DEFAULT_CONCURRENCY,
+    keys: StreamKeys | None = None,
+    grace_s: float = 5.0,
+    **worker_options: Any,
+) -> AsyncIterator[list[Worker]]:
+    """Run `count` workers as tasks of this process (sharing one backend) for the duration:
+
+        async with in_process_workers(redis_url, config.agent_workers,
+                                      backend=config.agent_backend, notes_dir=config.notes_dir):
+            yield  # the app serves
+
+    On exit they finish or release their work (`grace_s`) and the backend is closed. `count` 0
+    runs none (workers elsewhere).
+    """
+    made = isinstance(backend, str)
+    the_backend = backend_from_env(backend, notes_dir) if isinstance(backend, str) else backend
+    host = f"{socket.gethostname()}-{os.getpid()}"
+    workers = [
+        Worker(
+            redis_url,
+            the_backend,
+            concurrency=concurrency,
+            consumer_name=f"{host}-inproc{i}-{uuid.uuid4().hex[:4]}",
+            keys=keys,
+            **worker_options,
+        )
+        for i in range(count)
+    ]
+    tasks = [asyncio.create_task(w.run(), name=f"agent-worker-{w.consumer}") for w in workers]
+    try:
+        yield workers
+    finally:
+        await asyncio.gather(*(w.stop(grace_s) for w in workers), return_exceptions=True)
+        for task in tasks:
+            if not task.done():
+                task.cancel()
+        if tasks:
+            await asyncio.wait(tasks)
+        if made:
+            await the_backend.aclose()
+
+
 # -- `microturn agent` ------------------------------------------------------------------------------
 def build_parser() -> argparse.ArgumentParser:
     env = os.environ.get

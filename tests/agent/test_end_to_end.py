@@ -119,3 +119,32 @@ async def test_results_are_ordered_per_call(
         raw = await stream_results(redis_client, keys.results(call.call_id))
         assert raw == got
         await call.close()
+
+
+async def test_in_process_workers_on_an_embedded_unix_socket_redis() -> None:
+    """What `microturn serve` does by default: private Redis on a unix socket, workers as tasks."""
+    import asyncio
+
+    from agent.worker import in_process_workers
+    from infra.embedded_redis import EmbeddedRedis
+
+    loop = asyncio.get_running_loop()
+    server = EmbeddedRedis()
+    await loop.run_in_executor(None, server.start)
+    redis = aioredis.Redis.from_url(server.url, socket_timeout=None)
+    try:
+        keys = StreamKeys()
+        async with in_process_workers(server.url, 2, backend="builtin") as running:
+            await asyncio.wait_for(asyncio.gather(*(w.ready.wait() for w in running)), 30)
+            client = AgentClient(redis, "call-inproc", keys=keys)
+            ids = [await client.submit(f"what is {i}+{i}", CONVERSATION, i) for i in range(6)]
+            got = await collect(client, lambda rs: finals_for(rs, ids))
+            assert sorted(r.text for r in got if r.kind == "final") == sorted(
+                f"{i}+{i} = {2 * i}" for i in range(6)
+            )
+            await client.close()
+        assert all(not w._running for w in running)
+        assert await redis.xinfo_consumers(keys.ctx, keys.group) == []
+    finally:
+        await redis.aclose()
+        await loop.run_in_executor(None, server.close)
