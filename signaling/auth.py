@@ -3,7 +3,8 @@
 - API keys (configuration) are for backends; compared in constant time.
 - Call tokens are for browsers: `mt1.<payload>.<signature>`, the payload `{"jti", "exp", "origin"?}`
   signed with HMAC-SHA256 under the server's token secret. They expire, may be bound to one origin,
-  and are single-use: the first call that presents one consumes it.
+  and are single-use: the first call that presents one consumes it. The page that started a call
+  with a token may still read and hang up that call with it (GET/DELETE /v1/calls/{id}).
 - Origins: a browser request whose Origin is neither this server nor in `allowed_origins` is refused.
   Requests without an Origin header (server-side clients, aiortc) are not browser requests and pass.
 """
@@ -25,6 +26,9 @@ from signaling.errors import ApiError
 TOKEN_PREFIX = "mt1"
 DEFAULT_TOKEN_TTL_S = 600
 MAX_TOKEN_TTL_S = 3600
+# A used token is remembered this long past its expiry, so the page that started a call with it can
+# still read and hang up that call (GET/DELETE /v1/calls/{id}) after the token itself expired.
+CALL_MANAGEMENT_GRACE_S = 6 * 3600
 
 
 def _b64(data: bytes) -> str:
@@ -56,7 +60,8 @@ class Auth:
         self._keys = [k.encode() for k in api_keys]
         self._secret = secret.encode()
         self.allowed_origins = allowed_origins
-        self._used: dict[str, float] = {}  # jti -> expiry, pruned as they expire
+        # jti -> (forget at, call_id): used tokens, kept past expiry (CALL_MANAGEMENT_GRACE_S)
+        self._used: dict[str, tuple[float, str | None]] = {}
         self._lock = threading.Lock()
         self._now = clock or time.time
 
@@ -82,7 +87,7 @@ class Auth:
         signature = _b64(hmac.new(self._secret, body.encode(), hashlib.sha256).digest())
         return f"{TOKEN_PREFIX}.{body}.{signature}"
 
-    def verify(self, text: str, origin: str | None) -> Token:
+    def verify(self, text: str, origin: str | None, *, allow_expired: bool = False) -> Token:
         """Check signature, expiry and origin binding; raise 401/403 ApiError. Does not consume."""
         parts = text.split(".")
         if len(parts) != 3 or parts[0] != TOKEN_PREFIX:
@@ -95,7 +100,7 @@ class Auth:
             token = Token(str(payload["jti"]), float(payload["exp"]), payload.get("origin"))
         except (ValueError, KeyError, TypeError):
             raise ApiError(401, "invalid_token", "token payload is malformed") from None
-        if token.expires_at < self._now():
+        if token.expires_at < self._now() and not allow_expired:
             raise ApiError(
                 401, "token_expired", "token has expired; ask your backend for a new one"
             )
@@ -103,15 +108,33 @@ class Auth:
             raise ApiError(403, "origin_mismatch", "token is bound to another origin")
         return token
 
-    def consume(self, token: Token) -> None:
-        """Mark a token used; a second use is refused."""
+    def refuse_if_used(self, token: Token) -> None:
+        """Refuse a token some call already consumed, before that work is repeated for nothing."""
+        with self._lock:
+            used = token.jti in self._used
+        if used:
+            raise ApiError(401, "token_used", "token was already used for a call")
+
+    def consume(self, token: Token, call_id: str | None = None) -> None:
+        """Mark a token used (by `call_id`); a second use is refused."""
         now = self._now()
         with self._lock:
-            for jti in [j for j, exp in self._used.items() if exp < now]:
+            for jti in [j for j, (forget, _) in self._used.items() if forget < now]:
                 del self._used[jti]
             if token.jti in self._used:
                 raise ApiError(401, "token_used", "token was already used for a call")
-            self._used[token.jti] = token.expires_at
+            self._used[token.jti] = (token.expires_at + CALL_MANAGEMENT_GRACE_S, call_id)
+
+    def started_call(self, authorization: str | None, origin: str | None, call_id: str) -> bool:
+        """True if the request presents the (used, possibly expired) token that started `call_id`,
+        from the origin it is bound to: a page may read and hang up its own call."""
+        presented = self.bearer(authorization)
+        if presented is None or not presented.startswith(TOKEN_PREFIX + "."):
+            return False
+        token = self.verify(presented, origin, allow_expired=True)
+        with self._lock:
+            used = self._used.get(token.jti)
+        return used is not None and used[1] == call_id
 
     # -- requests -------------------------------------------------------------------------------
     def bearer(self, authorization: str | None) -> str | None:

@@ -47,6 +47,7 @@ CONNECT_TIMEOUT_S = 20.0  # ICE + DTLS must complete within this, or the call is
 MAX_PENDING_STEPS = 8  # micro-turns submitted to the engine whose answers are not yet handled
 MAX_QUEUED_TEXT_CHARS = 8000
 TRANSCRIPT_TURNS = 200
+STEP_ERROR_EVERY_S = 1.0  # at most one step_failed event per second
 
 
 class EngineLike(Protocol):
@@ -76,6 +77,7 @@ class CallStats:
     dropped_text_chars: int = 0
     event_errors: int = 0
     agent_tasks: int = 0
+    failed_steps: int = 0
 
 
 @dataclass
@@ -111,6 +113,7 @@ class Call:
         )
         self._closed = asyncio.Event()
         self._started = False
+        self._last_step_error = -STEP_ERROR_EVERY_S
         self._wire_peer_connection()
 
     # -- setup ----------------------------------------------------------------------------------
@@ -224,8 +227,14 @@ class Call:
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # a failed step is this call's problem, not the server's
-                log.warning("call %s: step failed: %s", self.call_id, exc)
-                self.send_event("error", code="step_failed", message=str(exc)[:200])
+                self.stats.failed_steps += 1
+                self.metrics.failed_steps.inc()
+                now = time.monotonic()
+                if now - self._last_step_error >= STEP_ERROR_EVERY_S:  # not one per micro-turn
+                    self._last_step_error = now
+                    log.warning("call %s: step failed: %s", self.call_id, exc)
+                    message = f"the model failed on micro-turn(s) of this call: {exc}"[:200]
+                    self.send_event("error", code="step_failed", message=message)
                 continue
             self._handle_output(out)
 

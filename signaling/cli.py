@@ -79,7 +79,9 @@ def main(argv: list[str] | None = None) -> int:
     # Subcommands owned by other packages parse their own flags.
     sub.add_parser("agent", help="run a background-model worker", add_help=False)
     sub.add_parser("train", help="train the reference interaction model", add_help=False)
-    sub.add_parser("eval", help="evaluate a checkpoint through the streaming engine", add_help=False)
+    sub.add_parser(
+        "eval", help="evaluate a checkpoint through the streaming engine", add_help=False
+    )
     if argv[:1] == ["agent"]:
         from agent.worker import main as agent_main
 

@@ -19,6 +19,9 @@ class Metrics:
         self.late_steps = Counter(
             "microturn_late_steps", "micro-turns answered after their deadline", registry=r
         )
+        self.failed_steps = Counter(
+            "microturn_failed_steps", "micro-turns whose model step raised", registry=r
+        )
         self.step_ms = Histogram(
             "microturn_step_ms",
             "engine step time per micro-turn (ms)",

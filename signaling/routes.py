@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import secrets
 from typing import Any
 
@@ -53,6 +54,8 @@ async def create_call(request: web.Request) -> web.Response:
     config = app[CONFIG]
     origin = check_origin(request)
     token = app[AUTH].authorize_call(request.headers.get("Authorization"), origin)
+    if token is not None:
+        app[AUTH].refuse_if_used(token)  # early; consume() below has the final word
     if request.content_type != "application/sdp":
         raise ApiError(415, "unsupported_media_type", "send the SDP offer as application/sdp")
     if request.content_length is not None and request.content_length > config.max_body_bytes:
@@ -101,7 +104,7 @@ async def create_call(request: web.Request) -> web.Response:
         raise ApiError(400, "invalid_sdp", f"unusable offer: {exc}"[:300]) from None
     if token is not None:
         try:
-            app[AUTH].consume(token)
+            app[AUTH].consume(token, call_id)
         except ApiError:
             await call.close("token reused")
             raise
@@ -118,11 +121,14 @@ async def create_call(request: web.Request) -> web.Response:
 
 
 def _call(request: web.Request) -> Call:
-    check_origin(request)
+    """The call of the URL, for an API key or for the call token that started it."""
+    origin = check_origin(request)
     auth = request.app[AUTH]
-    if auth.enabled:
-        auth.require_api_key(request.headers.get("Authorization"))
-    call = request.app[CALLS].get(request.match_info["call_id"])
+    call_id = request.match_info["call_id"]
+    authorization = request.headers.get("Authorization")
+    if auth.enabled and not auth.started_call(authorization, origin, call_id):
+        auth.require_api_key(authorization)
+    call = request.app[CALLS].get(call_id)
     if call is None:
         raise ApiError(404, "call_not_found", "no such call")
     return call
@@ -141,6 +147,7 @@ async def delete_call(request: web.Request) -> web.Response:
 
 @routes.post("/v1/tokens")
 async def create_token(request: web.Request) -> web.Response:
+    check_origin(request)  # backends send no Origin; a browser page must be an allowed one
     auth = request.app[AUTH]
     auth.require_api_key(request.headers.get("Authorization"))
     body: dict[str, Any] = {}
@@ -184,8 +191,37 @@ async def metrics(request: web.Request) -> web.Response:
     )
 
 
+# An origin as a CSP source / Permissions-Policy allowlist entry: scheme://host[:port], nothing else.
+_ORIGIN = re.compile(
+    r"^https?://[A-Za-z0-9.\-]+(?::[0-9]{1,5})?$|^https?://\[[0-9A-Fa-f:.]+\](?::[0-9]{1,5})?$"
+)
+
+
+def page_headers(allowed_origins: tuple[str, ...]) -> dict[str, str]:
+    """Headers of the demo page: a strict CSP; framing (and camera/mic delegation) only by this
+    server and the allowed origins, so another site cannot frame a page that turns a camera on."""
+    if "*" in allowed_origins:
+        ancestors, delegates = "*", "*"
+    else:
+        origins = [o for o in allowed_origins if _ORIGIN.match(o)]
+        ancestors = " ".join(["'self'", *origins])
+        delegates = "(" + " ".join(["self", *(f'"{o}"' for o in origins)]) + ")"
+    csp = (
+        "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data: blob:; "
+        "media-src 'self' blob: mediastream:; connect-src 'self'; object-src 'none'; "
+        f"base-uri 'none'; form-action 'self'; frame-ancestors {ancestors}"
+    )
+    return {
+        "Content-Security-Policy": csp,
+        "Permissions-Policy": f"camera={delegates}, microphone={delegates}, autoplay={delegates}",
+        "Referrer-Policy": "no-referrer",
+        "X-Content-Type-Options": "nosniff",
+    }
+
+
 @routes.get("/")
 async def index(request: web.Request) -> web.Response:
     template = request.app[TEMPLATES].get_template("index.html")
     html = template.render(model=request.app[ENGINE].model_name)
-    return web.Response(text=html, content_type="text/html")
+    headers = page_headers(request.app[AUTH].allowed_origins)
+    return web.Response(text=html, content_type="text/html", headers=headers)

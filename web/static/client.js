@@ -1,11 +1,31 @@
 // MicroturnClient: one call to a Microturn server over WebRTC (WHIP-style signaling).
-// Used by the demo page and the widget; no dependencies, no build step.
+// Used by the demo page and the widget; plain ES module, no dependencies, no build step.
 //
 //   const client = new MicroturnClient({ baseUrl: "", token: null });
 //   client.addEventListener("event", (e) => console.log(e.detail));   // every server event
-//   await client.start({ audio: true, video: true });
+//   await client.start({ mic: { on: true }, camera: { on: true } });
 //   client.send("input_text", { text: "hello" });
+//   await client.setMicOn(false);            // the device is released; the server hears silence
 //   await client.stop();
+//
+// Events (CustomEvent, payload in `detail`):
+//   state        "starting" | "connecting" | "connected" | "disconnected" | "failed" | "closed"
+//   event        a server event from the `events` data channel ({type, ...})
+//   sent         a client event this client sent ({type, ...})
+//   channelopen  the `events` channel is open
+//   remotetrack  the MediaStream carrying the model's audio
+//   localtracks  {mic: MediaStreamTrack|null, camera: MediaStreamTrack|null} after any change
+//   quality      {rttMs, jitterMs, lossPct, level, message} about once a second (see quality.js)
+//
+// Playback feedback (docs/api.md, output_audio.played): while the model speaks, the client sends
+// {type: "output_audio.played", microturn, played_ms} about every 500 ms, where microturn is the
+// latest output_audio.started and played_ms the audio the page has actually played out since that
+// event (the inbound-rtp `totalSamplesDuration` delta), and once more when output_audio.stopped
+// arrives.
+
+import { assessQuality, QualitySampler } from "./quality.js";
+
+export const STATS_INTERVAL_MS = 500;
 
 export class CallError extends Error {
   constructor(status, code, message) {
@@ -13,6 +33,41 @@ export class CallError extends Error {
     this.status = status;
     this.code = code;
   }
+}
+
+// A message a person can act on, for an error code from the server or the browser.
+const FRIENDLY = {
+  origin_not_allowed:
+    "This website is not allowed to use this Microturn server. The site's owner must add its " +
+    "address to the server's allowed origins.",
+  origin_mismatch: "The call token was issued for a different website, so the server refused it.",
+  token_expired: "The call token expired before the call could start. Press Start to try again.",
+  token_used:
+    "This call token was already used for a call. Each call needs a fresh token; press Start to " +
+    "try again.",
+  invalid_token: "The server refused the call token this website supplied.",
+  unauthorized: "The server needs a call token, and this page has none (or an invalid one).",
+  invalid_authorization: "The server refused this page's credentials.",
+  at_capacity: "The server is busy with as many calls as it can take. Try again in a few seconds.",
+  token_fetch_failed: "This website could not provide a call token.",
+  network_error: "Could not reach the Microturn server. Check your connection and try again.",
+  NotAllowedError:
+    "Permission to use the microphone or camera was refused. Allow it in the browser's address " +
+    "bar, then try again.",
+  NotFoundError: "No microphone (or camera) was found on this device.",
+  NotReadableError: "The microphone or camera is in use by another application.",
+  OverconstrainedError: "The chosen microphone or camera is no longer available.",
+  connection_failed: "The connection to the server was lost.",
+};
+
+/** {code, message, detail} for anything thrown while starting or running a call. */
+export function describeError(err) {
+  const code = (err && (err.code && typeof err.code === "string" ? err.code : err.name)) || "error";
+  const detail = (err && err.message) || String(err);
+  let friendly = FRIENDLY[code];
+  if (!friendly && err instanceof TypeError) return describeError({ code: "network_error", message: detail });
+  if (!friendly) friendly = detail;
+  return { code, message: friendly, detail };
 }
 
 function waitForIceGathering(pc, timeoutMs = 3000) {
@@ -30,18 +85,34 @@ function waitForIceGathering(pc, timeoutMs = 3000) {
   });
 }
 
+function constraint(device) {
+  return device && device.deviceId ? { deviceId: { exact: device.deviceId } } : true;
+}
+
 export class MicroturnClient extends EventTarget {
-  constructor({ baseUrl = "", token = null } = {}) {
+  constructor({ baseUrl = "", token = null, audioContext = null } = {}) {
     super();
     this.baseUrl = baseUrl.replace(/\/$/, "");
     this.token = token;
+    this.audioContext = audioContext;
     this.pc = null;
     this.channel = null;
-    this.localStream = null;
+    this.micTrack = null;      // the real microphone track, null when the mic is off
+    this.cameraTrack = null;   // the camera track, null when the camera is off
+    this.micDevice = null;     // {deviceId} chosen, or null for the default
+    this.cameraDevice = null;
     this.remoteStream = null;
     this.location = null;
     this.callId = null;
     this.state = "idle";
+    this.quality = null;
+    this._audioSender = null;
+    this._videoSender = null;
+    this._silence = null;
+    this._statsTimer = null;
+    this._sampler = new QualitySampler();
+    this._playback = null;  // {microturn, base: Promise<seconds>}
+    this._stopping = false;
   }
 
   _emit(type, detail) {
@@ -53,29 +124,54 @@ export class MicroturnClient extends EventTarget {
     this._emit("state", state);
   }
 
-  async start({ audio = true, video = true, stream = null } = {}) {
+  get localTracks() {
+    return { mic: this.micTrack, camera: this.cameraTrack };
+  }
+
+  /**
+   * Start a call. mic/camera: {on: boolean, deviceId?: string}. The offer always carries an audio
+   * and a video m-line, so the microphone and camera can be switched on and off without
+   * renegotiating: a muted mic is replaced by silence (the server's audio timeline stays
+   * continuous), a camera that is off sends nothing.
+   */
+  async start({ mic = { on: true }, camera = { on: true } } = {}) {
     if (this.pc) throw new Error("call already started");
+    this._stopping = false;
     this._setState("starting");
     try {
-      this.localStream = stream || await navigator.mediaDevices.getUserMedia({ audio, video });
+      this.audioContext = this.audioContext || new AudioContext();
+      await this.audioContext.resume().catch(() => {});
+      this.micDevice = mic.deviceId ? { deviceId: mic.deviceId } : null;
+      this.cameraDevice = camera.deviceId ? { deviceId: camera.deviceId } : null;
+      const wants = {};
+      if (mic.on) wants.audio = constraint(this.micDevice);
+      if (camera.on) wants.video = constraint(this.cameraDevice);
+      if (wants.audio || wants.video) {
+        const stream = await navigator.mediaDevices.getUserMedia(wants);
+        this.micTrack = stream.getAudioTracks()[0] || null;
+        this.cameraTrack = stream.getVideoTracks()[0] || null;
+      }
+      this._emit("localtracks", this.localTracks);
+
       const pc = new RTCPeerConnection();
       this.pc = pc;
-      pc.addEventListener("connectionstatechange", () => this._setState(pc.connectionState));
+      pc.addEventListener("connectionstatechange", () => {
+        if (this.pc !== pc) return;
+        this._setState(pc.connectionState);
+      });
       pc.addEventListener("track", (e) => {
+        if (e.track.kind !== "audio") return;
         this.remoteStream = e.streams[0] || new MediaStream([e.track]);
         this._emit("remotetrack", this.remoteStream);
       });
-      const audioTracks = this.localStream.getAudioTracks();
-      if (audioTracks.length === 0) pc.addTransceiver("audio", { direction: "sendrecv" });
-      for (const track of this.localStream.getTracks()) pc.addTrack(track, this.localStream);
+      const audio = pc.addTransceiver(this.micTrack || this._silenceTrack(), { direction: "sendrecv" });
+      const video = pc.addTransceiver("video", { direction: "sendonly" });
+      this._audioSender = audio.sender;
+      this._videoSender = video.sender;
+      if (this.cameraTrack) await video.sender.replaceTrack(this.cameraTrack);
 
       this.channel = pc.createDataChannel("events", { ordered: true });
-      this.channel.addEventListener("message", (e) => {
-        let event;
-        try { event = JSON.parse(e.data); } catch { return; }
-        if (event.type === "session.created") this.callId = event.call_id;
-        this._emit("event", event);
-      });
+      this.channel.addEventListener("message", (e) => this._onMessage(e.data));
       this.channel.addEventListener("open", () => this._emit("channelopen"));
 
       await pc.setLocalDescription(await pc.createOffer());
@@ -86,7 +182,7 @@ export class MicroturnClient extends EventTarget {
         method: "POST", headers, body: pc.localDescription.sdp,
       });
       if (response.status !== 201) {
-        let code = "http_error", message = `server answered ${response.status}`;
+        let code = "http_error", message = `the server answered ${response.status}`;
         try {
           const body = await response.json();
           code = body.error.code; message = body.error.message;
@@ -96,6 +192,7 @@ export class MicroturnClient extends EventTarget {
       this.location = response.headers.get("Location");
       await pc.setRemoteDescription({ type: "answer", sdp: await response.text() });
       this._setState("connecting");
+      this._statsTimer = setInterval(() => this._tick(), STATS_INTERVAL_MS);
     } catch (err) {
       await this._teardown();
       this._setState("failed");
@@ -105,13 +202,69 @@ export class MicroturnClient extends EventTarget {
 
   send(type, fields = {}) {
     if (!this.channel || this.channel.readyState !== "open") return false;
-    this.channel.send(JSON.stringify({ type, ...fields }));
+    const event = { type, ...fields };
+    this.channel.send(JSON.stringify(event));
+    this._emit("sent", event);
     return true;
+  }
+
+  /** Microphone on (the chosen device) or off (the device is released; silence is sent). */
+  async setMicOn(on) {
+    if (!this.pc) return;
+    if (on && !this.micTrack) {
+      const stream = await navigator.mediaDevices.getUserMedia({ audio: constraint(this.micDevice) });
+      this.micTrack = stream.getAudioTracks()[0];
+      await this._audioSender.replaceTrack(this.micTrack);
+    } else if (!on && this.micTrack) {
+      await this._audioSender.replaceTrack(this._silenceTrack());
+      this.micTrack.stop();
+      this.micTrack = null;
+    }
+    this._emit("localtracks", this.localTracks);
+  }
+
+  /** Camera on (the chosen device) or off (the device is released; no video is sent). */
+  async setCameraOn(on) {
+    if (!this.pc) return;
+    if (on && !this.cameraTrack) {
+      const stream = await navigator.mediaDevices.getUserMedia({ video: constraint(this.cameraDevice) });
+      this.cameraTrack = stream.getVideoTracks()[0];
+      await this._videoSender.replaceTrack(this.cameraTrack);
+    } else if (!on && this.cameraTrack) {
+      await this._videoSender.replaceTrack(null);
+      this.cameraTrack.stop();
+      this.cameraTrack = null;
+    }
+    this._emit("localtracks", this.localTracks);
+  }
+
+  /** Switch to another microphone (used now if the mic is on, else when it is turned on). */
+  async useMic(deviceId) {
+    this.micDevice = deviceId ? { deviceId } : null;
+    if (!this.pc || !this.micTrack) return;
+    const stream = await navigator.mediaDevices.getUserMedia({ audio: constraint(this.micDevice) });
+    const old = this.micTrack;
+    this.micTrack = stream.getAudioTracks()[0];
+    await this._audioSender.replaceTrack(this.micTrack);
+    old.stop();
+    this._emit("localtracks", this.localTracks);
+  }
+
+  async useCamera(deviceId) {
+    this.cameraDevice = deviceId ? { deviceId } : null;
+    if (!this.pc || !this.cameraTrack) return;
+    const stream = await navigator.mediaDevices.getUserMedia({ video: constraint(this.cameraDevice) });
+    const old = this.cameraTrack;
+    this.cameraTrack = stream.getVideoTracks()[0];
+    await this._videoSender.replaceTrack(this.cameraTrack);
+    old.stop();
+    this._emit("localtracks", this.localTracks);
   }
 
   async stop() {
     // Hang up first (the server frees the call at once), then close our side: closing first would
     // let the server drop the call on its own and answer our DELETE with 404.
+    this._stopping = true;
     const location = this.location;
     if (location) {
       const headers = this.token ? { Authorization: `Bearer ${this.token}` } : {};
@@ -121,12 +274,80 @@ export class MicroturnClient extends EventTarget {
     this._setState("closed");
   }
 
+  // -- internals ------------------------------------------------------------------------------
+  _silenceTrack() {
+    // A MediaStreamDestination with nothing connected plays silence, on the audio clock: the
+    // server keeps receiving 20 ms frames, so its timeline never falls behind while muted.
+    if (!this._silence) this._silence = this.audioContext.createMediaStreamDestination();
+    return this._silence.stream.getAudioTracks()[0];
+  }
+
+  _onMessage(data) {
+    let event;
+    try { event = JSON.parse(data); } catch { return; }
+    if (!event || typeof event.type !== "string") return;
+    if (event.type === "session.created") this.callId = event.call_id;
+    if (event.type === "output_audio.started") this._playbackStarted(event.microturn);
+    if (event.type === "output_audio.stopped") this._playbackStopped();
+    this._emit("event", event);
+  }
+
+  async _inboundAudio(report = null) {
+    const stats = report || (this.pc ? await this.pc.getStats() : null);
+    let found = null;
+    if (stats) stats.forEach((s) => { if (s.type === "inbound-rtp" && s.kind === "audio") found = s; });
+    return found;
+  }
+
+  async _playedSeconds(report = null) {
+    const inbound = await this._inboundAudio(report);
+    return inbound ? inbound.totalSamplesDuration || 0 : 0;
+  }
+
+  _playbackStarted(microturn) {
+    // The position is taken when the event arrives; played_ms counts audio played out after it.
+    this._playback = { microturn, base: this._playedSeconds().catch(() => 0) };
+  }
+
+  _playbackStopped() {
+    const playback = this._playback;
+    this._playback = null;
+    if (playback) this._reportPlayed(playback, null);
+  }
+
+  async _reportPlayed(playback, report) {
+    try {
+      const [base, now] = await Promise.all([playback.base, this._playedSeconds(report)]);
+      const played = Math.max(0, Math.round((now - base) * 1000));
+      this.send("output_audio.played", { microturn: playback.microturn, played_ms: played });
+    } catch { /* the call is closing */ }
+  }
+
+  async _tick() {
+    const pc = this.pc;
+    if (!pc) return;
+    let report;
+    try { report = await pc.getStats(); } catch { return; }
+    if (this._playback) this._reportPlayed(this._playback, report);
+    const sample = this._sampler.add(report);
+    if (sample) {
+      this.quality = { ...sample, ...assessQuality(sample) };
+      this._emit("quality", this.quality);
+    }
+  }
+
   async _teardown() {
+    clearInterval(this._statsTimer);
+    this._statsTimer = null;
+    this._playback = null;
     if (this.channel) this.channel.close();
     if (this.pc) this.pc.close();
-    if (this.localStream) for (const t of this.localStream.getTracks()) t.stop();
+    for (const track of [this.micTrack, this.cameraTrack]) if (track) track.stop();
+    this.micTrack = this.cameraTrack = null;
     this.channel = this.pc = null;
+    this._audioSender = this._videoSender = null;
     this.location = null;
+    this._emit("localtracks", this.localTracks);
   }
 }
 
