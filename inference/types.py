@@ -22,9 +22,12 @@ class MicroTurnInput:
 
     index: int  # micro-turn number on the session clock: 0, 1, 2, ...
     audio: np.ndarray  # float32 [MICROTURN_SAMPLES], mono 16 kHz, in [-1, 1]
-    frame: np.ndarray | None = None  # uint8 [S, S, 3] RGB at the engine's frame size, None = no new frame
-    text: str = ""  # typed text (or a background result) that joins the text stream at this micro-turn
-    played_ms: int | None = None  # how much of the model's output audio the user has heard, if known
+    # uint8 [S, S, 3] RGB at the engine's frame size; None: no new frame in this slice
+    frame: np.ndarray | None = None
+    # typed text (or a background result) that joins the text stream at this micro-turn
+    text: str = ""
+    # ms of the model's current utterance the user has heard (media/playback.py); None: silent
+    played_ms: int | None = None
 
     def __post_init__(self) -> None:
         assert self.audio.shape == (MICROTURN_SAMPLES,), f"audio must be [{MICROTURN_SAMPLES}]"
