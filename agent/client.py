@@ -55,6 +55,11 @@ class ClientClosed(AgentError):
     """The client is closed."""
 
 
+class InvalidPackage(PackageError, AgentError):
+    """submit() was given something that is not a valid v1 package (both a PackageError and an
+    AgentError, so either `except` catches it)."""
+
+
 @dataclass(frozen=True)
 class AgentClientStatus:
     """Counters for GET /v1/calls/{id} (`agent_tasks`)."""
@@ -122,7 +127,8 @@ class AgentClient:
         """Queue a context package for the background model; returns its package_id at once.
 
         Raises OutboxFull when Redis has been away so long that `max_outbox` packages are
-        waiting, PackageError when the input is not a valid package, ClientClosed after close().
+        waiting, InvalidPackage (a PackageError) when the input is not a valid package,
+        ClientClosed after close(); all three are AgentErrors.
         """
         if self._closed:
             raise ClientClosed(f"call {self.call_id}: agent client is closed")
@@ -131,10 +137,13 @@ class AgentClient:
                 f"call {self.call_id}: {len(self._outbox)} background tasks are waiting for "
                 "Redis; refusing more until it is back"
             )
-        package = ContextPackage.new(
-            self.call_id, request_text, conversation, microturn, frame_jpeg
-        )
-        body = package.encode()  # fails here, to the caller, if it cannot go on the wire
+        try:
+            package = ContextPackage.new(
+                self.call_id, request_text, conversation, microturn, frame_jpeg
+            )
+            body = package.encode()  # fails here, to the caller, if it cannot go on the wire
+        except PackageError as exc:
+            raise InvalidPackage(exc.code, f"call {self.call_id}: {exc.message}") from exc
         self._outbox.append((package.package_id, body))
         self._drained.clear()
         self._submitted += 1

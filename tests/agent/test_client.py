@@ -10,7 +10,7 @@ import pytest
 import redis.asyncio as aioredis
 
 from agent.bus import Scripts, StreamKeys, emit
-from agent.client import AgentClient, ClientClosed, OutboxFull
+from agent.client import AgentClient, AgentError, ClientClosed, OutboxFull
 from agent.types import AgentResult, ContextPackage, PackageError, Turn
 from infra.embedded_redis import EmbeddedRedis, free_port
 from tests.agent.conftest import WAIT_S, collect
@@ -69,8 +69,9 @@ async def test_submit_rejects_bad_input_at_once(
         await client.submit(
             "x", [{"microturn": 1, "role": "robot", "kind": "text", "text": "x"}], 1
         )
-    with pytest.raises(PackageError):
+    with pytest.raises(AgentError) as info:
         await client.submit("x", CONVERSATION, -1)
+    assert isinstance(info.value, PackageError) and info.value.code == "bad_field"
     assert client.status.submitted == 0
     await client.close()
 
