@@ -138,6 +138,28 @@ class Config:
             "help": "audio packets aiortc's jitter buffer holds before playing",
         },
     )
+    connect_timeout_s: float = field(
+        default=10.0,
+        metadata={"env": "MICROTURN_CONNECT_TIMEOUT_S", "help": "a call must connect within this"},
+    )
+    idle_timeout_s: float = field(
+        default=30.0,
+        metadata={
+            "env": "MICROTURN_IDLE_TIMEOUT_S",
+            "help": "end a call after this long with no media and no events from the peer",
+        },
+    )
+    max_call_s: float = field(
+        default=14400.0,
+        metadata={"env": "MICROTURN_MAX_CALL_S", "help": "longest a call may last"},
+    )
+    events_per_s: float = field(
+        default=20.0,
+        metadata={
+            "env": "MICROTURN_EVENTS_PER_S",
+            "help": "data-channel messages/s per call (burst 2x)",
+        },
+    )
     max_body_bytes: int = field(
         default=MAX_SDP_BYTES,
         metadata={"env": "MICROTURN_MAX_BODY_BYTES", "help": "largest SDP offer accepted"},
@@ -206,6 +228,8 @@ def _parse(type_name: Any, raw: str, name: str) -> Any:
             return _bool(raw)
         if t.startswith("int"):
             return int(raw)
+        if t.startswith("float"):
+            return float(raw)
     except ValueError as exc:
         raise ValueError(f"bad value for {name}: {raw!r} ({exc})") from None
     return raw

@@ -22,7 +22,7 @@ from infra.config import Config
 from infra.embedded_redis import EmbeddedRedis
 from infra.ice import enable_loopback_candidates
 from signaling.auth import Auth
-from signaling.call import EngineLike
+from signaling.call import CallLimits, EngineLike
 from signaling.cors import cors
 from signaling.errors import json_errors
 from signaling.keys import (
@@ -74,7 +74,17 @@ def create_app(config: Config, *, engine: EngineLike | None = None) -> web.Appli
         secret=config.token_secret,
         allowed_origins=config.allowed_origins,
     )
-    app[CALLS] = CallRegistry(config.max_calls, app[METRICS])
+    app[CALLS] = CallRegistry(
+        config.max_calls,
+        app[METRICS],
+        CallLimits(
+            connect_timeout_s=config.connect_timeout_s,
+            idle_timeout_s=config.idle_timeout_s,
+            max_duration_s=config.max_call_s,
+            events_per_s=config.events_per_s,
+            events_burst=max(1, int(2 * config.events_per_s)),
+        ),
+    )
     app[TEMPLATES] = jinja2.Environment(
         loader=jinja2.FileSystemLoader(WEB_DIR / "templates"), autoescape=True
     )

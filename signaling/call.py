@@ -43,11 +43,36 @@ from signaling.metrics import Metrics
 
 log = logging.getLogger(__name__)
 
-CONNECT_TIMEOUT_S = 20.0  # ICE + DTLS must complete within this, or the call is freed
 MAX_PENDING_STEPS = 8  # micro-turns submitted to the engine whose answers are not yet handled
 MAX_QUEUED_TEXT_CHARS = 8000
 TRANSCRIPT_TURNS = 200
-STEP_ERROR_EVERY_S = 1.0  # at most one step_failed event per second
+STEP_ERROR_EVERY_S = 1.0  # at most one step_failed (or rate_limited) event per second
+GOODBYE_FLUSH_S = 0.5  # how long close() waits for `session.ended` to leave
+
+
+@dataclass(frozen=True)
+class CallLimits:
+    connect_timeout_s: float = 10.0  # ICE + DTLS must complete within this, or the call is freed
+    idle_timeout_s: float = 30.0  # no inbound media and no events this long: the peer is gone
+    max_duration_s: float = 4 * 3600.0
+    events_per_s: float = 20.0  # data-channel messages a client may send, sustained ...
+    events_burst: int = 40  # ... and in a burst; beyond, messages are dropped with an error
+
+
+class TokenBucket:
+    def __init__(self, rate: float, burst: int) -> None:
+        self.rate, self.burst = rate, float(burst)
+        self.tokens = float(burst)
+        self.at = time.monotonic()
+
+    def take(self) -> bool:
+        now = time.monotonic()
+        self.tokens = min(self.burst, self.tokens + (now - self.at) * self.rate)
+        self.at = now
+        if self.tokens >= 1.0:
+            self.tokens -= 1.0
+            return True
+        return False
 
 
 class EngineLike(Protocol):
@@ -78,6 +103,7 @@ class CallStats:
     event_errors: int = 0
     agent_tasks: int = 0
     failed_steps: int = 0
+    events_dropped: int = 0
 
 
 @dataclass
@@ -89,6 +115,7 @@ class Call:
     metrics: Metrics
     agent: AgentClient | None = None
     on_closed: Callable[[Call], Awaitable[None] | None] | None = None
+    limits: CallLimits = field(default_factory=CallLimits)
     created_at: float = field(default_factory=time.time)
     state: str = "new"  # new -> connecting -> active -> closed
     stats: CallStats = field(default_factory=CallStats)
@@ -114,6 +141,9 @@ class Call:
         self._closed = asyncio.Event()
         self._started = False
         self._last_step_error = -STEP_ERROR_EVERY_S
+        self._last_rate_error = -STEP_ERROR_EVERY_S
+        self.last_activity = time.monotonic()
+        self._event_bucket: TokenBucket | None = None
         self._wire_peer_connection()
 
     # -- setup ----------------------------------------------------------------------------------
@@ -145,12 +175,29 @@ class Call:
     def begin(self) -> None:
         """Called once the answer is sent: free everything if the peer never connects."""
         self.state = "connecting"
+        self._event_bucket = TokenBucket(self.limits.events_per_s, self.limits.events_burst)
         self._spawn(self._connect_watchdog(), "connect-watchdog")
 
     async def _connect_watchdog(self) -> None:
-        await asyncio.sleep(CONNECT_TIMEOUT_S)
+        await asyncio.sleep(self.limits.connect_timeout_s)
         if self.state == "connecting":
-            await self.close(f"no connection within {CONNECT_TIMEOUT_S:.0f} s")
+            await self.close(f"no connection within {self.limits.connect_timeout_s:g} s")
+
+    async def _lifetime_watchdog(self) -> None:
+        """Ends calls whose peer vanished (no media, no events) or that ran too long."""
+        started = time.monotonic()
+        every = min(1.0, self.limits.idle_timeout_s / 4)
+        while True:
+            await asyncio.sleep(every)
+            now = time.monotonic()
+            if now - self.last_activity > self.limits.idle_timeout_s:
+                await self.close(
+                    f"idle: nothing from the peer for {self.limits.idle_timeout_s:g} s"
+                )
+                return
+            if now - started > self.limits.max_duration_s:
+                await self.close(f"maximum call duration ({self.limits.max_duration_s:g} s)")
+                return
 
     def _start_media(self) -> None:
         if self._started:
@@ -161,8 +208,10 @@ class Call:
         self.timeline = AudioTimeline(self.clock)
         self.audio_in = AudioInput(self.timeline)
         self.video = VideoSampler(self.clock, self.engine.frame_size)
+        self.last_activity = time.monotonic()
         self._spawn(self._turn_loop(), "turns")
         self._spawn(self._output_loop(), "outputs")
+        self._spawn(self._lifetime_watchdog(), "lifetime")
         if self.agent is not None:
             self._spawn(self._agent_results(), "agent-results")
 
@@ -193,6 +242,7 @@ class Call:
                 log.info("call %s: %s track ended", self.call_id, track.kind)
                 return
             arrival = time.monotonic()
+            self.last_activity = arrival
             if track.kind == "audio":
                 if self.audio_in is not None:
                     self.audio_in.push_frame(frame, arrival)  # type: ignore[arg-type]
@@ -340,6 +390,19 @@ class Call:
             channel.on("open", created)
 
     def _on_client_message(self, message: str | bytes) -> None:
+        self.last_activity = time.monotonic()
+        if self._event_bucket is not None and not self._event_bucket.take():
+            self.stats.events_dropped += 1
+            self.metrics.event_errors.labels("rate_limited").inc()
+            if self.last_activity - self._last_rate_error >= STEP_ERROR_EVERY_S:
+                self._last_rate_error = self.last_activity
+                self.send_event(
+                    "error",
+                    code="rate_limited",
+                    message=f"more than {self.limits.events_per_s:g} messages a second; "
+                    "some were dropped",
+                )
+            return
         try:
             event = events.parse_client_event(message)
         except events.EventError as exc:
@@ -371,6 +434,18 @@ class Call:
             log.debug("call %s: could not send %s: %s", self.call_id, type_, exc)
 
     # -- status and teardown --------------------------------------------------------------------
+    async def _say_goodbye(self, reason: str) -> None:
+        channel = self.channel
+        if channel is None or channel.readyState != "open":
+            return
+        drained = asyncio.Event()
+        channel.once("bufferedamountlow", drained.set)
+        self.send_event("session.ended", reason=reason)
+        if channel.bufferedAmount > 0:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(drained.wait(), GOODBYE_FLUSH_S)
+        await asyncio.sleep(0.02)  # let SCTP put it on the wire before the transport closes
+
     def describe(self) -> dict[str, Any]:
         audio = self.timeline.stats if self.timeline else AudioInStats()
         return {
@@ -385,16 +460,20 @@ class Call:
             "audio_reanchors": audio.reanchors,
             "video_frames_used": self.video.stats.frames_used if self.video else 0,
             "agent_tasks": self.stats.agent_tasks,
+            "failed_steps": self.stats.failed_steps,
+            "events_dropped": self.stats.events_dropped,
         }
 
     async def wait_closed(self) -> None:
         await self._closed.wait()
 
     async def close(self, reason: str = "closed") -> None:
+        """End the call and free everything; the peer gets `session.ended` if it can still hear."""
         if self.state == "closed":
             return
         self.state = "closed"
         log.info("call %s: closing (%s)", self.call_id, reason)
+        await self._say_goodbye(reason)
         current = asyncio.current_task()
         tasks = [t for t in self._tasks if t is not current]
         for task in tasks:

@@ -6,14 +6,16 @@ import asyncio
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from signaling.call import Call
+    from signaling.call import Call, CallLimits
     from signaling.metrics import Metrics
 
 
 class CallRegistry:
-    def __init__(self, max_calls: int, metrics: Metrics) -> None:
+    def __init__(self, max_calls: int, metrics: Metrics, limits: CallLimits | None = None) -> None:
+
         self.max_calls = max_calls
         self.metrics = metrics
+        self.limits = limits or CallLimits()
         self._calls: dict[str, Call] = {}
 
     def __len__(self) -> int:
@@ -24,6 +26,8 @@ class CallRegistry:
         return len(self._calls) >= self.max_calls
 
     def add(self, call: Call) -> None:
+        """Register a call (before `call.begin()`); it runs under the configured limits."""
+        call.limits = self.limits
         self._calls[call.call_id] = call
         self.metrics.calls_active.set(len(self._calls))
 
