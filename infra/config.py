@@ -160,6 +160,13 @@ class Config:
             "help": "data-channel messages/s per call (burst 2x)",
         },
     )
+    calls_per_minute: float = field(
+        default=60.0,
+        metadata={
+            "env": "MICROTURN_CALLS_PER_MINUTE",
+            "help": "POST /v1/calls and /v1/tokens per client address a minute (429 beyond)",
+        },
+    )
     max_body_bytes: int = field(
         default=MAX_SDP_BYTES,
         metadata={"env": "MICROTURN_MAX_BODY_BYTES", "help": "largest SDP offer accepted"},

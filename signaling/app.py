@@ -37,6 +37,7 @@ from signaling.keys import (
     TEMPLATES,
 )
 from signaling.metrics import Metrics
+from signaling.ratelimit import RateLimiter, rate_limit_middleware
 from signaling.registry import CallRegistry
 from signaling.routes import routes
 
@@ -65,7 +66,11 @@ def create_app(config: Config, *, engine: EngineLike | None = None) -> web.Appli
     """Build the application. Pass `engine` to serve with one built elsewhere (tests, benchmarks)."""
     if config.use_loopback_ice:
         enable_loopback_candidates()
-    app = web.Application(middlewares=[cors, json_errors], client_max_size=config.max_body_bytes)
+    limiter = RateLimiter(config.calls_per_minute)
+    app = web.Application(
+        middlewares=[cors, json_errors, rate_limit_middleware(limiter)],
+        client_max_size=config.max_body_bytes,
+    )
     app[CONFIG] = config
     app[METRICS] = Metrics()
     app[AUTH] = Auth(
