@@ -6,6 +6,7 @@ import re
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import pytest
 
 from tests.browser.harness import (
@@ -84,6 +85,13 @@ async def test_full_page_flow(served: ServerProcess, chromium: Any, artifacts: P
     )
     assert re.fullmatch(r"\d+ ms", await page.text_content("#q-rtt") or "")
     assert re.fullmatch(r"[\d.]+ %", await page.text_content("#q-loss") or "")
+    # the countdown ticks in the page between the agent's progress events
+    await page.wait_for_function(
+        "(id) => /^0:0[0-3]$/.test(document.querySelector(`.mt-card[data-task-id='${id}'] "
+        ".mt-timer-face`).textContent)",
+        arg=partial["task_id"],
+        timeout=T,
+    )
     await page.screenshot(path=str(artifacts / "demo-page-call.png"), full_page=True)
 
     await wait_event(page, "agent.task", {"task_id": partial["task_id"], "status": "done"})
@@ -256,4 +264,25 @@ async def test_playback_reports_follow_the_contract(served: ServerProcess, chrom
     sent = await page.evaluate(PLAYBACK_SCRIPT)
     played = [(e["microturn"], e["played_ms"]) for e in sent if e["type"] == "output_audio.played"]
     assert played == [(7, 500), (7, 1240), (40, 200)], sent
+    assert console_errors == [], console_errors
+
+
+async def test_a_call_the_server_ends_is_shown_as_ended(
+    served: ServerProcess, chromium: Any
+) -> None:
+    page = await chromium.new_page()
+    console_errors = watch_console(page)
+    await page.goto(served.url)
+    await page.click("#start")
+    created = await wait_event(page, "session.created")
+    async with aiohttp.ClientSession() as http:  # someone else (an operator) ends the call
+        async with http.delete(f"{served.url}/v1/calls/{created['call_id']}") as resp:
+            assert resp.status == 204
+    ended = await wait_event(page, "session.ended")
+    assert ended["reason"]
+    await page.wait_for_function("() => window.microturn.state === 'closed'", timeout=15_000)
+    status = await page.text_content("#state") or ""
+    assert status.startswith("The call ended:") and "Nothing is being sent" in status, status
+    assert await page.text_content("#privacy-text") == "Not listening"
+    assert await page.is_enabled("#start")
     assert console_errors == [], console_errors

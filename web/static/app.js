@@ -218,6 +218,9 @@ function onServerEvent(event) {
       return;  // not logged: one row per 200 ms would drown the log
     case "output_audio.started": setSpeaking(true); break;
     case "output_audio.stopped": setSpeaking(false); break;
+    case "session.ended":
+      if (client && !client._stopping) stop(`The call ended: ${event.reason}.`);
+      break;
     case "agent.task":
       ui.tasksEmpty.hidden = true;
       board.update(event);
@@ -291,7 +294,7 @@ async function start() {
   }
 }
 
-async function stop() {
+async function stop(endedText = null) {
   if (!client) return;
   const ending = client;
   client = null;
@@ -312,7 +315,8 @@ async function stop() {
   setSpeaking(false);
   resetQuality();
   renderSenses();
-  if (ui.error.hidden) setStatus("Call ended. Nothing is being sent.");
+  if (endedText) setStatus(`${endedText} Nothing is being sent.`);
+  else if (ui.error.hidden) setStatus("Call ended. Nothing is being sent.");
   ui.start.disabled = false;
   ui.start.focus();
 }
@@ -354,7 +358,7 @@ function sendText(e) {
 }
 
 ui.start.addEventListener("click", start);
-ui.stop.addEventListener("click", stop);
+ui.stop.addEventListener("click", () => stop());
 ui.toggleMic.addEventListener("click", () => toggle("mic"));
 ui.toggleCamera.addEventListener("click", () => toggle("camera"));
 ui.micSelect.addEventListener("change", () => chooseDevice("mic"));

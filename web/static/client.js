@@ -16,6 +16,8 @@
 //   remotetrack  the MediaStream carrying the model's audio
 //   localtracks  {mic: MediaStreamTrack|null, camera: MediaStreamTrack|null} after any change
 //   quality      {rttMs, jitterMs, lossPct, level, message} about once a second (see quality.js)
+// A server event `session.ended` {reason} means the server ended the call: call stop() to release
+// the devices (it then skips the DELETE).
 //
 // Playback feedback (docs/api.md, output_audio.played): while the model speaks, the client sends
 // {type: "output_audio.played", microturn, played_ms} about every 500 ms, where microturn is the
@@ -287,6 +289,7 @@ export class MicroturnClient extends EventTarget {
     try { event = JSON.parse(data); } catch { return; }
     if (!event || typeof event.type !== "string") return;
     if (event.type === "session.created") this.callId = event.call_id;
+    if (event.type === "session.ended") this.location = null;  // gone on the server: no DELETE
     if (event.type === "output_audio.started") this._playbackStarted(event.microturn);
     if (event.type === "output_audio.stopped") this._playbackStopped();
     this._emit("event", event);

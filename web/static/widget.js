@@ -71,7 +71,7 @@
     close() { setOpen(false); },
     toggle() { build(); if (ui.panel) setOpen(ui.panel.hidden); },
     start(options = {}) { return start(options); },
-    stop() { return stop(); },
+    stop() { return stop(); },  // (no reason: the user hung up)
     send(text) {
       if (!client || !text || !String(text).trim()) return false;
       return client.send("input_text", { text: String(text) });
@@ -249,6 +249,8 @@
       const speaking = event.type === "output_audio.started";
       ui.speaking.dataset.speaking = String(speaking);
       ui.speaking.textContent = speaking ? "Model speaking" : "Model silent";
+    } else if (event.type === "session.ended") {
+      if (client && !client._stopping) stop(`The call ended: ${event.reason}.`);
     } else if (event.type === "agent.task") {
       board.update(event);
     } else if (event.type === "error") {
@@ -336,7 +338,7 @@
     }
   }
 
-  async function stop() {
+  async function stop(endedText = null) {
     if (!client) return;
     const ending = client;
     client = null;
@@ -353,7 +355,8 @@
     ui.speaking.textContent = "Model silent";
     ui.quality.hidden = true;
     modelText = "";
-    if (ui.error.hidden) setStatus("Call ended. Nothing is being sent.");
+    if (endedText) setStatus(`${endedText} Nothing is being sent.`);
+    else if (ui.error.hidden) setStatus("Call ended. Nothing is being sent.");
     ui.start.disabled = false;
     renderLive();
   }
