@@ -128,15 +128,18 @@ return out
 
 # KEYS[1] ctx stream; ARGV[1] group, ARGV[2] consumer, ARGV[3] idle ms to set, ARGV[4..] ids.
 # For each id still pending on this consumer, reset its idle time (heartbeat, idle 0) or set it
-# high so any live worker's XAUTOCLAIM takes it at once (release). Returns the ids no longer ours.
+# high so any live worker's XAUTOCLAIM takes it at once (release). Returns the ids now pending on
+# another consumer; ids no longer pending at all (just acked with their final) are not reported.
 TOUCH_SCRIPT = """
 local lost = {}
 for i = 4, #ARGV do
   local p = redis.call('XPENDING', KEYS[1], ARGV[1], ARGV[i], ARGV[i], 1)
-  if p[1] and p[1][2] == ARGV[2] then
-    redis.call('XCLAIM', KEYS[1], ARGV[1], ARGV[2], 0, ARGV[i], 'IDLE', ARGV[3], 'JUSTID')
-  else
-    table.insert(lost, ARGV[i])
+  if p[1] then
+    if p[1][2] == ARGV[2] then
+      redis.call('XCLAIM', KEYS[1], ARGV[1], ARGV[2], 0, ARGV[i], 'IDLE', ARGV[3], 'JUSTID')
+    else
+      table.insert(lost, ARGV[i])
+    end
   end
 end
 return lost

@@ -86,6 +86,8 @@ class InteractionSide:
     async def _read(self, client: AgentClient) -> None:
         async for result in client.results():
             now = time.perf_counter()
+            if result.package_id not in self.submitted:
+                continue  # a straggler of an earlier rate
             self.first.setdefault(result.package_id, now)
             if result.terminal:
                 self.final[result.package_id] = now
