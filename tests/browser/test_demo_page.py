@@ -12,6 +12,8 @@ import pytest
 from tests.browser.harness import (
     EVENT_TIMEOUT_MS,
     ServerProcess,
+    model_audio_onset_ms,
+    played_out_ms,
     type_text,
     wait_event,
     wait_inbound_audio_energy,
@@ -48,12 +50,15 @@ async def test_full_page_flow(served: ServerProcess, chromium: Any, artifacts: P
 
     # The model's audio plays in the page, and the page tells the server what it played.
     assert await wait_model_audio(page) > 0.005
+    onset = await model_audio_onset_ms(page)
+    assert 0 < onset < T, onset  # Start pressed -> the model audible in the page
     assert await wait_inbound_audio_energy(page) > 0, "the <audio> element played the remote track"
     started = await wait_event(page, "output_audio.started")
     first = await wait_played(page, 300)
     assert first["microturn"] == started["microturn"]
     later = await wait_played(page, first["played_ms"] + 400)
     assert later["microturn"] == started["microturn"]
+    assert await played_out_ms(page) >= later["played_ms"], "reports never exceed the playout"
     assert await page.get_attribute("#speaking", "data-speaking") == "true"
 
     # Typed text joins the model's input and shows in the conversation.

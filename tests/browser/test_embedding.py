@@ -136,6 +136,7 @@ async def test_a_disallowed_origin_is_refused_with_a_clear_message(
 ) -> None:
     page = await chromium.new_page()
     console_errors = watch_console(page)
+    await page.set_viewport_size({"width": 375, "height": 740})  # and the panel fits a phone
     await page.goto(site.url(host="localhost"))  # same site, an origin the server does not allow
     await start_from_launcher(page)
     message = await widget_error(page)
@@ -143,7 +144,9 @@ async def test_a_disallowed_origin_is_refused_with_a_clear_message(
     assert await page.evaluate("Microturn.lastError.code") == "origin_not_allowed"
     assert await page.evaluate("Microturn.state") == "failed"
     assert await page.evaluate("Microturn.callId") is None
-    await page.screenshot(path=str(artifacts / "widget-refused-origin.png"))
+    box = await page.locator(f"{WIDGET} .panel").bounding_box()
+    assert box is not None and box["x"] >= 0 and box["x"] + box["width"] <= 375, box
+    await page.screenshot(path=str(artifacts / "widget-refused-origin-phone.png"))
     assert expected_refusals(console_errors) == [], console_errors
 
 

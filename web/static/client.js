@@ -51,6 +51,7 @@ const FRIENDLY = {
   unauthorized: "The server needs a call token, and this page has none (or an invalid one).",
   invalid_authorization: "The server refused this page's credentials.",
   at_capacity: "The server is busy with as many calls as it can take. Try again in a few seconds.",
+  rate_limited: "Too many calls were started from this device just now. Wait a few seconds and try again.",
   token_fetch_failed: "This website could not provide a call token.",
   network_error: "Could not reach the Microturn server. Check your connection and try again.",
   NotAllowedError:
