@@ -13,9 +13,11 @@ from inference.engine import Engine, EngineConfig
 from inference.kvcache import Rows
 from inference.model import InteractionModel, StepInput, StepOutput
 from inference.types import MICROTURN_SAMPLES, MicroTurnInput
+from infra.embedded_redis import EmbeddedRedis
 from media.synthetic import tone
 from signaling.client import CallClient
 from signaling.keys import CALLS
+from tests.conftest import MakeServer
 
 
 class Poisoned(InteractionModel):
@@ -92,3 +94,32 @@ async def test_a_failing_call_gets_error_events_while_another_call_runs(redis_ur
     finally:
         await server.close()
         engine.stop()
+
+
+async def test_redis_lost_mid_call_the_call_runs_on_and_background_work_resumes(
+    make_server: MakeServer,
+) -> None:
+    with EmbeddedRedis(tcp=True, persist=True) as redis_server:
+        server = await make_server(redis_url=redis_server.url, agent_workers=1)
+        base = str(server.make_url("")).rstrip("/")
+        async with CallClient(base, audio=tone()) as call:
+            await call.wait_event("session.created", timeout=60)
+            redis_server.kill()  # Redis dies abruptly
+            before = (await call.status())["microturns"]
+            call.send("input_text", text="/ask what is 12*7")
+            await call.wait_event("agent.task", lambda e: e["status"] == "queued", timeout=30)
+
+            async def advanced() -> None:
+                while (await call.status())["microturns"] < before + 10:
+                    await asyncio.sleep(0.1)
+
+            await asyncio.wait_for(advanced(), 60)  # the call does not need Redis to go on
+            assert (await call.status())["state"] == "active"
+            assert not [
+                e for e in call.events if e.get("type") == "agent.task" and e["status"] == "done"
+            ]
+
+            redis_server.start()  # back, on the same port, with its data
+            done = await call.wait_event("agent.task", lambda e: e["status"] == "done", timeout=90)
+            assert "84" in done["text"], "the package queued while Redis was away was not lost"
+            await call.hang_up()
