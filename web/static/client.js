@@ -115,6 +115,7 @@ export class MicroturnClient extends EventTarget {
     this._statsTimer = null;
     this._sampler = new QualitySampler();
     this._playback = null;  // {microturn, base: Promise<seconds>}
+    this._ticking = false;
     this._stopping = false;
   }
 
@@ -329,10 +330,21 @@ export class MicroturnClient extends EventTarget {
 
   async _tick() {
     const pc = this.pc;
-    if (!pc) return;
+    // One tick at a time: on a loaded machine getStats() can outlast the interval, and reports
+    // must leave in order.
+    if (!pc || this._ticking) return;
+    this._ticking = true;
+    try {
+      await this._sample(pc);
+    } finally {
+      this._ticking = false;
+    }
+  }
+
+  async _sample(pc) {
     let report;
     try { report = await pc.getStats(); } catch { return; }
-    if (this._playback) this._reportPlayed(this._playback, report);
+    if (this._playback) await this._reportPlayed(this._playback, report);
     const sample = this._sampler.add(report);
     if (sample) {
       this.quality = { ...sample, ...assessQuality(sample) };

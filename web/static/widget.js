@@ -296,6 +296,7 @@
     ui.error.hidden = true;
     ui.start.disabled = true;
     if (typeof options.camera === "boolean") { want.camera = options.camera; setToggle(ui.camera, want.camera); }
+    api.callId = null;
     setState("starting");
     setStatus("Starting…");
     let starting = null;
@@ -350,6 +351,7 @@
     meter = null;
     ui.meter.firstElementChild.style.transform = "scaleX(0)";
     await ending.stop();
+    api.pc = null;
     ui.audio.srcObject = null;
     ui.speaking.dataset.speaking = "false";
     ui.speaking.textContent = "Model silent";
