@@ -45,6 +45,7 @@ log = logging.getLogger(__name__)
 
 WEB_DIR = Path(web_package.__file__).parent
 REDIS_PING_TIMEOUT_S = 1.0
+REDIS_HEALTH_EVERY_S = 5.0
 WORKER_STOP_TIMEOUT_S = 8.0  # in-process workers get this long to finish or release their work
 
 
@@ -99,6 +100,7 @@ def create_app(config: Config, *, engine: EngineLike | None = None) -> web.Appli
     app.router.add_static("/static/", WEB_DIR / "static")
 
     app.cleanup_ctx.append(redis_ctx)
+    app.cleanup_ctx.append(redis_health_ctx)
     app.cleanup_ctx.append(engine_ctx(engine))
     app.cleanup_ctx.append(agent_ctx)
     app.on_shutdown.append(close_calls)
@@ -136,6 +138,7 @@ def engine_ctx(given: EngineLike | None) -> Callable[[web.Application], AsyncIte
             loop = asyncio.get_running_loop()
             engine = await loop.run_in_executor(None, load_engine, app[CONFIG])
         app[ENGINE] = engine
+        app[METRICS].watch(engine.stats, app[CALLS].all)
         engine.start()
         log.info("model %s ready", engine.model_name)
         yield
@@ -143,6 +146,26 @@ def engine_ctx(given: EngineLike | None) -> Callable[[web.Application], AsyncIte
             engine.stop()
 
     return ctx
+
+
+async def redis_health_ctx(app: web.Application) -> AsyncIterator[None]:
+    """Ping Redis every few seconds: the `microturn_redis_up` gauge and an error counter."""
+    metrics = app[METRICS]
+
+    async def watch() -> None:
+        while True:
+            try:
+                await asyncio.wait_for(app[REDIS].ping(), REDIS_PING_TIMEOUT_S)
+                metrics.redis_up.set(1)
+            except Exception:
+                metrics.redis_up.set(0)
+                metrics.redis_errors.inc()
+            await asyncio.sleep(REDIS_HEALTH_EVERY_S)
+
+    task = asyncio.create_task(watch(), name="redis-health")
+    yield
+    task.cancel()
+    await asyncio.gather(task, return_exceptions=True)
 
 
 async def agent_ctx(app: web.Application) -> AsyncIterator[None]:

@@ -48,6 +48,15 @@ MAX_QUEUED_TEXT_CHARS = 8000
 TRANSCRIPT_TURNS = 200
 STEP_ERROR_EVERY_S = 1.0  # at most one step_failed (or rate_limited) event per second
 GOODBYE_FLUSH_S = 0.5  # how long close() waits for `session.ended` to leave
+MAX_TRACKED_TASKS = 256  # background tasks whose latency a call measures at once
+
+
+def end_label(reason: str) -> str:
+    """A call's end reason as a metric label: "idle: nothing for 30 s" -> "idle"."""
+    for label in ("idle", "maximum call duration", "no connection", "connection"):
+        if reason.startswith(label):
+            return label.replace(" ", "_")
+    return reason.replace(" ", "_")[:32]
 
 
 @dataclass(frozen=True)
@@ -85,6 +94,7 @@ class EngineLike(Protocol):
     async def append(self, slot: int, inp: MicroTurnInput) -> MicroTurnOutput: ...
     def close(self, slot: int) -> None: ...
     def session_stats(self, slot: int) -> dict[str, Any]: ...
+    def stats(self) -> dict[str, Any]: ...
 
 
 @dataclass
@@ -144,6 +154,7 @@ class Call:
         self._last_rate_error = -STEP_ERROR_EVERY_S
         self.last_activity = time.monotonic()
         self._event_bucket: TokenBucket | None = None
+        self._task_started: dict[str, float] = {}  # package_id -> monotonic submit time
         self._wire_peer_connection()
 
     # -- setup ----------------------------------------------------------------------------------
@@ -332,6 +343,14 @@ class Call:
         return text
 
     @property
+    def pending_steps(self) -> int:
+        return self._pending.qsize()
+
+    @property
+    def agent_outbox(self) -> int:
+        return self.agent.status.pending_publish if self.agent is not None else 0
+
+    @property
     def microturn_now(self) -> int:
         return self.clock.microturn_at() if self.clock else 0
 
@@ -355,6 +374,8 @@ class Call:
             return
         self.stats.agent_tasks += 1
         self.metrics.agent_tasks.inc()
+        if len(self._task_started) < MAX_TRACKED_TASKS:
+            self._task_started[task_id] = time.monotonic()
         log.info("call %s: delegated %s: %r", self.call_id, task_id, request[:80])
         self.send_event("agent.task", **weave.queued_event(task_id, request))
 
@@ -363,6 +384,9 @@ class Call:
         assert self.agent is not None
         async for result in self.agent.results():
             self.send_event("agent.task", **weave.task_event(result))
+            if result.kind in {"final", "error"} and result.package_id in self._task_started:
+                took = time.monotonic() - self._task_started.pop(result.package_id)
+                self.metrics.agent_task_seconds.labels(result.kind).observe(took)
             text = weave.model_text(result)
             if text:
                 self.queue_text(text)
@@ -473,6 +497,7 @@ class Call:
             return
         self.state = "closed"
         log.info("call %s: closing (%s)", self.call_id, reason)
+        self.metrics.calls_ended.labels(end_label(reason)).inc()
         await self._say_goodbye(reason)
         current = asyncio.current_task()
         tasks = [t for t in self._tasks if t is not current]

@@ -70,6 +70,9 @@ class Recording:
     def session_stats(self, slot: int) -> dict[str, Any]:
         return self.inner.session_stats(slot)
 
+    def stats(self) -> dict[str, Any]:
+        return self.inner.stats()
+
 
 async def serve_recording(
     shipped_engine: EngineLike, redis_url: str
