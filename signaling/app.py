@@ -200,7 +200,9 @@ async def agent_ctx(app: web.Application) -> AsyncIterator[None]:
         )
     for task in tasks:
         task.cancel()
-    await asyncio.gather(*tasks, return_exceptions=True)
+    _, stuck = await asyncio.wait(tasks, timeout=WORKER_STOP_TIMEOUT_S / 4)
+    if stuck:
+        log.error("%d background worker task(s) ignored cancellation; leaving them", len(stuck))
     await backend.aclose()
 
 
