@@ -264,10 +264,12 @@ def main(argv: list[str] | None = None) -> int:
         plan = [(1, 20), (100, 1000), (1000, 5000)]
     worker_counts = [int(x) for x in args.workers.split(",") if x]
 
+    load_before = os.getloadavg()
     server = EmbeddedRedis(tcp=True).start()
     print(
         f"agent bus overhead: submit -> first result / final result, ms; {CALLS} calls, "
-        f"builtin calculator, worker concurrency {WORKER_CONCURRENCY}, {os.cpu_count()} cores",
+        f"builtin calculator, worker concurrency {WORKER_CONCURRENCY}, {os.cpu_count()} cores, "
+        f"load average before {load_before[0]:.2f}",
         flush=True,
     )
     print(HEADER, flush=True)
@@ -280,7 +282,10 @@ def main(argv: list[str] | None = None) -> int:
     at_1000 = [r for r in rows if r.rate_per_s == 1000]
     worst = max((r.final_p99_ms for r in at_1000), default=float("nan"))
     verdict = "met" if worst < GOAL_P99_MS else "NOT met"
-    print(f"goal: final p99 < {GOAL_P99_MS} ms at 1000/s: {verdict} (worst {worst:.2f} ms)")
+    print(
+        f"goal: final p99 < {GOAL_P99_MS} ms at 1000/s: {verdict} (worst {worst:.2f} ms); "
+        f"load average after {os.getloadavg()[0]:.2f}"
+    )
     lost = sum(r.packages - r.completed for r in rows)
     if lost:
         print(f"WARNING: {lost} package(s) had no final result within the timeout")
@@ -291,6 +296,9 @@ def main(argv: list[str] | None = None) -> int:
         "when": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "machine": {
             "cores": os.cpu_count(),
+            # The machine may be shared: a high load average means other processes took CPU.
+            "load_average_1min_before": round(load_before[0], 2),
+            "load_average_1min_after": round(os.getloadavg()[0], 2),
             "python": platform.python_version(),
             "platform": platform.platform(),
         },
