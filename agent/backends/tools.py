@@ -503,8 +503,9 @@ async def run_timer(
     start = now if started_at is None else min(started_at, now)
     fire_at = start + seconds
     what = f" ({label})" if label else ""
-    base = {"timer_s": seconds, "label": label, "fires_at": round(fire_at, 3)}
-    yield ToolProgress(f"Timer set for {_fmt_s(seconds)}{what}.", {**base, "remaining_s": seconds})
+    timer_s: float = int(seconds) if float(seconds).is_integer() else seconds  # 10, not 10.0
+    base = {"timer_s": timer_s, "label": label, "fires_at": round(fire_at, 3)}
+    yield ToolProgress(f"Timer set for {_fmt_s(seconds)}{what}.", {**base, "remaining_s": timer_s})
     loop = asyncio.get_running_loop()
     fire_loop = loop.time() + max(0.0, fire_at - now)
     tick = _tick_s(seconds)
@@ -517,12 +518,10 @@ async def run_timer(
         await asyncio.sleep(step if step > 0.01 else tick)
         left = round(fire_loop - loop.time())
         if left > 0 and left % tick == 0:
-            yield ToolProgress(
-                f"Timer{what}: {_fmt_s(left)} left.", {**base, "remaining_s": float(left)}
-            )
+            yield ToolProgress(f"Timer{what}: {_fmt_s(left)} left.", {**base, "remaining_s": left})
     yield ToolResult(
         f"Time's up: the {_fmt_s(seconds)} timer{what} is done.",
-        {**base, "remaining_s": 0.0, "fired_at": round(time.time(), 3)},
+        {**base, "remaining_s": 0, "fired_at": round(time.time(), 3)},
     )
 
 
