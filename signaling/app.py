@@ -8,6 +8,7 @@ closed on shutdown, before any of those go away.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 from collections.abc import AsyncIterator, Callable
@@ -151,21 +152,26 @@ def engine_ctx(given: EngineLike | None) -> Callable[[web.Application], AsyncIte
 async def redis_health_ctx(app: web.Application) -> AsyncIterator[None]:
     """Ping Redis every few seconds: the `microturn_redis_up` gauge and an error counter."""
     metrics = app[METRICS]
+    # Stopped by an event, not only by cancel(): on Python 3.11 redis-py's timeouts (asyncio.wait_for)
+    # can swallow a cancellation that lands mid-command.
+    stop = asyncio.Event()
 
     async def watch() -> None:
-        while True:
+        while not stop.is_set():
             try:
                 await asyncio.wait_for(app[REDIS].ping(), REDIS_PING_TIMEOUT_S)
                 metrics.redis_up.set(1)
             except Exception:
                 metrics.redis_up.set(0)
                 metrics.redis_errors.inc()
-            await asyncio.sleep(REDIS_HEALTH_EVERY_S)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), REDIS_HEALTH_EVERY_S)
 
     task = asyncio.create_task(watch(), name="redis-health")
     yield
+    stop.set()
     task.cancel()
-    await asyncio.gather(task, return_exceptions=True)
+    await asyncio.wait([task], timeout=REDIS_PING_TIMEOUT_S * 2)
 
 
 async def agent_ctx(app: web.Application) -> AsyncIterator[None]:

@@ -48,6 +48,7 @@ MAX_QUEUED_TEXT_CHARS = 8000
 TRANSCRIPT_TURNS = 200
 STEP_ERROR_EVERY_S = 1.0  # at most one step_failed (or rate_limited) event per second
 GOODBYE_FLUSH_S = 0.5  # how long close() waits for `session.ended` to leave
+TASK_STOP_TIMEOUT_S = 2.0
 MAX_TRACKED_TASKS = 256  # background tasks whose latency a call measures at once
 
 
@@ -484,6 +485,7 @@ class Call:
             "audio_reanchors": audio.reanchors,
             "video_frames_used": self.video.stats.frames_used if self.video else 0,
             "agent_tasks": self.stats.agent_tasks,
+            "agent": self.agent.status.as_dict() if self.agent is not None else None,
             "failed_steps": self.stats.failed_steps,
             "events_dropped": self.stats.events_dropped,
         }
@@ -514,7 +516,10 @@ class Call:
             track.stop()
         with contextlib.suppress(Exception):
             await self.pc.close()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        if tasks:  # bounded: a task stuck in a library that swallowed its cancellation is left
+            _, stuck = await asyncio.wait(tasks, timeout=TASK_STOP_TIMEOUT_S)
+            if stuck:
+                log.warning("call %s: %d task(s) did not stop", self.call_id, len(stuck))
         self._closed.set()
         if self.on_closed is not None:
             result = self.on_closed(self)
