@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 TORCH_SPEC ?= torch==2.13.0
 PYTEST_ARGS ?=
 
-.PHONY: run test install install-test system-deps lint format bench bench-inference bench-agent bench-media clean help
+.PHONY: run test install install-test system-deps lint format bench bench-inference bench-agent bench-media clean help bench-load
 
 help:
 	@echo "make run       install into .venv and start the server on http://127.0.0.1:8080"
@@ -56,7 +56,7 @@ format: install-test
 	$(BIN)/ruff format .
 	$(BIN)/ruff check --fix .
 
-bench: bench-inference bench-agent bench-media
+bench: bench-inference bench-agent bench-media bench-load
 
 bench-inference: install
 	$(BIN)/python -m bench.inference
@@ -69,3 +69,6 @@ clean:
 
 bench-media: install-test system-deps
 	$(BIN)/python -m bench.media
+
+bench-load: install-test system-deps
+	$(BIN)/python -m bench.load
