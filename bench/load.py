@@ -15,16 +15,16 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import statistics
 import sys
 import tempfile
-import time
 from pathlib import Path
 from typing import Any
 
-from bench.media import RESULTS, proc_stats
+from bench.media import RESULTS, ProcSampler
 from infra.embedded_redis import free_port
 from tests.browser.harness import ServerProcess, make_speech_wav
 
@@ -83,26 +83,13 @@ async def level(n: int, seconds: float, max_calls: int, wav: str) -> dict[str, A
             wav,
             stdout=asyncio.subprocess.PIPE,
         )
-        samples = []
-        cpu0, _ = proc_stats(pid)
-        t0 = last_t = time.monotonic()
-        last_cpu = cpu0
+        sampler = ProcSampler(pid)
         every = max(2.0, seconds / 10)
         while peers.returncode is None:
-            try:
+            with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(peers.wait(), every)
-            except TimeoutError:
-                pass
-            cpu, rss = proc_stats(pid)
-            now = time.monotonic()
-            samples.append(
-                {
-                    "t_s": round(now - t0, 1),
-                    "cpu_pct": round((cpu - last_cpu) / (now - last_t) * 100, 1),
-                    "rss_mb": round(rss / 2**20, 1),
-                }
-            )
-            last_cpu, last_t = cpu, now
+            sampler.sample()
+        samples = sampler.samples
         out, _ = await peers.communicate()
     report = json.loads(out.decode().strip().splitlines()[-1])
     statuses = report.pop("statuses")

@@ -208,6 +208,28 @@ def proc_stats(pid: int) -> tuple[float, int]:
     return cpu, rss
 
 
+class ProcSampler:
+    """CPU % since the previous sample and RSS of a process, as a time series."""
+
+    def __init__(self, pid: int) -> None:
+        self.pid = pid
+        self.t0 = self._last_t = time.monotonic()
+        self._last_cpu, _ = proc_stats(pid)
+        self.samples: list[dict[str, float]] = []
+
+    def sample(self) -> dict[str, float]:
+        cpu, rss = proc_stats(self.pid)
+        now = time.monotonic()
+        row = {
+            "t_s": round(now - self.t0, 1),
+            "cpu_pct": round((cpu - self._last_cpu) / max(1e-6, now - self._last_t) * 100, 1),
+            "rss_mb": round(rss / 2**20, 1),
+        }
+        self._last_cpu, self._last_t = cpu, now
+        self.samples.append(row)
+        return row
+
+
 async def cost(calls: int, minutes: float) -> dict[str, Any]:
     enable_loopback_candidates()
     server = ServerProcess(
@@ -215,14 +237,12 @@ async def cost(calls: int, minutes: float) -> dict[str, Any]:
         args=["--model", "echo", "--max-calls", str(calls)],
         log_path=RESULTS / "bench-media-cost-server.log",
     )
-    samples: list[dict[str, float]] = []
     with server:
         assert server.proc is not None
         pid = server.proc.pid
-        idle_cpu0, _ = proc_stats(pid)
+        idle = ProcSampler(pid)
         await asyncio.sleep(5)
-        idle_cpu1, idle_rss = proc_stats(pid)
-        idle_cpu_pct = (idle_cpu1 - idle_cpu0) / 5 * 100
+        idle_row = idle.sample()
         clients = [
             CallClient(server.url, audio=SignalAudioTrack(speechlike), video=MovingSquareTrack())
             for _ in range(calls)
@@ -231,24 +251,14 @@ async def cost(calls: int, minutes: float) -> dict[str, Any]:
             await c.connect()
         for c in clients:
             await c.wait_event("session.created", timeout=60)
-        t0 = time.monotonic()
-        cpu0, _ = proc_stats(pid)
-        last_cpu, last_t = cpu0, t0
+        sampler = ProcSampler(pid)
         duration = minutes * 60
         every = max(5.0, duration / 20)
         print(f"  {calls} calls for {minutes:g} min ...", flush=True)
-        while (elapsed := time.monotonic() - t0) < duration:
+        while (elapsed := time.monotonic() - sampler.t0) < duration:
             await asyncio.sleep(min(every, duration - elapsed))
-            cpu, rss = proc_stats(pid)
-            now = time.monotonic()
-            samples.append(
-                {
-                    "t_s": round(now - t0, 1),
-                    "cpu_pct": round((cpu - last_cpu) / (now - last_t) * 100, 1),
-                    "rss_mb": round(rss / 2**20, 1),
-                }
-            )
-            last_cpu, last_t = cpu, now
+            sampler.sample()
+        samples = sampler.samples
         statuses = [await c.status() for c in clients]
         for c in clients:
             await c.hang_up()
@@ -259,10 +269,10 @@ async def cost(calls: int, minutes: float) -> dict[str, Any]:
     return {
         "calls": calls,
         "minutes": minutes,
-        "idle_cpu_pct": round(idle_cpu_pct, 1),
-        "idle_rss_mb": round(idle_rss / 2**20, 1),
+        "idle_cpu_pct": idle_row["cpu_pct"],
+        "idle_rss_mb": idle_row["rss_mb"],
         "cpu_pct_total": round(total_cpu_pct, 1),
-        "cpu_pct_per_call": round((total_cpu_pct - idle_cpu_pct) / calls, 1),
+        "cpu_pct_per_call": round((total_cpu_pct - idle_row["cpu_pct"]) / calls, 1),
         "rss_mb_first_half_mean": round(statistics.fmean(rss[:half] or rss), 1),
         "rss_mb_second_half_mean": round(statistics.fmean(rss[half:]), 1),
         "rss_mb_end": rss[-1],
