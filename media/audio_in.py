@@ -18,8 +18,12 @@ stall they arrive in one burst, the last of them on time. So very late frames ar
 (re-anchor, then place them all at their new place, nothing lost); bunched together, a stall (place
 them where they were due).
 
-Micro-turn k is cut `SLICE_GRACE_S` after its slice ends. Slots nobody wrote are silence and are
-counted as gaps; samples for a slice already handed to the model are dropped and counted as late.
+Micro-turn k is cut `grace_s` after its slice ends. Slots nobody wrote are silence and are counted
+as gaps; samples for a slice already handed to the model are dropped and counted as late. The grace
+adapts like a jitter buffer: it follows a slowly decaying peak of how long after its slice's end the
+audio of that slice arrived (plus a margin, between `SLICE_GRACE_S` and `MAX_GRACE_S`), and steps
+up at once when audio did arrive too late. A jittery network or a busy machine costs some latency
+instead of lost audio; when it calms down, the latency comes back.
 """
 
 from __future__ import annotations
@@ -41,7 +45,11 @@ SLEW_WINDOW_FRAMES = 100  # 2 s of 20 ms frames: long enough to ride out a busy 
 SLEW_THRESHOLD_S = 0.020  # sustained lateness above this moves the anchor forward
 # A micro-turn is cut this long after its slice ends, so audio that arrives a little behind the
 # anchor (network jitter, up to SLICE_GRACE_S - SLEW_THRESHOLD_S above the best case) still makes it.
-SLICE_GRACE_S = 0.060
+SLICE_GRACE_S = 0.060  # the least (and first) grace
+MAX_GRACE_S = 0.200
+GRACE_MARGIN_S = 0.020  # grace = the arrival-delay peak plus this
+GRACE_UP_S = 0.020  # and at least this much more after a micro-turn whose audio arrived late
+GRACE_PEAK_HALF_LIFE_TURNS = 300  # the peak halves in 60 s without new delays
 PAUSE_THRESHOLD_S = 0.250  # frames this late are a sender pause or a stall of ours
 PAUSE_CONFIRM_FRAMES = 5
 PAUSE_MIN_SPAN_S = 0.060  # ... a pause if that many arrived spread over at least this long
@@ -61,6 +69,7 @@ class AudioInStats:
     samples: int = 0
     gap_samples: int = 0  # silence filled into micro-turns because nothing arrived
     gap_microturns: int = 0  # micro-turns with at least one such sample
+    max_grace_ms: float = SLICE_GRACE_S * 1000  # the largest grace the timeline adapted to
     late_samples: int = 0  # arrived for a micro-turn already handed to the model
     overflow_samples: int = 0  # would land too far ahead of the timeline (dropped)
     reanchors: int = 0
@@ -78,6 +87,9 @@ class AudioTimeline:
         self._offset: float | None = None
         self._recent_lateness: deque[float] = deque(maxlen=SLEW_WINDOW_FRAMES)
         self._held: list[_Held] = []  # very late frames, until we know: pause or stall
+        self.grace_s = SLICE_GRACE_S  # how long after its slice ends a micro-turn is cut
+        self._late_seen = 0  # late_samples at the previous take
+        self._delay_peak_s = 0.0  # decaying peak of (arrival - end of the slice the audio is for)
         self.stats = AudioInStats()
 
     def write(self, samples: np.ndarray, pts_samples: int, arrival: float) -> None:
@@ -106,7 +118,9 @@ class AudioTimeline:
             least = min(self._recent_lateness)
             if least > SLEW_THRESHOLD_S * SAMPLE_RATE_HZ:
                 self._reanchor(least)
-        self._place(samples, round(pts_samples + self._offset))
+        start = round(pts_samples + self._offset)
+        self._note_arrival(start, arrival)
+        self._place(samples, start)
 
     def _release_held(self) -> None:
         if not self._held:
@@ -158,7 +172,24 @@ class AudioTimeline:
             self._taken_until = end
         self.stats.gap_samples += gaps
         self.stats.gap_microturns += gaps > 0
+        self._adapt_grace()
         return out, gaps
+
+    def _note_arrival(self, start: int, arrival: float) -> None:
+        """How long after the end of the slice of its first sample (the earliest deadline of a
+        chunk that may straddle two slices) this audio arrived; feeds the grace."""
+        slice_end = self.clock.slice_end(start // MICROTURN_SAMPLES)
+        self._delay_peak_s = max(self._delay_peak_s, arrival - slice_end)
+
+    def _adapt_grace(self) -> None:
+        self._delay_peak_s *= 0.5 ** (1 / GRACE_PEAK_HALF_LIFE_TURNS)
+        grace = self._delay_peak_s + GRACE_MARGIN_S
+        if self.stats.late_samples > self._late_seen:
+            self._late_seen = self.stats.late_samples
+            grace = max(grace, self.grace_s + GRACE_UP_S)
+            self._delay_peak_s = max(self._delay_peak_s, grace - GRACE_MARGIN_S)
+        self.grace_s = min(MAX_GRACE_S, max(SLICE_GRACE_S, grace))
+        self.stats.max_grace_ms = max(self.stats.max_grace_ms, self.grace_s * 1000)
 
 
 class AudioInput:

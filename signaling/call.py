@@ -33,7 +33,7 @@ from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 from agent import weave
 from agent.client import AgentClient, AgentError
 from inference.types import MICROTURN_MS, SAMPLE_RATE_HZ, MicroTurnInput, MicroTurnOutput
-from media.audio_in import SLICE_GRACE_S, AudioInput, AudioInStats, AudioTimeline
+from media.audio_in import AudioInput, AudioInStats, AudioTimeline
 from media.audio_out import PacedAudioTrack
 from media.clock import SessionClock
 from media.playback import PlaybackTracker
@@ -266,7 +266,7 @@ class Call:
         assert self.clock and self.timeline and self.video
         index = 0
         while True:
-            await self.clock.sleep_until(self.clock.slice_end(index) + SLICE_GRACE_S)
+            await self.clock.sleep_until(self.clock.slice_end(index) + self.timeline.grace_s)
             audio, gaps = self.timeline.take(index)
             self.metrics.audio_gap_samples.inc(gaps)
             self.playback.on_sent(self.outbound.sent_position)
@@ -483,6 +483,7 @@ class Call:
             "audio_gap_ms": audio.gap_samples * 1000 // SAMPLE_RATE_HZ,
             "audio_late_ms": audio.late_samples * 1000 // SAMPLE_RATE_HZ,
             "audio_reanchors": audio.reanchors,
+            "audio_grace_ms": round(self.timeline.grace_s * 1000) if self.timeline else None,
             "video_frames_used": self.video.stats.frames_used if self.video else 0,
             "agent_tasks": self.stats.agent_tasks,
             "agent": self.agent.status.as_dict() if self.agent is not None else None,

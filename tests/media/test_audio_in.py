@@ -4,7 +4,7 @@ import av
 import numpy as np
 
 from inference.types import MICROTURN_SAMPLES
-from media.audio_in import SLICE_GRACE_S, AudioInput, AudioTimeline
+from media.audio_in import MAX_GRACE_S, SLICE_GRACE_S, AudioInput, AudioTimeline
 from media.clock import SessionClock
 
 FRAME = 320  # 20 ms at 16 kHz
@@ -99,16 +99,19 @@ def test_a_stall_of_our_own_process_does_not_move_the_anchor() -> None:
 def simulate(
     timeline: AudioTimeline, arrivals: list[tuple[float, int]], microturns: int
 ) -> list[tuple[np.ndarray, int]]:
-    """Run frames (arrival time, frame index) and micro-turn cuts (at each slice end + grace) in
-    time order, as the call's turn loop does; return every micro-turn's (audio, gaps)."""
-    actions = [(t, 0, i) for t, i in arrivals]
-    actions += [(timeline.clock.slice_end(k) + SLICE_GRACE_S, 1, k) for k in range(microturns)]
+    """Run frames (arrival time, frame index) and micro-turn cuts (each at its slice end plus the
+    timeline's grace at that moment) in time order, as the call's turn loop does; return every
+    micro-turn's (audio, gaps)."""
+    pending = sorted(arrivals)
     out = []
-    for _, kind, n in sorted(actions):
-        if kind == 0:
-            timeline.write(ramp(n * FRAME), n * FRAME, _)
-        else:
-            out.append(timeline.take(n))
+    i = 0
+    for k in range(microturns):
+        cut = timeline.clock.slice_end(k) + timeline.grace_s
+        while i < len(pending) and pending[i][0] < cut:
+            t, n = pending[i]
+            timeline.write(ramp(n * FRAME), n * FRAME, t)
+            i += 1
+        out.append(timeline.take(k))
     return out
 
 
@@ -196,3 +199,21 @@ def test_network_jitter_within_the_grace_loses_nothing() -> None:
     got = sum(len(a) - g for a, g in turns)
     assert timeline.stats.late_samples == 0
     assert got >= (n_frames - 15) * FRAME
+
+
+def test_grace_adapts_to_jitter_beyond_it_then_relaxes() -> None:
+    """Arrivals up to 150 ms behind: some audio is late at first, then the grace grows and
+    nothing more is lost; when the jitter is gone the grace comes back down."""
+    rng = np.random.default_rng(3)
+    timeline = AudioTimeline(SessionClock(t0=0.0))
+    n_jittery = 1500  # 30 s with up to 150 ms of jitter, then 150 s on time
+    jitter = np.concatenate([rng.uniform(0, 0.150, n_jittery), np.zeros(7500)])
+    arrivals = [((i + 1) * 0.020 + jitter[i], i) for i in range(len(jitter))]
+    turns = simulate(timeline, arrivals, 890)
+    assert timeline.stats.late_samples > 0, "the first jitter is beyond the starting grace"
+    assert timeline.stats.max_grace_ms >= 150
+    assert timeline.stats.max_grace_ms <= MAX_GRACE_S * 1000
+    adapted = turns[25:150]
+    # once adapted, no frame is lost (a few samples may move when the anchor does)
+    assert sum(g for _, g in adapted) < 10, "once adapted, the jittery audio all arrives in time"
+    assert timeline.grace_s == SLICE_GRACE_S, "quiet minutes bring the grace back down"
