@@ -7,13 +7,15 @@ BIN := $(VENV)/bin
 TORCH_SPEC ?= torch==2.13.0
 PYTEST_ARGS ?=
 
-.PHONY: run test install install-test system-deps lint format bench bench-inference bench-agent bench-media clean help bench-load
+.PHONY: run test install install-test system-deps lint format bench bench-inference bench-agent bench-media clean help bench-load train eval
 
 help:
 	@echo "make run       install into .venv and start the server on http://127.0.0.1:8080"
 	@echo "make test      install test needs (Python and Debian packages) and run every test"
 	@echo "make lint      ruff + mypy"
 	@echo "make bench     every benchmark (tables on stdout, JSON under bench/results/)"
+	@echo "make train     train the reference model in resumable stages (runs/small), export it"
+	@echo "make eval      evaluate the shipped model + VAD baseline (bench/results/eval.json)"
 
 $(BIN)/python:
 	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "Python 3.11+ is required"' \
@@ -72,3 +74,18 @@ bench-media: install-test system-deps
 
 bench-load: install-test system-deps
 	$(BIN)/python -m bench.load
+
+# The reference model: staged, resumable training (see docs/model.md). Each stage stops after
+# TRAIN_MINUTES and resumes where it stopped when run again; batches are a function of (seed, step).
+TRAIN_RUN ?= runs/small
+TRAIN_MINUTES ?= 120
+train: install-test system-deps
+	nice -n 15 $(BIN)/python -m inference.train --stage text --steps 2200 --resume \
+		--run $(TRAIN_RUN) --minutes $(TRAIN_MINUTES) --export $(TRAIN_RUN)/export-text
+	nice -n 15 $(BIN)/python -m inference.train --stage listen --steps 1500 --resume \
+		--run $(TRAIN_RUN) --minutes $(TRAIN_MINUTES) --export inference/checkpoints/small
+
+# Held-out episodes through the serving engine; the committed report is bench/results/eval.json.
+EVAL_ARGS ?= --suite all --episodes 32 --seed 1 --baseline
+eval: install-test system-deps
+	$(BIN)/python -m inference.evaluate $(EVAL_ARGS) --json bench/results/eval.json

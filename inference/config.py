@@ -74,7 +74,7 @@ class ModelConfig:
     dmel_embed_dim: int = 48  # per-(channel, bin) embedding summed per 25 ms frame
     video_stem_dim: int = 48  # hMLP hidden channels
     text_embed_dim: int = 48
-    text_in_slots: int = 8  # bytes of queued text entering per micro-turn (40 B/s)
+    text_in_slots: int = 8  # bytes of queued text entering per micro-turn: one word (<= 40 B/s)
     text_out_slots: int = 4  # bytes the model may say per micro-turn (20 B/s)
     time_embed_dim: int = 64  # sinusoidal elapsed-time features
     # outputs

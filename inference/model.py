@@ -227,6 +227,7 @@ class Sequence:
     index: Tensor  # [B, N]
     text_out: Tensor  # [B, N, K_out] what the model said at each micro-turn (teacher forcing)
     logmel_out: Tensor  # [B, N, 16, 80] what it played
+    bins: Tensor | None = None  # [B, N, 8, 80] dMel bins of `audio` if already computed (training)
 
 
 @dataclass
@@ -328,7 +329,7 @@ class InteractionModel(nn.Module):
 
     def forward(self, seq: Sequence) -> SequenceOutput:
         batch, n_mt = seq.index.shape
-        bins = self.dmel.offline(seq.audio)  # [B, N, 8, 80]
+        bins = self.dmel.offline(seq.audio) if seq.bins is None else seq.bins  # [B, N, 8, 80]
         time = self.time(seq.index)  # [B, N, d]
         prev_text = torch.cat([torch.full_like(seq.text_out[:, :1], PAD), seq.text_out[:, :-1]], 1)
         said = self.normalize_mel(seq.logmel_out)

@@ -3,7 +3,8 @@
 Vocabulary: ids 0-255 are UTF-8 bytes; PAD (empty slot), SIL (the model says nothing this
 micro-turn), EOU (end of an utterance / of one typed message).
 
-Text in: each micro-turn takes up to `text_in_slots` bytes from the session's text queue:
+Text in: each micro-turn takes the next word (up to `text_in_slots` bytes, its trailing space or
+the message's EOU included) from the session's text queue:
     ids [B, K] ─► Embedding(V, e) [B, K, e] ─► flatten (slot order kept) [B, K e] ─► Linear ─► [B, d]
 The model's own previous text goes into the self token the same way (its own table).
 
@@ -26,6 +27,7 @@ PAD = 256
 SIL = 257
 EOU = 258
 VOCAB_SIZE = 259
+WORD_ENDS = frozenset({ord(" "), ord("\n"), EOU})
 
 
 def encode_message(text: str) -> list[int]:
@@ -97,8 +99,16 @@ class TextQueue:
             self.dropped += 1
 
     def take(self, k: int) -> list[int]:
-        """The next k ids, PAD-filled."""
-        got = [self.ids.popleft() for _ in range(min(k, len(self.ids)))]
+        """The next word: ids up to and including the next space, newline or EOU, at most k,
+        PAD-filled. Word-aligned chunks put every word at the same input slots (a word of up to
+        k-1 bytes starts at slot 0), so reading a word back out is the same copy wherever it was
+        in the message; that made typed instructions far easier to learn than packed bytes."""
+        got: list[int] = []
+        while self.ids and len(got) < k:
+            i = self.ids.popleft()
+            got.append(i)
+            if i in WORD_ENDS:
+                break
         return got + [PAD] * (k - len(got))
 
 

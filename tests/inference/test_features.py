@@ -111,6 +111,16 @@ def test_text_queue_is_bounded_and_decoder_handles_split_utf8() -> None:
     assert q.take(5) == [*b"lo", EOU, PAD, PAD]
     q.push("0123456789abc")  # 14 ids > 10: the oldest 4 are dropped
     assert q.dropped == 4 and len(q.ids) == 10
+    q2 = TextQueue(max_ids=100)
+    q2.push("say hello\nevery 3")
+    words = [q2.take(8) for _ in range(5)]
+    assert words == [
+        [*b"say ", PAD, PAD, PAD, PAD],
+        [*b"hello\n", PAD, PAD],
+        [*b"every ", PAD, PAD],
+        [*b"3", EOU, *[PAD] * 6],
+        [PAD] * 8,
+    ]  # one word per micro-turn
     dec = TextDecoder()
     e_acute = "é".encode()
     assert dec.feed([*b"ab", e_acute[0]]) == ("ab", False)

@@ -1,0 +1,1 @@
+"""Procedural training and evaluation tasks (see generators.py for the families)."""

@@ -1,0 +1,179 @@
+"""An episode: one synthetic call with its inputs per micro-turn and the model's targets.
+
+Generators (inference/tasks/*.py) describe an episode at the event level: what the user typed and
+when, the user's audio, the camera frames, and what the model should say (text, starting at which
+micro-turn), when it should delegate. `targets()` turns that into the per-micro-turn arrays the
+model trains on, with the same text-queue rules as the engine (8 text-in ids per micro-turn, a
+typed message = its bytes + EOU), and the evaluation uses the same `Episode` to drive the engine.
+
+Model utterance layout: an utterance "hello" becomes the text-out ids `h e l l | o ␠ EOU PAD` over
+two micro-turns starting at its micro-turn t (other micro-turns say SIL), and its audio (the
+model's fixed voice) starts with micro-turn t's output. The audio of an utterance may outlast its
+text; the next utterance may not start before both are done.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from inference.config import FRAME_SIZE, LOG10_MEL_MIN, MEL_FRAMES_PER_MICROTURN, N_MELS
+from inference.tasks.voice import model_mel
+from inference.text import EOU, PAD, SIL, TextQueue
+from inference.types import MICROTURN_SAMPLES, MicroTurnInput
+
+
+@dataclass
+class Utterance:
+    mt: int  # micro-turn whose output carries its first byte and first audio
+    text: str  # what the model says, e.g. "hello" (a trailing space is added on the wire)
+    kind: str = "say"  # say | count | answer | hold | result | reply | cue | take | backchannel
+    mel: bool = True  # has model-voice audio
+
+    @property
+    def wire(self) -> str:
+        return self.text + " "
+
+
+@dataclass
+class Episode:
+    task: str  # family/subtype, e.g. "timespeak/every"
+    n: int  # micro-turns
+    start_index: int = 0  # session-clock index of micro-turn 0 (the call may have started earlier)
+    audio: np.ndarray | None = None  # float32 [n*3200] user's microphone (None: silence)
+    frames: np.ndarray | None = None  # uint8 [n, 40, 40, 3]
+    has_frame: np.ndarray | None = None  # bool [n]
+    typed: list[tuple[int, str]] = field(default_factory=list)  # (micro-turn, text) typed/results
+    say: list[Utterance] = field(default_factory=list)
+    delegate: list[int] = field(default_factory=list)  # micro-turns where control = delegate
+    # barge-in: from this micro-turn on the model must be silent until `stop_until` (exclusive)
+    silence: list[tuple[int, int]] = field(default_factory=list)
+    info: dict[str, Any] = field(default_factory=dict)  # what the metrics need (task specific)
+    # results that arrive only after the model delegated: (delay in micro-turns, text)
+    results: list[tuple[int, str]] = field(default_factory=list)
+
+    # ---- inputs --------------------------------------------------------------------------------
+    def mic(self) -> np.ndarray:
+        if self.audio is None:
+            return np.zeros(self.n * MICROTURN_SAMPLES, np.float32)
+        return self.audio
+
+    def inputs(self) -> list[MicroTurnInput]:
+        """The episode as the engine receives it (typed text at its micro-turn)."""
+        audio = self.mic()
+        typed: dict[int, str] = {}
+        for mt, text in self.typed:
+            typed[mt] = typed.get(mt, "") + text
+        out = []
+        for m in range(self.n):
+            frame = None
+            if self.frames is not None and self.has_frame is not None and self.has_frame[m]:
+                frame = self.frames[m]
+            out.append(
+                MicroTurnInput(
+                    index=self.start_index + m,
+                    audio=np.ascontiguousarray(
+                        audio[m * MICROTURN_SAMPLES : (m + 1) * MICROTURN_SAMPLES]
+                    ),
+                    frame=frame,
+                    text=typed.get(m, ""),
+                )
+            )
+        return out
+
+    def text_in(self, slots: int) -> tuple[np.ndarray, dict[int, int]]:
+        """Text-in ids [n, slots] as the engine's queue feeds them, and for each typed message's
+        micro-turn the micro-turn in which its EOU entered the model."""
+        queue = TextQueue(4096)
+        ids = np.full((self.n, slots), PAD, np.int64)
+        by_mt: dict[int, list[str]] = {}
+        for mt, text in self.typed:
+            by_mt.setdefault(mt, []).append(text)
+        pending: list[tuple[int, int]] = []  # (typed mt, remaining ids before its EOU is taken)
+        eou_at: dict[int, int] = {}
+        for m in range(self.n):
+            for text in by_mt.get(m, []):
+                queue.push(text)
+                pending.append((m, len(queue.ids)))
+            got = queue.take(slots)
+            ids[m] = got
+            taken = sum(1 for i in got if i != PAD)
+            still = []
+            for typed_mt, left in pending:
+                left -= taken
+                if left <= 0:
+                    eou_at.setdefault(typed_mt, m)
+                else:
+                    still.append((typed_mt, left))
+            pending = still
+        return ids, eou_at
+
+
+def frames_or_blank(ep: Episode) -> tuple[np.ndarray, np.ndarray]:
+    if ep.frames is None or ep.has_frame is None:
+        return (
+            np.zeros((ep.n, FRAME_SIZE, FRAME_SIZE, 3), np.uint8),
+            np.zeros(ep.n, bool),
+        )
+    return ep.frames, ep.has_frame
+
+
+@dataclass
+class Targets:
+    text_in: np.ndarray  # [n, K_in] int64
+    text_out: np.ndarray  # [n, K_out] int64
+    logmel: np.ndarray  # [n, 16, 80] float32 log10 mel of the model's voice (silence: -7)
+    control: np.ndarray  # [n] int64
+    text_weight: np.ndarray  # [n] float32
+    speaking: np.ndarray  # [n] bool: the model's audio is on in this micro-turn
+
+
+def targets(ep: Episode, k_in: int, k_out: int, event_weight: float = 4.0) -> Targets:
+    text_in, _ = ep.text_in(k_in)
+    text_out = np.full((ep.n, k_out), PAD, np.int64)
+    text_out[:, 0] = SIL
+    weight = np.ones(ep.n, np.float32)
+    logmel = np.full((ep.n * MEL_FRAMES_PER_MICROTURN, N_MELS), LOG10_MEL_MIN, np.float32)
+    speaking = np.zeros(ep.n, bool)
+    for utt in ep.say:
+        if utt.mt >= ep.n:
+            continue
+        ids = [*utt.wire.encode("utf-8"), EOU]
+        for j in range(0, len(ids), k_out):
+            m = utt.mt + j // k_out
+            if m >= ep.n:
+                break
+            chunk = ids[j : j + k_out]
+            text_out[m] = chunk + [PAD] * (k_out - len(chunk))
+            weight[m] = event_weight
+        # the micro-turn before an utterance decides its timing: weigh it too
+        if utt.mt >= 1:
+            weight[utt.mt - 1] = max(weight[utt.mt - 1], event_weight / 2)
+        if utt.mel:
+            mel = model_mel(utt.text)
+            f0 = utt.mt * MEL_FRAMES_PER_MICROTURN
+            f1 = min(len(logmel), f0 + len(mel))
+            logmel[f0:f1] = np.maximum(logmel[f0:f1], mel[: f1 - f0])
+            speaking[utt.mt : utt.mt + len(mel) // MEL_FRAMES_PER_MICROTURN] = True
+    for a, b in ep.silence:  # barge-in: cut the model's speech
+        logmel[a * MEL_FRAMES_PER_MICROTURN : b * MEL_FRAMES_PER_MICROTURN] = LOG10_MEL_MIN
+        speaking[a:b] = False
+        for m in range(a, min(b, ep.n)):
+            if text_out[m, 0] != SIL:
+                text_out[m] = PAD
+                text_out[m, 0] = SIL
+            weight[m] = max(weight[m], event_weight)
+    control = np.zeros(ep.n, np.int64)
+    for m in ep.delegate:
+        if 0 <= m < ep.n:
+            control[m] = 1
+    return Targets(
+        text_in=text_in,
+        text_out=text_out,
+        logmel=logmel.reshape(ep.n, MEL_FRAMES_PER_MICROTURN, N_MELS),
+        control=control,
+        text_weight=weight,
+        speaking=speaking,
+    )

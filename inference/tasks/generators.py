@@ -1,0 +1,672 @@
+"""Procedural episodes, one family per benchmark of the lab (seeded, deterministic).
+
+    timespeak  typed "say W every N seconds" / "remind me to W in N seconds" / "count down from N";
+               the model says the word at T0 + N s (T0 = the micro-turn whose input completes the
+               instruction), again every N s for "every" until a typed "stop"
+    repcount   typed "count my reps", a periodically moving object on camera (the QA harness's
+               circling square among others); the model says 1, 2, 3 ... as each repetition
+               completes (the object passes the top of its path); "how many?" -> the total
+    delegate   typed requests that need a tool ("what is 12 times 7"): the model delegates at
+               T0, says "one moment", and says the result's value when "[agent] ... = V" arrives
+    chat       typed small talk ("thank you"): a fixed short reply, never a delegation
+    idle       camera motion, noise and speech, no instruction: the model stays silent
+    cuespeak   typed "when I say C, say R" then the user talks; R right after each C, not after
+               near-miss words (needs the dMel input)
+    turn       the user speaks a turn with mid-sentence pauses; the model takes the floor right
+               after the end of the turn (not in the pauses) and stops within 2 micro-turns
+               when the user barges in (needs the dMel input)
+
+Every family draws background noise on the microphone; some draw distractor speech.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+from scipy.signal import lfilter
+
+from inference.tasks.episode import Episode, Utterance
+from inference.tasks.motion import harness_motion, noise_slice, random_motion, render, still_frames
+from inference.tasks.voice import Voice, model_mel, random_user_voice, speech
+from inference.text import encode_message
+from inference.types import MICROTURN_SAMPLES
+
+MT = MICROTURN_SAMPLES
+PER_S = 5  # micro-turns per second
+K_IN = 8  # text-in ids per micro-turn (the small preset's text_in_slots)
+
+NUMBER_WORDS = "zero one two three four five six seven eight nine ten eleven twelve thirteen fourteen fifteen sixteen seventeen eighteen nineteen twenty".split()
+SAY_WORDS = [
+    "hello",
+    "breathe",
+    "stretch",
+    "drink water",
+    "blink",
+    "relax",
+    "smile",
+    "focus",
+    "stand up",
+    "look away",
+    "tick",
+    "ping",
+    "wake up",
+    "posture",
+    "sip",
+    "hi",
+]
+FILLER = (
+    "the weather was nice today and we went for a long walk by the river "
+    "i think the meeting is at noon but maybe it moved to the afternoon "
+    "my sister has a new dog that likes to run in the park every morning "
+    "could you remind me what we talked about last week about the project "
+    "we need to buy bread milk and some fresh fruit for the weekend"
+).split()
+SENTENCES = [
+    "the weather was nice today and we went for a long walk",
+    "i think the meeting is at noon but it may have moved",
+    "my sister has a new dog that likes to run in the park",
+    "could you tell me what we talked about last week",
+    "we need to buy bread and milk for the weekend",
+    "the train was late again this morning",
+    "i am not sure what to cook for dinner tonight",
+    "let me tell you about the trip we took last summer",
+    "the book i read last month was really good",
+    "we should plan the garden before the spring comes",
+    "he said the report would be ready by friday",
+    "i was thinking about painting the kitchen blue",
+]
+
+
+def num_text(n: int, rng: np.random.Generator) -> str:
+    return NUMBER_WORDS[n] if n < len(NUMBER_WORDS) and rng.random() < 0.25 else str(n)
+
+
+# ---- audio -----------------------------------------------------------------------------------------
+def background(rng: np.random.Generator, n: int) -> np.ndarray:
+    """Microphone noise floor: white or brown-ish noise at -70..-35 dBFS."""
+    x = noise_slice(rng, n * MT)
+    if rng.random() < 0.5:  # low-passed (one pole at ~250 Hz): a rumble rather than a hiss
+        x = lfilter([0.1], [1.0, -0.9], x).astype(np.float32)
+        x /= x.std() + 1e-9
+    level = 10 ** (rng.uniform(-70, -35) / 20)
+    return (x * level).astype(np.float32)
+
+
+def place(audio: np.ndarray, clip: np.ndarray, at_sample: int, gain: float = 1.0) -> int:
+    """Add clip at a sample offset (clipped to the episode); -> end sample."""
+    a = max(0, at_sample)
+    b = min(len(audio), at_sample + len(clip))
+    if b > a:
+        audio[a:b] += gain * clip[a - at_sample : b - at_sample]
+    return at_sample + len(clip)
+
+
+def speech_gain(rng: np.random.Generator, clip: np.ndarray) -> float:
+    peak = float(np.abs(clip).max()) + 1e-9
+    return float(10 ** (rng.uniform(-16, -3) / 20)) / peak
+
+
+def add_distractor_speech(
+    rng: np.random.Generator, ep: Episode, audio: np.ndarray, p: float = 0.4
+) -> None:
+    """Somebody talks in the room (not to the model) now and then."""
+    if rng.random() >= p:
+        return
+    voice = random_user_voice(rng)
+    for _ in range(int(rng.integers(1, 3))):
+        clip = speech(str(rng.choice(SENTENCES)), voice)
+        at = int(rng.integers(0, max(1, len(audio) - len(clip) // 2)))
+        # background level (-30..-16 dB under the user's speech): the model must not answer it
+        place(audio, clip, at, speech_gain(rng, clip) * rng.uniform(0.03, 0.16))
+
+
+def add_video(rng: np.random.Generator, ep: Episode, p_motion: float = 0.6) -> None:
+    if rng.random() < p_motion:
+        motion = random_motion(rng)
+        ep.frames, ep.has_frame, _, _ = render(motion, ep.n, np.ones(ep.n, bool), rng)
+    elif rng.random() < 0.8:
+        ep.frames, ep.has_frame = still_frames(rng, ep.n)
+
+
+def utter_mts(text: str) -> int:
+    """Micro-turns an utterance occupies (text and audio)."""
+    text_mt = -(-(len((text + " ").encode()) + 1) // 4)
+    return max(text_mt, len(model_mel(text)) // 16)
+
+
+def fits(say: list[Utterance], mt: int, text: str) -> bool:
+    """mt leaves room after the previous utterance."""
+    if not say:
+        return True
+    last = say[-1]
+    return mt >= last.mt + utter_mts(last.text)
+
+
+def new_episode(task: str, rng: np.random.Generator, n: int) -> tuple[Episode, np.ndarray]:
+    start = int(rng.integers(0, 3000)) if rng.random() < 0.7 else 0
+    ep = Episode(task=task, n=n, start_index=start)
+    return ep, background(rng, n)
+
+
+def typed_eou(ep: Episode, mt: int) -> int:
+    """Micro-turn in which the message typed at mt has fully entered the model."""
+    _, eou = ep.text_in(K_IN)
+    return eou.get(mt, ep.n)  # not in by the end of the episode: past it
+
+
+def early_text(rng: np.random.Generator, n: int) -> int:
+    return int(rng.integers(1, max(2, min(n // 3, 25))))
+
+
+# ---- timespeak -------------------------------------------------------------------------------------
+def timespeak(rng: np.random.Generator, n: int) -> Episode:
+    kind = str(rng.choice(["every", "once", "countdown"], p=[0.45, 0.3, 0.25]))
+    ep, audio = new_episode(f"timespeak/{kind}", rng, n)
+    t_typed = early_text(rng, n)
+    if kind == "every":
+        word = str(rng.choice(SAY_WORDS))
+        period = int(rng.integers(2, 11))
+        if (period * PER_S) < utter_mts(word) + 2:
+            period = 3
+        nt = num_text(period, rng)
+        template = rng.choice(
+            [
+                "say {w} every {n} seconds",
+                "every {n} seconds say {w}",
+                "remind me to {w} every {n} seconds",
+                "say {w} every {n} seconds until I say stop",
+                "please say {w} every {n} seconds",
+            ]
+        )
+        ep.typed.append((t_typed, template.format(w=word, n=nt)))
+        t0 = typed_eou(ep, t_typed)
+        stop_at = n + 10
+        if rng.random() < 0.5 and t0 + period * PER_S < n + 5:
+            stop_at = int(rng.integers(t0 + period * PER_S, n + 5))
+            if stop_at < n:
+                ep.typed.append(
+                    (stop_at, str(rng.choice(["stop", "ok stop", "stop now", "that's enough"])))
+                )
+        k = 1
+        times = []
+        while t0 + k * period * PER_S < min(n, stop_at):
+            m = t0 + k * period * PER_S
+            ep.say.append(Utterance(m, word, "say"))
+            times.append(m)
+            k += 1
+        ep.info.update(word=word, period=period, t0=t0, stop_at=stop_at, expected=times)
+    elif kind == "once":
+        word = str(rng.choice(SAY_WORDS))
+        delay = int(rng.integers(2, 21))
+        template = rng.choice(
+            ["remind me to {w} in {n} seconds", "in {n} seconds say {w}", "say {w} in {n} seconds"]
+        )
+        ep.typed.append((t_typed, template.format(w=word, n=num_text(delay, rng))))
+        t0 = typed_eou(ep, t_typed)
+        m = t0 + delay * PER_S
+        times = []
+        if m < n:
+            ep.say.append(Utterance(m, word, "say"))
+            times.append(m)
+        ep.info.update(word=word, delay=delay, t0=t0, expected=times)
+    else:
+        start = int(rng.integers(3, 11))
+        template = rng.choice(
+            ["count down from {n}", "countdown from {n}", "please count down from {n}"]
+        )
+        ep.typed.append((t_typed, template.format(n=num_text(start, rng))))
+        t0 = typed_eou(ep, t_typed)
+        times = []
+        for k in range(1, start + 1):
+            m = t0 + k * PER_S
+            if m < n:
+                ep.say.append(Utterance(m, str(start + 1 - k), "count"))
+                times.append(m)
+        ep.info.update(start=start, t0=t0, expected=times)
+    add_video(rng, ep)
+    add_distractor_speech(rng, ep, audio, p=0.3)
+    ep.audio = audio
+    return ep
+
+
+# ---- repcount --------------------------------------------------------------------------------------
+COUNT_PROMPTS = [
+    "count my reps",
+    "count the reps",
+    "count out loud",
+    "count the repetitions",
+    "count my pushups",
+    "count how many times it goes around",
+    "please count my reps",
+]
+HOW_MANY = ["how many?", "how many reps?", "how many was that?", "what's the count?"]
+
+
+def repcount(rng: np.random.Generator, n: int, harness: bool | None = None) -> Episode:
+    ep, audio = new_episode("repcount", rng, n)
+    use_harness = rng.random() < 0.25 if harness is None else harness
+    motion = harness_motion() if use_harness else random_motion(rng)
+    if use_harness:
+        motion.phase0 = float(rng.random())
+    # the object moves in one stretch [a, b), holds still otherwise
+    a = int(rng.integers(0, max(1, n // 4))) if rng.random() < 0.6 else 0
+    b = n if rng.random() < 0.4 else int(rng.integers(max(a + 10, n // 2), n + 1))
+    moving = np.zeros(n, bool)
+    moving[a:b] = True
+    ep.frames, ep.has_frame, _, reps = render(motion, n, moving, rng)
+    t_typed = early_text(rng, n) if rng.random() < 0.8 else int(rng.integers(1, max(2, n // 2)))
+    ep.typed.append((t_typed, str(rng.choice(COUNT_PROMPTS))))
+    t0 = typed_eou(ep, t_typed)
+    counted = [int(m) for m in reps if m > t0]
+    ask = None
+    if rng.random() < 0.7:
+        lo = min(n - 8, max(t0 + 5, (counted[-1] + 2) if counted else t0 + 5))
+        if lo < n - 6:
+            ask = int(rng.integers(lo, n - 5))
+    count = 0
+    for m in counted:
+        if ask is not None and typed_eou_after(ep, ask) is not None and m >= ask:
+            break
+        count += 1
+        ep.say.append(Utterance(m, str(count), "count"))
+    total = count
+    if ask is not None:
+        ep.typed.append((ask, str(rng.choice(HOW_MANY))))
+        q0 = typed_eou(ep, ask)
+        # answer right away (after any count still being said); counting stops once asked
+        ep.say = [u for u in ep.say if u.mt < q0]
+        total = len(ep.say)
+        m = q0
+        while not fits(ep.say, m, str(total)):
+            m += 1
+        if m < n:
+            ep.say.append(Utterance(m, str(total), "answer"))
+        ep.info.update(ask_mt=ask, q0=q0)
+    ep.info.update(
+        t0=t0,
+        count_mts=[u.mt for u in ep.say if u.kind == "count"],
+        total=total,
+        harness=use_harness,
+        period_s=motion.period_s,
+    )
+    # counts too close to each other to be said in turn: drop the episode's later ones is not
+    # needed: the shortest period (1 s = 5 micro-turns) leaves room for "20 " (2 micro-turns)
+    add_distractor_speech(rng, ep, audio, p=0.2)
+    ep.audio = audio
+    return ep
+
+
+def typed_eou_after(ep: Episode, mt: int) -> int | None:
+    return mt
+
+
+# ---- delegation ------------------------------------------------------------------------------------
+HOLD = "one moment"
+
+
+def _request(rng: np.random.Generator) -> tuple[str, str, str]:
+    """(typed request, the background model's result text, the value the model says)."""
+    kind = rng.integers(0, 4)
+    if kind == 0:
+        a, b = int(rng.integers(2, 100)), int(rng.integers(2, 100))
+        op, word, fn = [
+            ("*", "times", lambda x, y: x * y),
+            ("+", "plus", lambda x, y: x + y),
+            ("-", "minus", lambda x, y: x - y),
+        ][int(rng.integers(0, 3))]
+        req = str(
+            rng.choice(
+                [f"what is {a} {word} {b}", f"what's {a} {op} {b}", f"calculate {a} {op} {b}"]
+            )
+        )
+        value = str(fn(a, b))
+        return req, f"{a}{op}{b} = {value}", value
+    if kind == 1:
+        v = int(rng.integers(1, 50))
+        src, dst, f = [
+            ("km", "miles", 0.621371),
+            ("miles", "km", 1.609344),
+            ("kg", "lb", 2.204623),
+            ("feet", "meters", 0.3048),
+        ][int(rng.integers(0, 4))]
+        out = round(v * f, 2)
+        value = f"{out:g} {dst}"
+        return f"convert {v} {src} to {dst}", f"{v} {src} = {value}", value
+    if kind == 2:
+        h, m = int(rng.integers(0, 24)), int(rng.integers(0, 60))
+        city = str(rng.choice(["tokyo", "paris", "new york", "london", "sydney", ""]))
+        req = f"what time is it in {city}" if city else "what time is it"
+        value = f"{h:02d}:{m:02d}"
+        return req, f"It is {value}" + (f" in {city.title()}" if city else ""), value
+    topic = str(rng.choice(["the budget", "the trip", "the garden", "the meeting", "dinner"]))
+    value = str(rng.choice(["tuesday at noon", "three items", "call anna", "room 12", "buy seeds"]))
+    return f"look up {topic} in my notes", f"From your notes: {value}", value
+
+
+def delegate(rng: np.random.Generator, n: int) -> Episode:
+    ep, audio = new_episode("delegate", rng, n)
+    req, result, value = _request(rng)
+    t_typed = early_text(rng, n)
+    ep.typed.append((t_typed, req))
+    t0 = typed_eou(ep, t_typed)
+    ep.delegate.append(t0)
+    ep.say.append(Utterance(t0, HOLD, "hold"))
+    delay = int(rng.integers(utter_mts(HOLD) + 1, 30))
+    wire = f"[agent] {result}\n"
+    ep.results.append((delay, wire))
+    ep.info.update(t0=t0, request=req, result=result, value=value, delay=delay)
+    add_video(rng, ep)
+    add_distractor_speech(rng, ep, audio, p=0.2)
+    ep.audio = audio
+    return ep
+
+
+def add_result_targets(ep: Episode) -> None:
+    """Training view: results arrive `delay` after the delegation; the model says the value."""
+    for (delay, wire), d_mt in zip(ep.results, ep.delegate, strict=False):
+        at = d_mt + delay
+        if at >= ep.n:
+            continue
+        ep.typed.append((at, wire))
+        r0 = typed_eou(ep, at)
+        value = ep.info["value"]
+        m = r0
+        while not fits(ep.say, m, value):
+            m += 1
+        if m < ep.n:
+            ep.say.append(Utterance(m, value, "result"))
+        ep.info.update(result_at=at, r0=r0)
+
+
+# ---- small talk (never delegated) ------------------------------------------------------------------
+CHAT = {
+    "thank you": "you're welcome",
+    "thanks": "you're welcome",
+    "thanks a lot": "you're welcome",
+    "how are you": "i'm fine",
+    "how are you doing?": "i'm fine",
+    "are you there?": "yes",
+    "can you hear me?": "yes",
+    "good morning": "good morning",
+    "bye": "goodbye",
+    "goodbye": "goodbye",
+}
+GREETINGS = [
+    "hello",
+    "hi",
+    "hey",
+    "hello there",
+    "hi there",
+    "hello model",
+    "hey there",
+    "hello again",
+    "hi model",
+    "hello everyone",
+    "hey you",
+    "hello!",
+]
+
+
+def chat_message(rng: np.random.Generator) -> tuple[str, str]:
+    if rng.random() < 0.45:
+        msg = str(rng.choice(GREETINGS))
+        if rng.random() < 0.3:
+            msg = msg.capitalize()
+        return msg, "hi there"
+    msg = str(rng.choice(list(CHAT)))
+    return msg, CHAT[msg]
+
+
+def chat(rng: np.random.Generator, n: int) -> Episode:
+    ep, audio = new_episode("chat", rng, n)
+    msg, reply = chat_message(rng)
+    t_typed = early_text(rng, n)
+    ep.typed.append((t_typed, msg))
+    t0 = typed_eou(ep, t_typed)
+    ep.say.append(Utterance(t0, reply, "reply"))
+    ep.info.update(t0=t0, message=msg)
+    add_video(rng, ep)
+    add_distractor_speech(rng, ep, audio, p=0.3)
+    ep.audio = audio
+    return ep
+
+
+def idle(rng: np.random.Generator, n: int) -> Episode:
+    ep, audio = new_episode("idle", rng, n)
+    add_video(rng, ep, p_motion=0.8)
+    add_distractor_speech(rng, ep, audio, p=0.6)
+    ep.audio = audio
+    return ep
+
+
+# ---- registry --------------------------------------------------------------------------------------
+Generator = Callable[[np.random.Generator, int], Episode]
+FAMILIES: dict[str, Generator] = {
+    "timespeak": timespeak,
+    "repcount": repcount,
+    "delegate": delegate,
+    "chat": chat,
+    "idle": idle,
+}
+
+
+def make(family: str, seed: int, n: int, training: bool = True) -> Episode:
+    """One episode, fully determined by (family, seed, n).
+
+    training: background results are placed in the typed stream `delay` micro-turns after the
+    expected delegation (teacher forcing); otherwise (evaluation) they stay in `ep.results` and
+    the harness delivers them only when the model really delegates.
+    """
+    rng = np.random.default_rng([hash_family(family), seed, n])
+    ep = FAMILIES[family](rng, n)
+    if training and ep.results:
+        add_result_targets(ep)
+    return ep
+
+
+def hash_family(family: str) -> int:
+    return sum((i + 1) * ord(c) for i, c in enumerate(family))
+
+
+def voice_of(rng: np.random.Generator) -> Voice:
+    return random_user_voice(rng)
+
+
+__all__ = ["FAMILIES", "HOLD", "encode_message", "make"]
+
+
+# ---- cuespeak (listening) --------------------------------------------------------------------------
+CUES = {
+    "now": ["no", "know", "how", "new"],
+    "apple": ["maple", "chapel", "ample"],
+    "blue": ["blew", "glue", "blow"],
+    "tiger": ["timer", "tiber", "tiny"],
+    "seven": ["heaven", "eleven", "sever"],
+    "river": ["liver", "driver", "rover"],
+    "coffee": ["toffee", "copy", "coughing"],
+    "yellow": ["hello", "fellow", "mellow"],
+}
+RESPONSES = ["go", "yes", "ding", "bingo", "check", "green", "beep", "done"]
+
+
+def spoken_words(
+    rng: np.random.Generator, voice: Voice, words: list[str], audio: np.ndarray, at: int
+) -> list[tuple[str, int, int]]:
+    """Words said one after another from sample `at` (short gaps); -> (word, start, end)."""
+    out = []
+    pos = at
+    gain = None
+    for w in words:
+        clip = speech(w, voice)
+        if gain is None:
+            gain = speech_gain(rng, clip)
+        end = place(audio, clip, pos, gain)
+        out.append((w, pos, end))
+        pos = end + int(rng.integers(300, 2000))  # 20-125 ms
+    return out
+
+
+def cuespeak(rng: np.random.Generator, n: int) -> Episode:
+    ep, audio = new_episode("cuespeak", rng, n)
+    cue = str(rng.choice(list(CUES)))
+    resp = str(rng.choice(RESPONSES))
+    t_typed = early_text(rng, n)
+    template = rng.choice(
+        ["when I say {c}, say {r}", "say {r} when I say {c}", "every time I say {c} say {r}"]
+    )
+    ep.typed.append((t_typed, template.format(c=cue, r=resp)))
+    t0 = typed_eou(ep, t_typed)
+    voice = random_user_voice(rng)
+    pos = (t0 + int(rng.integers(3, 10))) * MT
+    expected = []
+    while pos < (n - 8) * MT:
+        k = int(rng.integers(2, 7))
+        words = [str(w) for w in rng.choice(FILLER, size=k)]
+        kind = rng.choice(["cue", "near", "none"], p=[0.5, 0.3, 0.2])
+        if kind == "cue":
+            words.insert(int(rng.integers(0, k + 1)), cue)
+        elif kind == "near":
+            words.insert(int(rng.integers(0, k + 1)), str(rng.choice(CUES[cue])))
+        said = spoken_words(rng, voice, words, audio, pos)
+        for w, _, end in said:
+            if w == cue:
+                m = end // MT + 1
+                if m < n and fits(ep.say, m, resp):
+                    ep.say.append(Utterance(m, resp, "cue"))
+                    expected.append(m)
+        pos = said[-1][2] + int(rng.integers(int(0.3 * 16000), int(1.5 * 16000)))
+    ep.info.update(t0=t0, cue=cue, response=resp, expected=expected)
+    add_video(rng, ep, p_motion=0.3)
+    ep.audio = audio
+    return ep
+
+
+# ---- turn-taking and barge-in (listening) ----------------------------------------------------------
+TAKE = "okay"
+LONG_REPLY = "let me think about that for a moment"
+
+
+def _sentence_parts(rng: np.random.Generator) -> list[str]:
+    words = str(rng.choice(SENTENCES)).split()
+    n_parts = int(rng.choice([1, 2, 3], p=[0.3, 0.45, 0.25]))
+    cuts = (
+        sorted(rng.choice(np.arange(2, len(words) - 1), size=n_parts - 1, replace=False))
+        if n_parts > 1
+        else []
+    )
+    parts, last = [], 0
+    for c in [*cuts, len(words)]:
+        parts.append(" ".join(words[last:c]))
+        last = int(c)
+    return parts
+
+
+def turn(rng: np.random.Generator, n: int) -> Episode:
+    """The user speaks turns (with mid-sentence pauses of 0.3-1.2 s); after each turn ends the
+    model answers; sometimes the user barges in on the model's long reply."""
+    ep, audio = new_episode("turn", rng, n)
+    voice = random_user_voice(rng)
+    gain = None
+    pos = int(rng.integers(2, 10)) * MT
+    turns = []
+    barge = []
+    pauses = []
+    while pos < (n - 25) * MT:
+        parts = _sentence_parts(rng)
+        start = pos
+        for j, part in enumerate(parts):
+            # a mid-sentence part ends with a comma: espeak's continuation (rising) intonation
+            clip = speech(part + ("," if j < len(parts) - 1 else "."), voice)
+            if gain is None:
+                gain = speech_gain(rng, clip)
+            pos = place(audio, clip, pos, gain)
+            if j < len(parts) - 1:
+                gap = int(rng.uniform(0.3, 1.2) * 16000)
+                pauses.append((pos, pos + gap))
+                pos += gap
+        end = pos
+        m = end // MT + 1  # the first micro-turn whose output can follow the end of the turn
+        if m >= n:
+            break
+        long = rng.random() < 0.5
+        text = LONG_REPLY if long else TAKE
+        ep.say.append(Utterance(m, text, "take"))
+        reply_mts = utter_mts(text)
+        turns.append({"start": start, "end": end, "take_mt": m, "long": long})
+        if long and rng.random() < 0.7 and m + 6 < n:
+            # the user barges in 0.4-1.2 s into the reply; the model stops within 2 micro-turns
+            b = (m + 1) * MT + int(rng.uniform(0.2, 1.0) * 16000)
+            parts2 = _sentence_parts(rng)
+            bpos = b
+            clip = speech(" ".join(parts2) + ".", voice)
+            bend = place(audio, clip, bpos, gain or 1.0)
+            stop_mt = b // MT + 1
+            ep.silence.append((stop_mt, m + reply_mts + 1))
+            barge.append({"at": b, "stop_mt": stop_mt, "end": bend})
+            # and then takes the floor again after the barge-in turn
+            m2 = bend // MT + 1
+            if m2 < n:
+                ep.say.append(Utterance(m2, TAKE, "take"))
+                turns.append({"start": b, "end": bend, "take_mt": m2, "long": False})
+            pos = (m2 + utter_mts(TAKE)) * MT + int(rng.uniform(0.3, 1.5) * 16000)
+        else:
+            pos = (m + reply_mts) * MT + int(rng.uniform(0.3, 1.5) * 16000)
+    ep.info.update(turns=turns, barge=barge, pauses=pauses)
+    add_video(rng, ep, p_motion=0.3)
+    ep.audio = audio
+    return ep
+
+
+FAMILIES.update({"cuespeak": cuespeak, "turn": turn})
+
+
+# ---- the demo page's acceptance, offline -----------------------------------------------------------
+def harness_mic(n: int, text: str = "hello, can you hear me?") -> np.ndarray:
+    """The QA harness's fake microphone (tests/browser/harness.py): espeak-ng's default voice
+    saying `text`, untrimmed, looped as Chromium loops the file, at 16 kHz."""
+    import subprocess
+
+    from inference.tasks.voice import _read_wav
+
+    proc = subprocess.run(
+        ["espeak-ng", "--stdout"], input=text.encode(), check=True, capture_output=True
+    )
+    clip = _read_wav(proc.stdout)
+    reps = -(-n * MT // len(clip))
+    return np.tile(clip, reps)[: n * MT].astype(np.float32)
+
+
+def demo(rng: np.random.Generator, n: int) -> Episode:
+    """The demo page with the QA harness's media: its fake mic (looped speech) and camera (the
+    circling square); typed "say hello every 3 seconds", later "count my reps", then "how many?"."""
+    ep = Episode(task="demo", n=n, start_index=0)
+    ep.audio = harness_mic(n)
+    motion = harness_motion()
+    ep.frames, ep.has_frame, _, reps = render(motion, n, np.ones(n, bool), rng)
+    t_typed = 10
+    ep.typed.append((t_typed, "say hello every 3 seconds"))
+    t0 = typed_eou(ep, t_typed)
+    stop = t0 + 15 * 4 + 5  # four hellos, then "stop"
+    ep.typed.append((stop, "stop"))
+    for k in range(1, 5):
+        ep.say.append(Utterance(t0 + 15 * k, "hello", "say"))
+    c_typed = stop + 5
+    ep.typed.append((c_typed, "count my reps"))
+    c0 = typed_eou(ep, c_typed)
+    ask = n - 8
+    count = 0
+    for m in reps:
+        if c0 < m < ask:
+            count += 1
+            ep.say.append(Utterance(int(m), str(count), "count"))
+    ep.typed.append((ask, "how many?"))
+    q0 = typed_eou(ep, ask)
+    ep.say.append(
+        Utterance(q0 + (1 if not fits(ep.say, q0, str(count)) else 0), str(count), "answer")
+    )
+    ep.info.update(t0=t0, c0=c0, q0=q0, total=count, harness=True)
+    return ep
+
+
+FAMILIES["demo"] = demo  # evaluation only (no training mix names it)

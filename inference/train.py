@@ -1,0 +1,403 @@
+"""Train the reference interaction model on the procedural tasks, in resumable stages.
+
+    python -m inference.train --stage text --minutes 60            # or: make train
+    python -m inference.train --stage text --minutes 60 --resume   # continue where it stopped
+
+A run directory (default runs/small/) holds `state.pt` (model, optimiser, step, stage, recipe),
+written every `--save-every` steps and at the end, so a stopped run resumes exactly: batches are a
+pure function of (seed, step), so a resumed run sees the same data it would have seen. `--export`
+writes the model as a servable checkpoint (config.json + model.safetensors, bf16 by default).
+
+Recipe (shared/notes/model-notes.md): AdamW lr 3e-3, betas (0.9, 0.95), weight decay 0.01, 50-step
+warm-up, cosine decay to 0.1x over the stage's steps, grad clip 1.0, bf16 autocast on CPU, one
+torch thread; text loss on every micro-turn with event micro-turns weighted 4x; the flow head on
+every speaking micro-turn and a quarter of the silent ones, two noise draws each.
+
+Stages (each resumes the last; see docs/model.md):
+    text   typed-text and video skills (TimeSpeak, RepCount, delegation, small talk, idle),
+           text, control and the model's voice (flow head) together; dMel embedding frozen
+    listen the listening skills (CueSpeak, turn-taking, barge-in) + replay of the text skills
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch.utils.data import DataLoader, Dataset
+
+from inference.checkpoint import init_model, load, save
+from inference.config import ModelConfig, preset
+from inference.flow import flow_matching_loss
+from inference.model import InteractionModel
+from inference.tasks.batch import Batch, training_batch
+from inference.text import N_BYTES, PAD
+
+STAGES: dict[str, dict[str, Any]] = {
+    "text": {
+        "mix": {"timespeak": 0.32, "repcount": 0.32, "delegate": 0.14, "chat": 0.08, "idle": 0.14},
+        "n_range": (60, 200),
+        "frozen": ("audio_in.",),  # no listening skill yet: the dMel embedding stays as initialised
+    },
+    "listen": {
+        "mix": {
+            "cuespeak": 0.2,
+            "turn": 0.25,
+            "timespeak": 0.15,
+            "repcount": 0.15,
+            "delegate": 0.08,
+            "chat": 0.07,
+            "idle": 0.1,
+        },
+        "n_range": (60, 200),
+    },
+}
+DEFAULT_RUN = Path("runs/small")
+
+
+@dataclass
+class Recipe:
+    lr: float = 3e-3
+    warmup: int = 50
+    min_lr_frac: float = 0.1
+    weight_decay: float = 0.01
+    clip: float = 1.0
+    batch_size: int = 16
+    control_pos_weight: float = 10.0
+    flow_weight: float = 1.0
+    flow_silent_frac: float = 0.25
+    flow_draws: int = 2
+
+
+class Batches(Dataset[Batch]):
+    def __init__(
+        self,
+        cfg: ModelConfig,
+        stage: str,
+        seed: int,
+        recipe: Recipe,
+        start: int,
+        total: int,
+        n_range: tuple[int, ...] | None = None,
+    ):
+        self.cfg, self.stage, self.seed, self.recipe = cfg, stage, seed, recipe
+        self.start, self.total = start, total
+        self.n_range = n_range or STAGES[stage]["n_range"]
+
+    def __len__(self) -> int:
+        return max(0, self.total - self.start)
+
+    def __getitem__(self, i: int) -> Batch:
+        spec = STAGES[self.stage]
+        step = self.start + i
+        return training_batch(
+            self.cfg,
+            seed=self.seed * 1_000_003 + step,
+            batch_size=self.recipe.batch_size,
+            mix=spec["mix"],
+            n_range=(self.n_range[0], self.n_range[-1]),
+        )
+
+
+def _worker_init(_: int) -> None:
+    torch.set_num_threads(1)
+    try:
+        os.nice(5)  # the data worker yields to the training process
+    except OSError:
+        pass
+
+
+def lr_at(step: int, total: int, recipe: Recipe) -> float:
+    if step < recipe.warmup:
+        return recipe.lr * (step + 1) / recipe.warmup
+    frac = min(1.0, (step - recipe.warmup) / max(1, total - recipe.warmup))
+    return recipe.lr * (
+        recipe.min_lr_frac + (1 - recipe.min_lr_frac) * 0.5 * (1 + math.cos(math.pi * frac))
+    )
+
+
+def text_loss(logits: torch.Tensor, target: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+    """logits [B,N,K,V], target [B,N,K]; slots after the first non-byte id do not count."""
+    is_byte = target < N_BYTES
+    alive = torch.cat([torch.ones_like(is_byte[..., :1]), is_byte[..., :-1]], -1).cumprod(-1).bool()
+    alive &= target != PAD
+    ce = F.cross_entropy(logits.float().flatten(0, 2), target.flatten(), reduction="none").view_as(
+        target
+    )
+    w = weight[..., None] * alive
+    return (ce * w).sum() / w.sum().clamp_min(1.0)
+
+
+def losses(
+    model: InteractionModel, batch: Batch, recipe: Recipe, gen: torch.Generator
+) -> dict[str, torch.Tensor]:
+    out = model(batch.seq)
+    lt = text_loss(out.text_logits, batch.seq.text_out, batch.text_weight)
+    cw = torch.where(batch.control > 0, recipe.control_pos_weight, 1.0)
+    lc = (
+        F.cross_entropy(
+            out.control_logits.float().flatten(0, 1), batch.control.flatten(), reduction="none"
+        )
+        * cw.flatten()
+    ).sum() / cw.sum()
+    # flow head: speaking micro-turns + a share of the silent ones
+    pick = batch.speaking | (
+        torch.rand(batch.speaking.shape, generator=gen) < recipe.flow_silent_frac
+    )
+    cond = out.flow_cond[pick]  # [M, d]
+    x1 = model.normalize_mel(batch.seq.logmel_out[pick]).flatten(1)  # [M, 1280]
+    cond = cond.repeat(recipe.flow_draws, 1)
+    x1 = x1.repeat(recipe.flow_draws, 1)
+    noise = torch.randn(x1.shape, generator=gen)
+    t = torch.rand(x1.shape[0], generator=gen)
+    lf = flow_matching_loss(model.flow, cond, x1, noise, t) if x1.shape[0] else lt * 0
+    total = lt + lc + recipe.flow_weight * lf
+    return {"loss": total, "text": lt, "control": lc, "flow": lf}
+
+
+@torch.no_grad()
+def set_mel_stats(model: InteractionModel, cfg: ModelConfig, seed: int) -> None:
+    """Per-bin mean/std of the output log-mel over a sample of training targets."""
+    mels = []
+    for i in range(4):
+        b = training_batch(
+            cfg,
+            seed=seed * 7919 + 10**6 + i,
+            batch_size=16,
+            mix=STAGES["text"]["mix"],
+            n_range=(150, 150),
+        )
+        mels.append(b.seq.logmel_out.flatten(0, 2))
+    mel = torch.cat(mels)
+    model.mel_mean.copy_(mel.mean(0))
+    model.mel_std.copy_(mel.std(0).clamp_min(0.3))
+
+
+def save_state(
+    path: Path, model: InteractionModel, opt: torch.optim.Optimizer, meta: dict[str, Any]
+) -> None:
+    tmp = path.with_suffix(".tmp")
+    torch.save(
+        {
+            "model": model.state_dict(),
+            "config": model.cfg.to_dict(),
+            "opt": opt.state_dict(),
+            "meta": meta,
+        },
+        tmp,
+    )
+    os.replace(tmp, path)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="microturn train", description=__doc__.splitlines()[0])
+    ap.add_argument("--stage", choices=sorted(STAGES), default="text")
+    ap.add_argument("--run", type=Path, default=DEFAULT_RUN, help="run directory (state.pt, log)")
+    ap.add_argument("--preset", default="small")
+    ap.add_argument("--init", type=Path, default=None, help="start from this checkpoint directory")
+    ap.add_argument("--resume", action="store_true", help="continue the run in --run")
+    ap.add_argument("--steps", type=int, default=None, help="steps of this stage (cosine length)")
+    ap.add_argument("--minutes", type=float, default=None, help="stop after this wall time")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--batch-size", type=int, default=16)
+    ap.add_argument("--lr", type=float, default=3e-3)
+    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--workers", type=int, default=1, help="data worker processes (0: inline)")
+    ap.add_argument("--save-every", type=int, default=100)
+    ap.add_argument("--no-bf16", action="store_true")
+    ap.add_argument(
+        "--export", type=Path, default=None, help="write a servable checkpoint here at the end"
+    )
+    ap.add_argument("--export-dtype", default="bfloat16")
+    ap.add_argument(
+        "--export-only", action="store_true", help="export the run's state.pt to --export and stop"
+    )
+    ap.add_argument("--no-progress", action="store_true")
+    ap.add_argument(
+        "--episode-mt", default=None, help="LO,HI micro-turns per episode (default: the stage's)"
+    )
+    args = ap.parse_args(argv)
+
+    torch.set_num_threads(args.threads)
+    if args.export_only:
+        if args.export is None:
+            ap.error("--export-only needs --export DIR")
+        ck = torch.load(args.run / "state.pt", map_location="cpu", weights_only=False)
+        model = InteractionModel(ModelConfig.from_dict(ck["config"]))
+        model.load_state_dict(ck["model"])
+        save(model.eval(), args.export, dtype=args.export_dtype, preset_name=args.preset)
+        done = ck["meta"]
+        (args.export / "training.json").write_text(
+            json.dumps(
+                {"stage": done["stage"], "step": done["step"], "history": done.get("history", [])},
+                indent=2,
+            )
+            + "\n"
+        )
+        print(f"exported {args.export} (stage {done['stage']}, step {done['step']})")
+        return 0
+    recipe = Recipe(lr=args.lr, batch_size=args.batch_size)
+    args.run.mkdir(parents=True, exist_ok=True)
+    state_path = args.run / "state.pt"
+    meta: dict[str, Any]
+    if args.resume and state_path.exists():
+        ck = torch.load(state_path, map_location="cpu", weights_only=False)
+        cfg = ModelConfig.from_dict(ck["config"])
+        model = InteractionModel(cfg)
+        model.load_state_dict(ck["model"])
+        meta = ck["meta"]
+        if meta["stage"] != args.stage:  # a new stage from the last one's weights
+            meta = {
+                "stage": args.stage,
+                "step": 0,
+                "total": args.steps or meta["total"],
+                "seed": args.seed,
+                "history": meta.get("history", []),
+            }
+            opt_state = None
+        else:
+            opt_state = ck["opt"]
+        print(
+            f"resuming {state_path}: stage {meta['stage']} step {meta['step']}/{meta['total']}",
+            flush=True,
+        )
+    else:
+        if args.init is not None:
+            model = load(args.init)
+            cfg = model.cfg
+        else:
+            cfg = preset(args.preset)
+            model = init_model(cfg, seed=args.seed)
+            set_mel_stats(model, cfg, args.seed)
+        meta = {
+            "stage": args.stage,
+            "step": 0,
+            "total": args.steps or 3000,
+            "seed": args.seed,
+            "history": [],
+        }
+        opt_state = None
+    model.train()
+    frozen = STAGES[meta["stage"]].get("frozen", ())
+    for n, p in model.named_parameters():
+        p.requires_grad_(not n.startswith(frozen))
+    params = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
+    decay = [p for n, p in params if p.ndim >= 2 and "embed" not in n and "bag" not in n]
+    other = [p for n, p in params if not (p.ndim >= 2 and "embed" not in n and "bag" not in n)]
+    opt = torch.optim.AdamW(
+        [
+            {"params": decay, "weight_decay": recipe.weight_decay},
+            {"params": other, "weight_decay": 0.0},
+        ],
+        lr=recipe.lr,
+        betas=(0.9, 0.95),
+    )
+    if opt_state is not None:
+        opt.load_state_dict(opt_state)
+    total = meta["total"]
+    start = meta["step"]
+    n_range = tuple(int(x) for x in args.episode_mt.split(",")) if args.episode_mt else None
+    data = Batches(cfg, meta["stage"], meta["seed"], recipe, start, total, n_range)
+    loader = DataLoader(
+        data,
+        batch_size=None,
+        shuffle=False,
+        num_workers=args.workers,
+        prefetch_factor=4 if args.workers else None,
+        persistent_workers=False,
+        worker_init_fn=_worker_init,
+    )
+    gen = torch.Generator().manual_seed(meta["seed"] * 31 + start)
+    t_start = time.time()
+    deadline = t_start + args.minutes * 60 if args.minutes else None
+    progress = None
+    if not args.no_progress:
+        from tqdm import tqdm
+
+        progress = tqdm(
+            total=total,
+            initial=start,
+            desc=f"train {meta['stage']}",
+            dynamic_ncols=True,
+            file=sys.stderr,
+        )
+    log_path = args.run / "log.jsonl"
+    acc: dict[str, float] = {}
+    n_acc = 0
+    mts = 0
+    step = start
+    for batch in loader:
+        for g in opt.param_groups:
+            g["lr"] = lr_at(step, total, recipe)
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=not args.no_bf16):
+            parts = losses(model, batch, recipe, gen)
+        opt.zero_grad(set_to_none=True)
+        parts["loss"].backward()
+        gnorm = torch.nn.utils.clip_grad_norm_(model.parameters(), recipe.clip)
+        opt.step()
+        step += 1
+        mts += batch.seq.index.numel()
+        for k, v in parts.items():
+            acc[k] = acc.get(k, 0.0) + float(v.detach())
+        n_acc += 1
+        if progress is not None:
+            progress.update(1)
+            progress.set_postfix({k: f"{v / n_acc:.3f}" for k, v in acc.items()})
+        done = step >= total or (deadline is not None and time.time() > deadline)
+        if step % 25 == 0 or done:
+            rec = {
+                "step": step,
+                "lr": lr_at(step, total, recipe),
+                "gnorm": float(gnorm),
+                "mt_per_s": mts / (time.time() - t_start),
+                "time": time.time(),
+            }
+            rec.update({k: v / n_acc for k, v in acc.items()})
+            with log_path.open("a") as f:
+                f.write(json.dumps(rec) + "\n")
+            if progress is None:
+                print(json.dumps(rec), flush=True)
+            acc, n_acc = {}, 0
+        if step % args.save_every == 0 or done:
+            meta["step"] = step
+            save_state(state_path, model, opt, meta)
+        if done:
+            break
+    if progress is not None:
+        progress.close()
+    meta["step"] = step
+    meta["history"] = [
+        *meta.get("history", []),
+        {
+            "stage": meta["stage"],
+            "until_step": step,
+            "minutes": (time.time() - t_start) / 60,
+            "micro_turns": mts,
+        },
+    ]
+    save_state(state_path, model, opt, meta)
+    print(
+        f"stage {meta['stage']}: step {step}/{total}, {mts} micro-turns in {(time.time() - t_start) / 60:.1f} min",
+        flush=True,
+    )
+    if args.export is not None:
+        model.eval()
+        save(model, args.export, dtype=args.export_dtype, preset_name=args.preset)
+        (args.export / "training.json").write_text(
+            json.dumps({"history": meta["history"], "recipe": vars(recipe)}, indent=2) + "\n"
+        )
+        print(f"exported {args.export}", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,218 @@
+"""Task generators, targets, metrics, the VAD baseline, and evaluate/train end to end (tiny)."""
+
+from __future__ import annotations
+
+import itertools
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from inference import evaluate as ev
+from inference.model import InteractionModel
+from inference.tasks.episode import Episode, Utterance, targets
+from inference.tasks.generators import FAMILIES, make
+from inference.tasks.motion import harness_motion, render
+from inference.text import EOU, PAD, SIL
+from inference.types import MICROTURN_SAMPLES, MicroTurnOutput
+
+
+@pytest.mark.parametrize("family", sorted(set(FAMILIES) - {"demo"}))
+def test_generators_are_deterministic_and_well_formed(family: str) -> None:
+    a, b = make(family, 3, 60), make(family, 3, 60)
+    assert a.typed == b.typed and [(u.mt, u.text) for u in a.say] == [(u.mt, u.text) for u in b.say]
+    assert np.array_equal(a.mic(), b.mic())
+    assert a.mic().shape == (60 * MICROTURN_SAMPLES,) and a.mic().dtype == np.float32
+    assert np.abs(a.mic()).max() < 1.0
+    inputs = a.inputs()
+    assert [i.index for i in inputs] == list(range(a.start_index, a.start_index + 60))
+    t = targets(a, 8, 4)
+    assert t.text_out.shape == (60, 4) and t.logmel.shape == (60, 16, 80)
+    # utterances never overlap: each starts after the previous one's text and audio
+    for u, v in zip(a.say, a.say[1:], strict=False):
+        assert v.mt > u.mt
+
+
+def test_targets_lay_out_an_utterance_over_micro_turns() -> None:
+    ep = Episode(task="x", n=10, say=[Utterance(3, "hello")])
+    t = targets(ep, 8, 4)
+    assert t.text_out[3].tolist() == [*b"hell"]
+    assert t.text_out[4].tolist() == [ord("o"), ord(" "), EOU, PAD]
+    assert t.text_out[0].tolist() == [SIL, PAD, PAD, PAD]
+    assert t.speaking[3] and not t.speaking[2]
+    assert t.logmel[3].mean() > -4.0 > t.logmel[0].mean()  # the engine's speaking threshold
+    assert t.text_weight[3] > t.text_weight[0]
+
+
+def test_text_in_follows_the_engines_queue() -> None:
+    ep = Episode(task="x", n=6, typed=[(1, "count down from 5"), (2, "hi")])
+    ids, eou_at = ep.text_in(8)
+    flat = [i for row in ids for i in row if i != PAD]
+    assert flat == [*b"count down from 5", EOU, *b"hi", EOU]
+    assert eou_at == {
+        1: 4,
+        2: 5,
+    }  # one word per micro-turn: "count " "down " "from " "5"+EOU, "hi"+EOU
+
+
+def test_harness_motion_matches_the_qa_harness_camera() -> None:
+    from media.synthetic import moving_square_frame
+
+    motion = harness_motion()
+    motion.noise = 0.0
+    frames, _, _, reps = render(motion, 25, np.ones(25, bool), np.random.default_rng(0), lag_s=0.0)
+    for k in (0, 4, 9, 13):
+        t = (k + 1) * 0.2 - 1 / 30  # inside the jitter of the sampled frame time
+        img = moving_square_frame(round(t * 15), 320, 240, 15)[:, 40:280]
+        small = img.reshape(40, 6, 40, 6, 3).mean(axis=(1, 3))
+        want = np.argwhere(small[..., 0] > 160).mean(axis=0)
+        got = np.argwhere(frames[k][..., 0] > 160).mean(axis=0)
+        assert np.abs(want - got).max() < 3.0, (k, want, got)
+    # the top of the path is reached 1.5 s into each 2 s revolution
+    assert list(reps) == [7, 17]
+
+
+def _out(index: int, text: str = "", speaking: bool = False, eou: bool = False) -> MicroTurnOutput:
+    return MicroTurnOutput(
+        index=index,
+        text=text,
+        audio=np.zeros(MICROTURN_SAMPLES, np.float32),
+        speaking=speaking,
+        extras={"end_of_utterance": float(eou)},
+    )
+
+
+def test_utterances_and_timing_accuracy() -> None:
+    ep = Episode(task="timespeak/every", n=8, say=[Utterance(2, "hi"), Utterance(6, "hi")])
+    run = ev.Run(
+        ep,
+        outputs=[
+            _out(0),
+            _out(1),
+            _out(2),
+            _out(3, "hi ", eou=True),
+            _out(4),
+            _out(5),
+            _out(6),
+            _out(7, "yo", eou=True),
+        ],
+    )
+    said = run.utterances()
+    assert [(s.mt, s.text) for s in said] == [(3, "hi"), (7, "yo")]
+    assert ev.timing_accuracy([(2, "hi"), (6, "hi")], said) == 0.5  # one hit of two
+    report = ev.eval_timespeak([run])
+    assert report["macro_accuracy"] == 50.0 and report["per_subtype"] == {"every": 50.0}
+
+
+def test_turn_events_latency_false_interruptions_and_barge_in() -> None:
+    sr = 16_000
+    ep = Episode(task="turn", n=30)
+    ep.info = {
+        "turns": [{"start": 0, "end": int(1.05 * sr), "take_mt": 6, "long": True}],
+        "barge": [{"at": int(2.1 * sr), "stop_mt": 11, "end": int(3.0 * sr)}],
+    }
+    speaking = np.zeros(30, bool)
+    speaking[5:12] = True  # heard from 1.2 s (0.15 s after the turn), silent output at slice 12
+    e = ev.turn_events(ep, speaking)
+    assert e["latency"] == [pytest.approx(0.15)]
+    assert e["false_interruption"] == [0.0]
+    assert e["barge_stop"] == [pytest.approx(13 * 0.2 - 2.1)]
+    speaking[2] = True  # starting inside the user's turn is a false interruption
+    assert ev.turn_events(ep, speaking)["false_interruption"] == [1.0]
+
+
+def test_vad_baseline_on_a_turn_episode() -> None:
+    pytest.importorskip("silero_vad")
+    from inference.baseline import vad_baseline
+
+    report = vad_baseline([make("turn", 1, 80)], settings=((500, 200),))
+    cell = report["silence_500ms"]
+    assert cell["turns"] >= 1 and cell["latency_median_s"] > 0.4  # it waits out 500 ms of silence
+
+
+def test_evaluate_runs_episodes_through_the_engine(tiny_random: InteractionModel) -> None:
+    report = ev.evaluate(
+        tiny_random,
+        ["timespeak", "repcount", "delegate", "idle"],
+        count=2,
+        seed=0,
+        sessions=2,
+        length=20,
+    )
+    suites = report["suites"]
+    assert set(suites) == {"timespeak", "repcount", "delegate", "idle"}
+    assert 0.0 <= suites["timespeak"]["macro_accuracy"] <= 100.0
+    assert suites["repcount"]["mae"] >= 0 and suites["delegate"]["episodes"] == 2
+    json.dumps(report)  # serialisable
+
+
+def test_evaluate_cli_writes_a_report(tmp_path: Path) -> None:
+    from inference.checkpoint import init_model, save
+    from inference.config import preset
+
+    save(init_model(preset("tiny")), tmp_path / "ck", dtype="float32", preset_name="tiny")
+    out = tmp_path / "eval.json"
+    code = ev.main(
+        [
+            "--suite",
+            "chat,idle",
+            "--episodes",
+            "1",
+            "--length",
+            "12",
+            "--checkpoint",
+            str(tmp_path / "ck"),
+            "--json",
+            str(out),
+        ]
+    )
+    assert code == 0
+    report = json.loads(out.read_text())
+    assert (
+        report["suites"]["chat"]["episodes"] == 1
+        and report["checkpoint"]["name"] == "microturn-tiny-v0"
+    )
+
+
+def test_train_runs_resumes_and_exports(tmp_path: Path) -> None:
+    from inference.checkpoint import load
+    from inference.train import main
+
+    run = tmp_path / "run"
+    args = [
+        "--preset",
+        "tiny",
+        "--run",
+        str(run),
+        "--steps",
+        "3",
+        "--batch-size",
+        "2",
+        "--workers",
+        "0",
+        "--episode-mt",
+        "12,16",
+        "--no-progress",
+    ]
+    assert main([*args, "--minutes", "0.0001"]) == 0  # stops after its first step
+    state = torch.load(run / "state.pt", weights_only=False)
+    assert state["meta"]["step"] == 1
+    assert (
+        main([*args, "--resume", "--export", str(tmp_path / "ck"), "--export-dtype", "float32"])
+        == 0
+    )
+    assert torch.load(run / "state.pt", weights_only=False)["meta"]["step"] == 3
+    assert load(tmp_path / "ck").cfg.name == "microturn-tiny-v0"
+    assert (tmp_path / "ck" / "training.json").exists()
+
+
+def test_demo_episode_uses_the_harness_media() -> None:
+    ep = make("demo", 0, 200, training=False)
+    assert ep.typed[0][1] == "say hello every 3 seconds"
+    hellos = [u.mt for u in ep.say if u.kind == "say"]
+    assert [b - a for a, b in itertools.pairwise(hellos)] == [15, 15, 15]
+    counts = [u for u in ep.say if u.kind == "count"]
+    assert len(counts) >= 8 and counts[0].text == "1"
+    assert np.abs(ep.mic()).max() > 0.1  # the looped "hello, can you hear me?"
