@@ -57,8 +57,10 @@ class Config:
             "help": "checkpoint directory; unset: the shipped `small` model; `echo`: pass-through",
         },
     )
+    # Measured real-time capacity of a 2-core CPU machine with audio+video calls (bench/load.py):
+    # media (aiortc in one event loop), not the model, is the limit. Raise it on bigger machines.
     max_calls: int = field(
-        default=8,
+        default=4,
         metadata={"env": "MICROTURN_MAX_CALLS", "help": "calls served at once (503 beyond)"},
     )
     device: str | None = field(

@@ -31,6 +31,7 @@ from signaling.keys import (
     CALLS,
     CONFIG,
     ENGINE,
+    LOAD,
     METRICS,
     READINESS,
     REDIS,
@@ -38,6 +39,7 @@ from signaling.keys import (
     TEMPLATES,
 )
 from signaling.metrics import Metrics
+from signaling.overload import LoopLagMonitor
 from signaling.ratelimit import RateLimiter, rate_limit_middleware
 from signaling.registry import CallRegistry
 from signaling.routes import routes
@@ -100,6 +102,8 @@ def create_app(config: Config, *, engine: EngineLike | None = None) -> web.Appli
     app.router.add_get("/widget.js", widget)
     app.router.add_static("/static/", WEB_DIR / "static")
 
+    app[LOAD] = LoopLagMonitor()
+    app.cleanup_ctx.append(load_ctx)
     app.cleanup_ctx.append(redis_ctx)
     app.cleanup_ctx.append(redis_health_ctx)
     app.cleanup_ctx.append(engine_ctx(engine))
@@ -147,6 +151,13 @@ def engine_ctx(given: EngineLike | None) -> Callable[[web.Application], AsyncIte
             engine.stop()
 
     return ctx
+
+
+async def load_ctx(app: web.Application) -> AsyncIterator[None]:
+    task = asyncio.create_task(app[LOAD].run(), name="loop-lag")
+    yield
+    task.cancel()
+    await asyncio.gather(task, return_exceptions=True)
 
 
 async def redis_health_ctx(app: web.Application) -> AsyncIterator[None]:
@@ -227,4 +238,6 @@ async def readiness(app: web.Application) -> list[str]:
         reasons.append(f"redis unreachable: {type(exc).__name__}")
     if app[CALLS].full:
         reasons.append("at capacity")
+    if app[LOAD].overloaded:
+        reasons.append(f"overloaded: event loop lag p95 {app[LOAD].lag_p95_ms:.0f} ms")
     return reasons

@@ -12,6 +12,7 @@ from infra.config import Config
 from signaling.auth import Auth
 from signaling.call import EngineLike
 from signaling.metrics import Metrics
+from signaling.overload import LoopLagMonitor
 from signaling.registry import CallRegistry
 
 CONFIG = web.AppKey("config", Config)
@@ -24,3 +25,4 @@ REDIS = web.AppKey("redis", aioredis.Redis)
 REDIS_URL = web.AppKey("redis_url", str)
 # Returns the reasons the server cannot take a call now ([] when ready).
 READINESS: web.AppKey[Callable[[], Awaitable[list[str]]]] = web.AppKey("readiness")
+LOAD = web.AppKey("load", LoopLagMonitor)

@@ -16,7 +16,7 @@ from media.jitter import set_audio_prefetch
 from signaling.auth import DEFAULT_TOKEN_TTL_S
 from signaling.call import Call
 from signaling.errors import ApiError
-from signaling.keys import AUTH, CALLS, CONFIG, ENGINE, METRICS, READINESS, REDIS, TEMPLATES
+from signaling.keys import AUTH, CALLS, CONFIG, ENGINE, LOAD, METRICS, READINESS, REDIS, TEMPLATES
 
 log = logging.getLogger(__name__)
 
@@ -77,6 +77,14 @@ async def create_call(request: web.Request) -> web.Response:
             503,
             "at_capacity",
             "the server is serving as many calls as it can; retry shortly",
+            {"Retry-After": str(RETRY_AFTER_S)},
+        )
+    if app[LOAD].overloaded:
+        app[METRICS].calls.labels("refused_overloaded").inc()
+        raise ApiError(
+            503,
+            "at_capacity",
+            "the server is at its real-time capacity (its calls would fall behind); retry shortly",
             {"Retry-After": str(RETRY_AFTER_S)},
         )
     call_id = secrets.token_urlsafe(9)
