@@ -162,6 +162,13 @@ class Config:
             "help": "data-channel messages/s per call (burst 2x)",
         },
     )
+    max_loop_lag_ms: float = field(
+        default=80.0,
+        metadata={
+            "env": "MICROTURN_MAX_LOOP_LAG_MS",
+            "help": "refuse new calls while the event loop's p95 lag is above this (0: never)",
+        },
+    )
     calls_per_minute: float = field(
         default=60.0,
         metadata={

@@ -102,7 +102,7 @@ def create_app(config: Config, *, engine: EngineLike | None = None) -> web.Appli
     app.router.add_get("/widget.js", widget)
     app.router.add_static("/static/", WEB_DIR / "static")
 
-    app[LOAD] = LoopLagMonitor()
+    app[LOAD] = LoopLagMonitor(config.max_loop_lag_ms)
     app.cleanup_ctx.append(load_ctx)
     app.cleanup_ctx.append(redis_ctx)
     app.cleanup_ctx.append(redis_health_ctx)

@@ -36,4 +36,6 @@ class LoopLagMonitor:
 
     @property
     def overloaded(self) -> bool:
+        if self.max_lag_ms <= 0:
+            return False
         return len(self._lags_ms) >= 10 and self.lag_p95_ms > self.max_lag_ms

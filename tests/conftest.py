@@ -62,7 +62,13 @@ async def make_server(shipped_engine: EngineLike, redis_url: str) -> AsyncIterat
     servers: list[TestServer] = []
 
     async def make(**overrides: Any) -> TestServer:
-        settings = {"redis_url": redis_url, "agent_workers": 0, **overrides}
+        # Tests share a loaded machine: load-based admission only where a test asks for it.
+        settings = {
+            "redis_url": redis_url,
+            "agent_workers": 0,
+            "max_loop_lag_ms": 0.0,
+            **overrides,
+        }
         config = Config.from_env({}, **settings)
         server = TestServer(create_app(config, engine=shipped_engine), host="127.0.0.1")
         await server.start_server()

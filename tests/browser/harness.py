@@ -150,7 +150,8 @@ class ServerProcess:
     ) -> None:
         self.port = port
         self.url = f"http://127.0.0.1:{port}"
-        self.env = {**os.environ, **(env or {})}
+        # Scenarios run on a shared, loaded machine: no load-based admission unless asked for.
+        self.env = {"MICROTURN_MAX_LOOP_LAG_MS": "0", **os.environ, **(env or {})}
         self.args = args or []
         self.log_path = log_path or ARTIFACTS / f"server-{port}.log"
         self.proc: subprocess.Popen[bytes] | None = None

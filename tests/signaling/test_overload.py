@@ -12,7 +12,7 @@ from tests.conftest import MakeServer
 
 
 async def test_a_lagging_event_loop_refuses_new_calls_and_says_why(make_server: MakeServer) -> None:
-    server = await make_server()
+    server = await make_server(max_loop_lag_ms=80.0)
     monitor = server.app[LOAD]
     async with aiohttp.ClientSession() as http:
         await asyncio.sleep(1.2)  # a healthy loop: ready
