@@ -180,6 +180,10 @@ class Config:
         default=MAX_SDP_BYTES,
         metadata={"env": "MICROTURN_MAX_BODY_BYTES", "help": "largest SDP offer accepted"},
     )
+    log_format: str = field(
+        default="text",
+        metadata={"env": "MICROTURN_LOG_FORMAT", "help": "text, or json (one object per line)"},
+    )
     log_level: str = field(
         default="INFO", metadata={"env": "MICROTURN_LOG_LEVEL", "help": "logging level"}
     )
@@ -204,6 +208,8 @@ class Config:
     def __post_init__(self) -> None:
         if self.auth not in {"on", "off", "auto"}:
             raise ValueError(f"auth must be on, off or auto, not {self.auth!r}")
+        if self.log_format not in {"text", "json"}:
+            raise ValueError(f"log_format must be text or json, not {self.log_format!r}")
         if self.max_calls < 1:
             raise ValueError("max_calls must be at least 1")
         if not self.token_secret:

@@ -7,12 +7,12 @@ microturn agent --redis URL [--concurrency N] ...               a background-mod
 from __future__ import annotations
 
 import argparse
-import logging
 import sys
 from dataclasses import fields
 from typing import Any
 
 from infra.config import Config, _parse
+from infra.logs import setup_logging
 
 
 def _serve_parser(sub: Any) -> argparse.ArgumentParser:
@@ -46,10 +46,7 @@ def serve(args: argparse.Namespace) -> int:
         if raw is not None:
             overrides[f.name] = _parse(f.type, raw, f.name)
     config = Config.from_env(**overrides)
-    logging.basicConfig(
-        level=config.log_level.upper(),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
+    setup_logging(config.log_level, config.log_format)
     redis = config.redis_url or "embedded"
     auth = "on" if config.auth_enabled else "off"
 

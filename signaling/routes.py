@@ -22,6 +22,7 @@ log = logging.getLogger(__name__)
 
 RETRY_AFTER_S = 5
 MAX_M_LINES = 8
+MAX_CANDIDATES = 32  # a browser offers a handful; each one costs connectivity checks
 
 routes = web.RouteTableDef()
 
@@ -41,11 +42,17 @@ def validate_offer(sdp: str) -> None:
     """Cheap checks before aiortc parses it: the offer must be SDP and usable for a call."""
     if not sdp.startswith("v=0"):
         raise ApiError(400, "invalid_sdp", "body is not an SDP offer (must start with 'v=0')")
-    m_lines = [line for line in sdp.splitlines() if line.startswith("m=")]
+    lines = sdp.splitlines()
+    m_lines = [line for line in lines if line.startswith("m=")]
     if not any(line.startswith("m=audio ") for line in m_lines):
         raise ApiError(400, "no_audio", "the offer has no audio m-line; a call needs a microphone")
     if len(m_lines) > MAX_M_LINES:
         raise ApiError(400, "too_many_m_lines", f"at most {MAX_M_LINES} m-lines are accepted")
+    candidates = sum(line.startswith("a=candidate:") for line in lines)
+    if candidates > MAX_CANDIDATES:
+        raise ApiError(
+            400, "too_many_candidates", f"at most {MAX_CANDIDATES} ICE candidates are accepted"
+        )
 
 
 @routes.post("/v1/calls")

@@ -75,6 +75,14 @@ async def test_page_and_widget_are_served(server: TestServer) -> None:
         ),
         (GOOD_PREFIX + "m=audio 9 X 1\r\n" * 20, "application/sdp", 400, "too_many_m_lines"),
         ("v=0\r\n" + "a=x\r\n" * 20000, "application/sdp", 413, "payload_too_large"),
+        (
+            GOOD_PREFIX
+            + "m=audio 9 UDP/TLS/RTP/SAVPF 111\r\n"
+            + "a=candidate:1 1 udp 2122260223 10.0.0.1 5000 typ host\r\n" * 40,
+            "application/sdp",
+            400,
+            "too_many_candidates",
+        ),
     ],
 )
 async def test_bad_offers_get_precise_json_errors(
