@@ -46,6 +46,13 @@ class Config:
         default="127.0.0.1", metadata={"env": "MICROTURN_HOST", "help": "bind address"}
     )
     port: int = field(default=8080, metadata={"env": "MICROTURN_PORT", "help": "HTTP port"})
+    public_url: str = field(
+        default="",
+        metadata={
+            "env": "MICROTURN_PUBLIC_URL",
+            "help": "this node's own URL, prefixed to Location (scale-out: calls stick to a node)",
+        },
+    )
     redis_url: str | None = field(
         default=None,
         metadata={"env": "REDIS_URL", "help": "Redis to use; unset: start an embedded private one"},

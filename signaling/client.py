@@ -18,6 +18,7 @@ import time
 from collections import deque
 from collections.abc import Callable
 from typing import Any
+from urllib.parse import urljoin
 
 import aiohttp
 import numpy as np
@@ -125,7 +126,8 @@ class CallClient:
                     err = {"code": "http_error", "message": body[:200]}
                 await self.close()
                 raise CallRefused(resp.status, err["code"], err["message"], dict(resp.headers))
-            self.location = resp.headers["Location"]
+            # a path, or the absolute URL of the node the call sticks to (--public-url)
+            self.location = urljoin(self.base_url + "/", resp.headers["Location"])
         self.call_id = self.location.rsplit("/", 1)[-1]
         await self.pc.setRemoteDescription(RTCSessionDescription(sdp=body, type="answer"))
         return self
@@ -171,9 +173,7 @@ class CallClient:
 
     async def status(self) -> dict[str, Any]:
         assert self._session is not None and self.location is not None
-        async with self._session.get(
-            f"{self.base_url}{self.location}", headers=self._headers()
-        ) as resp:
+        async with self._session.get(self.location, headers=self._headers()) as resp:
             resp.raise_for_status()
             result: dict[str, Any] = await resp.json()
             return result
@@ -181,9 +181,7 @@ class CallClient:
     async def hang_up(self) -> int:
         """DELETE the call; returns the HTTP status."""
         assert self._session is not None and self.location is not None
-        async with self._session.delete(
-            f"{self.base_url}{self.location}", headers=self._headers()
-        ) as resp:
+        async with self._session.delete(self.location, headers=self._headers()) as resp:
             return resp.status
 
     async def close(self) -> None:

@@ -128,7 +128,8 @@ async def create_call(request: web.Request) -> web.Response:
         status=201,
         text=pc.localDescription.sdp,
         content_type="application/sdp",
-        headers={"Location": f"/v1/calls/{call_id}"},
+        # Calls are sticky to this node: with --public-url the Location says which node it is.
+        headers={"Location": f"{config.public_url.rstrip('/')}/v1/calls/{call_id}"},
     )
 
 

@@ -135,3 +135,24 @@ async def test_tokens_need_an_api_key(make_server: MakeServer) -> None:
     status, payload, _ = await post_offer(server, "v=0\r\n")
     assert status == 401 and payload["error"]["code"] == "unauthorized"
     await server.close()
+
+
+async def test_location_names_the_node_when_it_has_a_public_url(make_server: MakeServer) -> None:
+    from aiortc import RTCPeerConnection
+
+    server = await make_server(public_url="https://node-7.example/")
+    pc = RTCPeerConnection()
+    pc.addTransceiver("audio", direction="sendrecv")
+    await pc.setLocalDescription(await pc.createOffer())
+    async with aiohttp.ClientSession() as http:
+        async with http.post(
+            server.make_url("/v1/calls"),
+            data=pc.localDescription.sdp,
+            headers={"Content-Type": "application/sdp"},
+        ) as resp:
+            assert resp.status == 201
+            location = resp.headers["Location"]
+        assert location.startswith("https://node-7.example/v1/calls/")
+        async with http.delete(server.make_url("/v1/calls/" + location.rsplit("/", 1)[1])) as resp:
+            assert resp.status == 204
+    await pc.close()

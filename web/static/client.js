@@ -272,7 +272,9 @@ export class MicroturnClient extends EventTarget {
     const location = this.location;
     if (location) {
       const headers = this.token ? { Authorization: `Bearer ${this.token}` } : {};
-      try { await fetch(`${this.baseUrl}${location}`, { method: "DELETE", headers }); } catch { /* gone */ }
+      // Location may be a path or, behind a scale-out, the absolute URL of the call's node.
+      const url = new URL(location, this.baseUrl || window.location.href);
+      try { await fetch(url, { method: "DELETE", headers }); } catch { /* gone */ }
     }
     await this._teardown();
     this._setState("closed");
