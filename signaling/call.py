@@ -40,6 +40,7 @@ from media.playback import PlaybackTracker
 from media.video_in import VideoSampler
 from signaling import events
 from signaling.metrics import Metrics
+from signaling.ratelimit import TokenBucket
 
 log = logging.getLogger(__name__)
 
@@ -67,22 +68,6 @@ class CallLimits:
     max_duration_s: float = 4 * 3600.0
     events_per_s: float = 20.0  # data-channel messages a client may send, sustained ...
     events_burst: int = 40  # ... and in a burst; beyond, messages are dropped with an error
-
-
-class TokenBucket:
-    def __init__(self, rate: float, burst: int) -> None:
-        self.rate, self.burst = rate, float(burst)
-        self.tokens = float(burst)
-        self.at = time.monotonic()
-
-    def take(self) -> bool:
-        now = time.monotonic()
-        self.tokens = min(self.burst, self.tokens + (now - self.at) * self.rate)
-        self.at = now
-        if self.tokens >= 1.0:
-            self.tokens -= 1.0
-            return True
-        return False
 
 
 class EngineLike(Protocol):
@@ -416,7 +401,7 @@ class Call:
 
     def _on_client_message(self, message: str | bytes) -> None:
         self.last_activity = time.monotonic()
-        if self._event_bucket is not None and not self._event_bucket.take():
+        if self._event_bucket is not None and self._event_bucket.take() > 0:
             self.stats.events_dropped += 1
             self.metrics.event_errors.labels("rate_limited").inc()
             if self.last_activity - self._last_rate_error >= STEP_ERROR_EVERY_S:

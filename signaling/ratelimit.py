@@ -19,26 +19,40 @@ LIMITED = {("POST", "/v1/calls"), ("POST", "/v1/tokens")}
 MAX_CLIENTS = 10_000
 
 
+class TokenBucket:
+    """`rate` tokens a second up to `burst`; each request takes one."""
+
+    def __init__(self, rate: float, burst: float, now: float | None = None) -> None:
+        self.rate, self.burst = rate, float(burst)
+        self.tokens = float(burst)
+        self.at = time.monotonic() if now is None else now
+
+    def take(self, now: float | None = None) -> float:
+        """0.0 if allowed (and counted); otherwise seconds until a token is there."""
+        now = time.monotonic() if now is None else now
+        self.tokens = min(self.burst, self.tokens + (now - self.at) * self.rate)
+        self.at = now
+        if self.tokens >= 1.0:
+            self.tokens -= 1.0
+            return 0.0
+        return (1.0 - self.tokens) / self.rate
+
+
 class RateLimiter:
+    """A TokenBucket per key, the least recently used forgotten beyond MAX_CLIENTS."""
+
     def __init__(self, per_minute: float, burst: int | None = None) -> None:
         self.rate = per_minute / 60.0
         self.burst = float(burst if burst is not None else max(3, int(per_minute // 3)))
-        self._buckets: OrderedDict[tuple[str, str], tuple[float, float]] = OrderedDict()
+        self._buckets: OrderedDict[tuple[str, str], TokenBucket] = OrderedDict()
 
     def check(self, key: tuple[str, str], now: float | None = None) -> float:
         """0.0 if allowed (and counted); otherwise seconds until the next request is allowed."""
-        now = time.monotonic() if now is None else now
-        tokens, at = self._buckets.pop(key, (self.burst, now))
-        tokens = min(self.burst, tokens + (now - at) * self.rate)
-        wait = 0.0
-        if tokens >= 1.0:
-            tokens -= 1.0
-        else:
-            wait = (1.0 - tokens) / self.rate
-        self._buckets[key] = (tokens, now)
+        bucket = self._buckets.pop(key, None) or TokenBucket(self.rate, self.burst, now)
+        self._buckets[key] = bucket
         while len(self._buckets) > MAX_CLIENTS:
             self._buckets.popitem(last=False)
-        return wait
+        return bucket.take(now)
 
 
 def rate_limit_middleware(limiter: RateLimiter) -> Middleware:
