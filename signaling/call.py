@@ -47,7 +47,7 @@ log = logging.getLogger(__name__)
 MAX_PENDING_STEPS = 8  # micro-turns submitted to the engine whose answers are not yet handled
 MAX_QUEUED_TEXT_CHARS = 8000
 TRANSCRIPT_TURNS = 200
-STEP_ERROR_EVERY_S = 1.0  # at most one step_failed (or rate_limited) event per second
+REPEAT_ERROR_EVERY_S = 1.0  # errors that repeat (step_failed, rate_limited): one a second at most
 GOODBYE_FLUSH_S = 0.5  # how long close() waits for `session.ended` to leave
 TASK_STOP_TIMEOUT_S = 2.0
 MAX_TRACKED_TASKS = 256  # background tasks whose latency a call measures at once
@@ -136,8 +136,7 @@ class Call:
         )
         self._closed = asyncio.Event()
         self._started = False
-        self._last_step_error = -STEP_ERROR_EVERY_S
-        self._last_rate_error = -STEP_ERROR_EVERY_S
+        self._last_error_at: dict[str, float] = {}  # code -> when it was last sent
         self.last_activity = time.monotonic()
         self._event_bucket: TokenBucket | None = None
         self._task_started: dict[str, float] = {}  # package_id -> monotonic submit time
@@ -276,12 +275,9 @@ class Call:
             except Exception as exc:  # a failed step is this call's problem, not the server's
                 self.stats.failed_steps += 1
                 self.metrics.failed_steps.inc()
-                now = time.monotonic()
-                if now - self._last_step_error >= STEP_ERROR_EVERY_S:  # not one per micro-turn
-                    self._last_step_error = now
+                message = f"the model failed on micro-turn(s) of this call: {exc}"[:200]
+                if self._send_repeating_error("step_failed", message):
                     log.warning("call %s: step failed: %s", self.call_id, exc)
-                    message = f"the model failed on micro-turn(s) of this call: {exc}"[:200]
-                    self.send_event("error", code="step_failed", message=message)
                 continue
             self._handle_output(out)
 
@@ -404,14 +400,10 @@ class Call:
         if self._event_bucket is not None and self._event_bucket.take() > 0:
             self.stats.events_dropped += 1
             self.metrics.event_errors.labels("rate_limited").inc()
-            if self.last_activity - self._last_rate_error >= STEP_ERROR_EVERY_S:
-                self._last_rate_error = self.last_activity
-                self.send_event(
-                    "error",
-                    code="rate_limited",
-                    message=f"more than {self.limits.events_per_s:g} messages a second; "
-                    "some were dropped",
-                )
+            self._send_repeating_error(
+                "rate_limited",
+                f"more than {self.limits.events_per_s:g} messages a second; some were dropped",
+            )
             return
         try:
             event = events.parse_client_event(message)
@@ -433,6 +425,16 @@ class Call:
                 self.queue_text(event.instructions)
         elif isinstance(event, events.OutputAudioPlayed):
             self.playback.on_report(event.microturn, event.played_ms, time.monotonic())
+
+    def _send_repeating_error(self, code: str, message: str) -> bool:
+        """An `error` event for something that may repeat every micro-turn: at most one a second
+        per code. Returns whether it was sent."""
+        now = time.monotonic()
+        if now - self._last_error_at.get(code, -REPEAT_ERROR_EVERY_S) < REPEAT_ERROR_EVERY_S:
+            return False
+        self._last_error_at[code] = now
+        self.send_event("error", code=code, message=message)
+        return True
 
     def send_event(self, type_: str, **fields: Any) -> None:
         channel = self.channel
