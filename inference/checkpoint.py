@@ -63,7 +63,9 @@ from inference.vocoder import output_log10_mel
 CONFIG_FILE = "config.json"
 WEIGHTS_FILE = "model.safetensors"
 SHIPPED_DIR = Path(__file__).parent / "checkpoints" / "small"
-SAMPLING_FIELDS = frozenset({"name", "flow_steps", "griffin_lim_iters", "speak_threshold_log10"})
+SAMPLING_FIELDS = frozenset(
+    {"name", "flow_steps", "griffin_lim_iters", "speak_threshold_log10", "onset_survival"}
+)
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
 
@@ -98,6 +100,9 @@ def init_model(cfg: ModelConfig, seed: int = 0) -> InteractionModel:
             if isinstance(module, nn.Linear) and module.bias is not None:
                 nn.init.zeros_(module.bias)
     model.flow.zero_init()
+    if cfg.rel_clock:  # the relative clocks start silent (a warm start from a model without them)
+        for clock in (model.clock_text, model.clock_said):
+            nn.init.zeros_(clock.proj.weight)
     with torch.no_grad():
         # Untrained behaviour the server can rely on: no text, no delegation, moderate audio.
         model.text_head.out.bias[SIL] = 4.0

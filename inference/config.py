@@ -77,12 +77,22 @@ class ModelConfig:
     text_in_slots: int = 8  # bytes of queued text entering per micro-turn: one word (<= 40 B/s)
     text_out_slots: int = 4  # bytes the model may say per micro-turn (20 B/s)
     time_embed_dim: int = 64  # sinusoidal elapsed-time features
+    # relative clocks in the world token: time since the last typed message (or result) fully
+    # entered, and since the model last started an utterance (what TimeSpeak needs)
+    rel_clock: bool = True
+    # the self token hears back the mel the model played. Off: only its text. In training that
+    # mel is the clean target voice, in serving the flow head's sample, a mismatch that cost
+    # free-running timing (docs/model.md); off, training and serving see the same self token
+    mel_feedback: bool = True
     # outputs
     flow_width: int = 256
     flow_depth: int = 3
     flow_steps: int = 8  # Euler steps at sampling
     griffin_lim_iters: int = 8  # measured mel error: 3.0 dB at 8, 2.9 at 32 (vocoder.py)
     speak_threshold_log10: float = -4.0  # mean output log10-mel above this = speaking
+    # onset decoding: start an utterance once the probability that it has started by now
+    # (1 - prod of the per-micro-turn "not yet") passes this; 0 = plain greedy (see model.py)
+    onset_survival: float = 0.0
 
     def __post_init__(self) -> None:
         assert self.d_model % self.n_heads == 0, "d_model must divide into heads"
@@ -101,11 +111,15 @@ class ModelConfig:
     def from_dict(cls, data: dict[str, Any]) -> ModelConfig:
         known = {f.name for f in fields(cls)}
         unknown = sorted(set(data) - known)
+        # fields added after version 1 was published: absent means their old behaviour
+        data = {**{k: v for k, v in LATER_FIELDS.items() if k not in data}, **data}
         missing = sorted(known - set(data))
         if unknown or missing:
             raise ValueError(f"model config fields: unknown {unknown}, missing {missing}")
         return cls(**data)
 
+
+LATER_FIELDS: dict[str, Any] = {"rel_clock": False, "onset_survival": 0.0, "mel_feedback": True}
 
 PRESETS: dict[str, ModelConfig] = {
     "tiny": ModelConfig(
@@ -125,7 +139,7 @@ PRESETS: dict[str, ModelConfig] = {
         flow_steps=2,
         griffin_lim_iters=4,
     ),
-    "small": ModelConfig(),
+    "small": ModelConfig(onset_survival=0.3, mel_feedback=False),
 }
 
 

@@ -344,14 +344,21 @@ def turn_events(ep: Episode, speaking: np.ndarray) -> dict[str, list[float]]:
     return {"latency": lat, "false_interruption": false_int, "barge_stop": barge_lat}
 
 
+def _seconds(x: float) -> float | None:
+    """A latency statistic for the report: None when it is "never" (a turn not taken)."""
+    return round(float(x), 3) if np.isfinite(x) else None
+
+
 def summarize_turns(events: list[dict[str, list[float]]]) -> dict[str, Any]:
+    """Turns never taken count as infinitely late: the median / p90 is None ("never") when they
+    reach it. Percentiles use the nearest turn (no interpolation with infinity)."""
     lat = np.array([x for e in events for x in e["latency"]])
     fi = np.array([x for e in events for x in e["false_interruption"]])
     bs = np.array([x for e in events for x in e["barge_stop"]])
     finite = lat[np.isfinite(lat)]
     return {
-        "latency_median_s": round(float(np.median(lat)), 3) if len(lat) else None,
-        "latency_p90_s": round(float(np.percentile(lat, 90)), 3) if len(lat) else None,
+        "latency_median_s": _seconds(np.percentile(lat, 50, method="higher")) if len(lat) else None,
+        "latency_p90_s": _seconds(np.percentile(lat, 90, method="higher")) if len(lat) else None,
         "took_floor": pct(float(len(finite) / len(lat))) if len(lat) else None,
         "false_interruption_rate": pct(float(fi.mean())) if len(fi) else None,
         "barge_in_stop_median_s": round(float(np.median(bs)), 3) if len(bs) else None,
@@ -491,7 +498,12 @@ def evaluate(
     progress: bool = False,
     length: int | None = None,
 ) -> dict[str, Any]:
-    report: dict[str, Any] = {"suites": {}, "seed": seed, "episodes_per_suite": count}
+    report: dict[str, Any] = {
+        "suites": {},
+        "seed": seed,
+        "episodes_per_suite": count,
+        "sessions": sessions,
+    }
     all_runs: list[Run] = []
     for suite in suites:
         t = time.time()
@@ -533,6 +545,13 @@ def markdown_table(report: dict[str, Any]) -> str:
     base = s.get("turn", {}).get("vad_baseline", {})
     b500 = base.get("silence_500ms", {})
 
+    def latency(res: dict[str, Any]) -> str:
+        if not res.get("turns"):
+            return "n/a / n/a"
+        med, p90 = res.get("latency_median_s"), res.get("latency_p90_s")
+        shown = ["never" if v is None else str(v) for v in (med, p90)]
+        return f"{shown[0]} / {shown[1]} (took {res.get('took_floor')} % of turns)"
+
     def bget(key: str, fmt: str = "{}") -> str:
         v = b500.get(key)
         return "n/a" if v is None else fmt.format(v)
@@ -560,8 +579,8 @@ def markdown_table(report: dict[str, Any]) -> str:
         ),
         (
             "Turn-taking latency median / p90, s",
-            f"{get('turn', 'latency_median_s')} / {get('turn', 'latency_p90_s')}",
-            f"{bget('latency_median_s')} / {bget('latency_p90_s')}",
+            latency(s.get("turn", {})),
+            latency(b500),
             LAB["latency"],
         ),
         (

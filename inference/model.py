@@ -60,11 +60,13 @@ from inference.config import (
 from inference.dmel import DMEL_TAIL_SAMPLES, DMel, DMelEmbedding
 from inference.flow import FlowHead
 from inference.kvcache import KVCache, Rows
-from inference.text import PAD, TextHead, TextSlotsEmbedding
+from inference.text import EOU, N_BYTES, PAD, SIL, TextHead, TextSlotsEmbedding
 from inference.types import MICROTURN_MS
 from inference.video import VideoEmbedding
 from inference.vocoder import CTX_FRAMES, TAIL_SAMPLES, StreamingGriffinLim
 
+NEVER = -(10**6)  # "no such event yet" for the relative clocks
+NEVER_S = 3600.0  # ... which they read as an hour ago
 MEL_DIM = MEL_FRAMES_PER_MICROTURN * N_MELS  # 1280 values per micro-turn of output
 N_CONTROL = 2  # 0 = nothing, 1 = delegate to the background model
 CONTROL_DELEGATE = 1
@@ -85,6 +87,28 @@ def apply_rope(x: Tensor, cos: Tensor, sin: Tensor) -> Tensor:
     """x [B, H, T, D]; cos, sin [B, 1, T, D/2]."""
     x1, x2 = x.chunk(2, dim=-1)
     return torch.cat([x1 * cos - x2 * sin, x2 * cos + x1 * sin], dim=-1).to(x.dtype)
+
+
+def elapsed_mt(now: Tensor, last: Tensor) -> Tensor:
+    """Micro-turns since `last` (NEVER -> NEVER_S seconds), as micro-turns (float)."""
+    never = torch.full_like(now, int(NEVER_S * 1000 / MICROTURN_MS))
+    return torch.where(last <= NEVER // 2, never, now - last)
+
+
+def utterance_starts(text_out: Tensor) -> Tensor:
+    """text_out [B, N, K] -> bool [B, N]: the model starts an utterance at this micro-turn (a byte
+    in slot 0 after a silent micro-turn or one that ended with EOU)."""
+    first_byte = text_out[..., 0] < N_BYTES
+    ended = (text_out == EOU).any(-1) | ~first_byte
+    prev_ended = torch.cat([torch.ones_like(ended[:, :1]), ended[:, :-1]], 1)
+    return first_byte & prev_ended
+
+
+def last_event(mask: Tensor) -> Tensor:
+    """mask [B, N] -> [B, N] index of the last True at or before each position (NEVER: none)."""
+    idx = torch.arange(mask.shape[1], device=mask.device).expand_as(mask)
+    marked = torch.where(mask, idx, torch.full_like(idx, NEVER))
+    return torch.cummax(marked, dim=1).values
 
 
 class TimeEmbedding(nn.Module):
@@ -249,6 +273,10 @@ class StreamState:
     prev_mel: Tensor  # [S, 16, 80] normalised
     voc_tail: Tensor  # [S, 1200] last samples played + the provisional ones after them
     voc_ctx: Tensor  # [S, 3, 80] last frames' log-mel
+    last_eou: Tensor  # [S] int64 step whose text-in held the last EOU (NEVER: none yet)
+    last_start: Tensor  # [S] int64 step at which the model last started an utterance
+    said_ended: Tensor  # [S] bool the model's last output ended its utterance (or was silent)
+    survival: Tensor  # [S] float probability that no utterance has started yet (onset decoding)
 
     def tensors(self) -> list[Tensor]:
         return [
@@ -261,6 +289,10 @@ class StreamState:
             self.prev_mel,
             self.voc_tail,
             self.voc_ctx,
+            self.last_eou,
+            self.last_start,
+            self.said_ended,
+            self.survival,
         ]
 
 
@@ -280,6 +312,9 @@ class InteractionModel(nn.Module):
         self.said_text = TextSlotsEmbedding(cfg.text_out_slots, cfg.text_embed_dim, d)
         self.said_mel = nn.Linear(MEL_DIM, d)
         self.time = TimeEmbedding(cfg.time_embed_dim, d)
+        if cfg.rel_clock:
+            self.clock_text = TimeEmbedding(cfg.time_embed_dim, d)
+            self.clock_said = TimeEmbedding(cfg.time_embed_dim, d)
         self.token_type = nn.Parameter(torch.zeros(TOKENS_PER_MICROTURN, d))
         self.blocks = nn.ModuleList(Block(cfg) for _ in range(cfg.n_layers))
         self.norm = nn.RMSNorm(d)
@@ -298,7 +333,9 @@ class InteractionModel(nn.Module):
 
     # ---- embeddings ----
     def _self_token(self, prev_text: Tensor, prev_mel: Tensor, time: Tensor) -> Tensor:
-        x = self.said_text(prev_text) + self.said_mel(prev_mel.flatten(-2))
+        x = self.said_text(prev_text)
+        if self.cfg.mel_feedback:
+            x = x + self.said_mel(prev_mel.flatten(-2))
         return x + time + self.token_type[SELF_TOKEN]
 
     def _world_token(
@@ -306,6 +343,10 @@ class InteractionModel(nn.Module):
     ) -> Tensor:
         x = self.audio_in(bins) + self.video_in(frames, has_frame) + self.text_in(text_in)
         return x + time + self.token_type[WORLD_TOKEN]
+
+    def _clocks(self, since_text: Tensor, since_said: Tensor) -> Tensor:
+        """Relative clocks (micro-turns since the last typed message / own utterance) -> [.., d]."""
+        return self.clock_text(since_text) + self.clock_said(since_said)
 
     def normalize_mel(self, logmel: Tensor) -> Tensor:
         return (logmel - self.mel_mean) / self.mel_std
@@ -336,6 +377,14 @@ class InteractionModel(nn.Module):
         prev_mel = torch.cat([torch.zeros_like(said[:, :1]), said[:, :-1]], 1)  # [B, N, 16, 80]
         x_self = self._self_token(prev_text, prev_mel, time)
         x_world = self._world_token(bins, seq.frames, seq.has_frame, seq.text_in, time)
+        if self.cfg.rel_clock:
+            steps = torch.arange(n_mt, device=seq.index.device).expand(batch, n_mt)
+            last_eou = last_event((seq.text_in == EOU).any(-1))
+            upto = last_event(utterance_starts(seq.text_out))  # last start at or before m
+            last_start = torch.cat([torch.full_like(upto[:, :1], NEVER), upto[:, :-1]], 1)
+            x_world = x_world + self._clocks(
+                elapsed_mt(steps, last_eou), elapsed_mt(steps, last_start)
+            )
         x = torch.stack([x_self, x_world], dim=2).flatten(1, 2)  # [B, 2N, d]
         n_tok = x.shape[1]
         cos, sin = rope_tables(
@@ -376,6 +425,10 @@ class InteractionModel(nn.Module):
             prev_mel=torch.zeros(slots, MEL_FRAMES_PER_MICROTURN, N_MELS, device=device),
             voc_tail=torch.zeros(slots, TAIL_SAMPLES, device=device),
             voc_ctx=torch.full((slots, CTX_FRAMES, N_MELS), LOG10_MEL_MIN, device=device),
+            last_eou=torch.full((slots,), NEVER, dtype=torch.long, device=device),
+            last_start=torch.full((slots,), NEVER, dtype=torch.long, device=device),
+            said_ended=torch.ones(slots, dtype=torch.bool, device=device),
+            survival=torch.ones(slots, device=device),
         )
         self.reset_state(state, torch.arange(slots, device=device))
         return state
@@ -390,6 +443,10 @@ class InteractionModel(nn.Module):
         state.prev_mel[rows] = 0.0
         state.voc_tail[rows] = 0.0
         state.voc_ctx[rows] = LOG10_MEL_MIN
+        state.last_eou[rows] = NEVER
+        state.last_start[rows] = NEVER
+        state.said_ended[rows] = True
+        state.survival[rows] = 1.0
 
     def step(self, state: StreamState, rows: Rows, inp: StepInput) -> StepOutput:
         """One micro-turn for each row (a slot), rows of any ages. Advances their state."""
@@ -405,6 +462,12 @@ class InteractionModel(nn.Module):
             dim=1,
         )  # [B, 2, d]
         n_mt = state.n_microturns[idx]  # [B]
+        if cfg.rel_clock:
+            last_eou = torch.where((inp.text_in == EOU).any(-1), n_mt, state.last_eou[idx])
+            state.last_eou[idx] = last_eou
+            x[:, WORLD_TOKEN] = x[:, WORLD_TOKEN] + self._clocks(
+                elapsed_mt(n_mt, last_eou), elapsed_mt(n_mt, state.last_start[idx])
+            )
         pos = TOKENS_PER_MICROTURN * n_mt[:, None] + torch.arange(
             TOKENS_PER_MICROTURN, device=idx.device
         )  # [B, T]
@@ -417,7 +480,20 @@ class InteractionModel(nn.Module):
             x = block.step(x, cos, sin, state.cache, layer, rows, entries, mask)
         h = self.norm(x[:, WORLD_TOKEN])  # [B, d]
 
-        text_ids = self.text_head.generate(h)  # [B, K_out]
+        force = None
+        if cfg.rel_clock and cfg.onset_survival > 0:
+            # Onset decoding. A timed utterance's onset probability is often spread over a few
+            # micro-turns (0.15 each, say), so greedy decoding never starts it. Track the
+            # probability that the model would have started by now, 1 - prod(1 - p_speak), since
+            # it last had no intention to speak (p_speak < 0.02), and start when it passes
+            # `onset_survival`: the median of the model's own onset distribution.
+            p_speak = 1.0 - self.text_head.first_logits(h).float().softmax(-1)[:, SIL]
+            idle = state.said_ended[idx]
+            surv = state.survival[idx] * (1.0 - p_speak)
+            force = idle & (surv < 1.0 - cfg.onset_survival)
+            reset = ~idle | force | (p_speak < 0.02) | (p_speak > 0.5)
+            state.survival[idx] = torch.where(reset, torch.ones_like(surv), surv)
+        text_ids = self.text_head.generate(h, force)  # [B, K_out]
         control = self.control_head(h)  # [B, 2]
         x1 = self.flow.sample(h + self.flow_text(text_ids), inp.noise, cfg.flow_steps)  # [B, 1280]
         logmel = self.denormalize_mel(x1.float().view(batch, MEL_FRAMES_PER_MICROTURN, N_MELS))
@@ -431,5 +507,10 @@ class InteractionModel(nn.Module):
         state.prev_mel[idx] = self.normalize_mel(logmel)
         state.voc_tail[idx] = voc_tail
         state.voc_ctx[idx] = voc_ctx
+        if cfg.rel_clock:
+            first_byte = text_ids[:, 0] < N_BYTES
+            started = first_byte & state.said_ended[idx]
+            state.last_start[idx] = torch.where(started, n_mt, state.last_start[idx])
+            state.said_ended[idx] = (text_ids == EOU).any(-1) | ~first_byte
         state.n_microturns[idx] = n_mt + 1
         return StepOutput(text_ids, control.float(), logmel, audio.clamp(-1.0, 1.0), h.float())

@@ -69,14 +69,23 @@ class TextHead(nn.Module):
         prev = torch.cat([torch.full_like(ids[..., :1], PAD), ids[..., :-1]], dim=-1)
         return self._logits(h.unsqueeze(-2) + self.slot + self.prev(prev))
 
-    def generate(self, h: Tensor) -> Tensor:
-        """Greedy. h [B, d] -> ids [B, K] (each row independent of the others)."""
+    def first_logits(self, h: Tensor) -> Tensor:
+        """Slot 0's logits [B, V]: whether (and how) the model starts saying something."""
+        pad = torch.full(h.shape[:1], PAD, dtype=torch.long, device=h.device)
+        return self._logits(h + self.slot[0] + self.prev(pad))
+
+    def generate(self, h: Tensor, force_bytes: Tensor | None = None) -> Tensor:
+        """Greedy. h [B, d] -> ids [B, K] (each row independent of the others). force_bytes [B]
+        bool: those rows start speaking now (slot 0 = the most likely byte)."""
         batch = h.shape[0]
         prev = torch.full((batch,), PAD, dtype=torch.long, device=h.device)
         done = torch.zeros(batch, dtype=torch.bool, device=h.device)
         out = []
         for k in range(self.slots):
-            ids = self._logits(h + self.slot[k] + self.prev(prev)).argmax(-1)  # [B]
+            logits = self._logits(h + self.slot[k] + self.prev(prev))
+            ids = logits.argmax(-1)  # [B]
+            if k == 0 and force_bytes is not None:
+                ids = torch.where(force_bytes, logits[:, :N_BYTES].argmax(-1), ids)
             ids = torch.where(done, torch.full_like(ids, PAD), ids)
             done = done | (ids >= N_BYTES)
             out.append(ids)

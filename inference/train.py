@@ -255,6 +255,15 @@ def main(argv: list[str] | None = None) -> int:
         model = InteractionModel(cfg)
         model.load_state_dict(ck["model"])
         meta = ck["meta"]
+        if meta["stage"] != args.stage and meta["step"] < meta["total"]:
+            # `make train` runs the stages in order: the next waits for this one to finish
+            print(
+                f"stage {meta['stage']} is at step {meta['step']}/{meta['total']}: run it to the "
+                f"end first (the same command with --stage {meta['stage']} resumes it); "
+                f"not starting stage {args.stage}",
+                flush=True,
+            )
+            return 0
         if meta["stage"] != args.stage:  # a new stage from the last one's weights
             meta = {
                 "stage": args.stage,
@@ -272,8 +281,14 @@ def main(argv: list[str] | None = None) -> int:
         )
     else:
         if args.init is not None:
-            model = load(args.init)
-            cfg = model.cfg
+            # warm start: the preset's architecture, every tensor the checkpoint has (a newer
+            # architecture's additions, e.g. the relative clocks, keep their fresh init)
+            cfg = preset(args.preset)
+            model = init_model(cfg, seed=args.seed)
+            missing, unexpected = model.load_state_dict(load(args.init).state_dict(), strict=False)
+            assert not unexpected, unexpected
+            if missing:
+                print(f"warm start: fresh {missing}", flush=True)
         else:
             cfg = preset(args.preset)
             model = init_model(cfg, seed=args.seed)

@@ -1,10 +1,17 @@
 """Shared fixtures: a real redis-server per test session, unique key prefixes per test, and
-Microturn apps served on real ports with the shipped model's engine (loaded once)."""
+Microturn apps served on real ports with a real model engine (loaded once).
+
+The plumbing tests (signaling, media, the demo page's mechanics) serve the *untrained* `small`
+model: the shipped architecture at its reproducible initialisation (seed 0), which never says text
+and always makes moderate audio, so a test can hear the call without asking the model for anything.
+The trained, shipped checkpoint is what tests of the model's behaviour use (tests/inference,
+tests/browser/test_model_in_page.py)."""
 
 from __future__ import annotations
 
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -48,16 +55,31 @@ MakeServer = Callable[..., Awaitable[TestServer]]
 
 
 @pytest.fixture(scope="session")
-def shipped_engine() -> Iterator[EngineLike]:
-    """The shipped model, loaded once: real torch steps on a real engine thread."""
-    engine = load_engine(Config.from_env({}, max_calls=4))
+def untrained_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The `small` architecture at its seed-0 initialisation, as a checkpoint directory (greedy
+    text decoding: its text head's quiet start then never speaks)."""
+    import dataclasses
+
+    from inference.checkpoint import init_model, save
+    from inference.config import preset
+
+    out = tmp_path_factory.mktemp("untrained-small")
+    cfg = dataclasses.replace(preset("small"), onset_survival=0.0)
+    save(init_model(cfg, seed=0), out, dtype="bfloat16", preset_name="small")
+    return out
+
+
+@pytest.fixture(scope="session")
+def audible_engine(untrained_checkpoint: Path) -> Iterator[EngineLike]:
+    """The untrained model, loaded once: real torch steps on a real engine thread."""
+    engine = load_engine(Config.from_env({}, max_calls=4, model=str(untrained_checkpoint)))
     engine.start()
     yield engine
     engine.stop()
 
 
 @pytest.fixture
-async def make_server(shipped_engine: EngineLike, redis_url: str) -> AsyncIterator[MakeServer]:
+async def make_server(audible_engine: EngineLike, redis_url: str) -> AsyncIterator[MakeServer]:
     """Start app servers with config overrides; all are closed after the test."""
     servers: list[TestServer] = []
 
@@ -70,7 +92,7 @@ async def make_server(shipped_engine: EngineLike, redis_url: str) -> AsyncIterat
             **overrides,
         }
         config = Config.from_env({}, **settings)
-        server = TestServer(create_app(config, engine=shipped_engine), host="127.0.0.1")
+        server = TestServer(create_app(config, engine=audible_engine), host="127.0.0.1")
         await server.start_server()
         servers.append(server)
         return server

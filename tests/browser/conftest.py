@@ -27,9 +27,19 @@ def fake_media(tmp_path_factory: pytest.TempPathFactory) -> FakeMedia:
 
 
 @pytest.fixture(scope="session")
-def served() -> Iterator[ServerProcess]:
-    """`microturn serve` with its defaults (embedded Redis, the shipped model), on a free port."""
-    server = ServerProcess(free_port(), log_path=ARTIFACTS / "browser-server.log")
+def served(untrained_checkpoint: Path) -> Iterator[ServerProcess]:
+    """`microturn serve` with its defaults (embedded Redis) on a free port, serving the untrained
+    `small` model (always audible: the page's audio path is testable without asking it anything)."""
+    args = ["--model", str(untrained_checkpoint)]
+    server = ServerProcess(free_port(), args=args, log_path=ARTIFACTS / "browser-server.log")
+    with server:
+        yield server
+
+
+@pytest.fixture(scope="session")
+def served_shipped() -> Iterator[ServerProcess]:
+    """`microturn serve` exactly as `make run` starts it: defaults, the shipped trained model."""
+    server = ServerProcess(free_port(), log_path=ARTIFACTS / "browser-shipped-server.log")
     with server:
         yield server
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 import torch
 
 from inference.config import TOKENS_PER_MICROTURN
@@ -161,3 +162,57 @@ def test_cache_holds_sinks_and_exactly_the_last_window(tiny: InteractionModel) -
             assert int((kpos == SINK_POS).sum()) == model.cfg.n_sinks
     assert state.cache.k.data_ptr() == k_ptr, "the cache was reallocated"
     assert (state.cache.kpos[0] < 0).all(), "an idle slot was written"
+
+
+def test_onset_decoding_starts_a_spread_out_utterance() -> None:
+    """p(speak) = 0.2 every micro-turn: greedy never speaks; onset decoding (median of the onset
+    distribution) starts at the 4th micro-turn (0.8^4 < 0.5), and again 4 after the micro-turn
+    that followed it (the utterance only ends with a silent micro-turn)."""
+    import dataclasses
+
+    from inference.checkpoint import init_model
+    from inference.config import preset
+    from inference.text import SIL
+
+    def run(onset: float) -> list[int]:
+        model = init_model(dataclasses.replace(preset("tiny"), onset_survival=onset), seed=0)
+        with torch.no_grad():
+            out = model.text_head.out
+            out.weight.zero_()
+            out.bias.fill_(-30.0)
+            out.bias[SIL] = float(np.log(0.8))
+            out.bias[ord("a")] = float(np.log(0.2))  # "a" then SIL: one byte said
+        state = model.new_state(1, "cpu", torch.float32)
+        firsts = []
+        with torch.inference_mode():
+            for inp in make_inputs(10, seed=0, text_every=100):
+                o = model.step(
+                    state, Rows.of([0], "cpu"), step_input(model, [inp], torch.zeros(1, MEL_DIM))
+                )
+                firsts.append(int(o.text_ids[0, 0]))
+        return firsts
+
+    assert run(0.0) == [SIL] * 10
+    spoke = [i for i, t in enumerate(run(0.5)) if t == ord("a")]
+    assert spoke == [3, 8]
+
+
+@pytest.mark.parametrize("feedback", [True, False])
+def test_mel_feedback_decides_whether_the_self_token_hears_the_played_mel(feedback: bool) -> None:
+    """Two calls with the same inputs but different flow noise play different mel. With feedback
+    the next micro-turns' hidden states differ; without it (the shipped `small`), they do not."""
+    import dataclasses
+
+    from inference.checkpoint import init_model
+    from inference.config import preset
+
+    model = init_model(dataclasses.replace(preset("tiny"), mel_feedback=feedback), seed=1)
+    inps = make_inputs(4, seed=3)
+    state = model.new_state(2, "cpu", torch.float32)
+    noise = torch.randn(2, MEL_DIM, generator=torch.Generator().manual_seed(5))
+    with torch.inference_mode():
+        for inp in inps:
+            out = model.step(state, Rows.of([0, 1], "cpu"), step_input(model, [inp, inp], noise))
+            played_differently = not torch.equal(out.logmel[0], out.logmel[1])
+    assert played_differently
+    assert torch.equal(out.hidden[0], out.hidden[1]) is not feedback

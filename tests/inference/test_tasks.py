@@ -123,6 +123,17 @@ def test_turn_events_latency_false_interruptions_and_barge_in() -> None:
     assert ev.turn_events(ep, speaking)["false_interruption"] == [1.0]
 
 
+def test_turns_never_taken_report_never_not_nan() -> None:
+    taken = {"latency": [0.2, 0.4], "false_interruption": [0.0, 0.0], "barge_stop": []}
+    never = {"latency": [float("inf")] * 3, "false_interruption": [0.0] * 3, "barge_stop": []}
+    summary = ev.summarize_turns([taken, never])  # 2 of 5 turns taken: the median is "never"
+    assert summary["latency_median_s"] is None and summary["latency_p90_s"] is None
+    assert summary["took_floor"] == 40.0 and summary["turns"] == 5
+    summary = ev.summarize_turns([taken, taken, never])  # 4 of 7: median 0.4 s, p90 never
+    assert summary["latency_median_s"] == 0.4 and summary["latency_p90_s"] is None
+    json.dumps(summary, allow_nan=False)  # the report stays valid JSON
+
+
 def test_vad_baseline_on_a_turn_episode() -> None:
     pytest.importorskip("silero_vad")
     from inference.baseline import vad_baseline
@@ -199,6 +210,10 @@ def test_train_runs_resumes_and_exports(tmp_path: Path) -> None:
     assert main([*args, "--minutes", "0.0001"]) == 0  # stops after its first step
     state = torch.load(run / "state.pt", weights_only=False)
     assert state["meta"]["step"] == 1
+    # the next stage waits for this one to finish (make train runs them in order)
+    assert main([*args, "--resume", "--stage", "listen"]) == 0
+    state = torch.load(run / "state.pt", weights_only=False)
+    assert (state["meta"]["stage"], state["meta"]["step"]) == ("text", 1)
     assert (
         main([*args, "--resume", "--export", str(tmp_path / "ck"), "--export-dtype", "float32"])
         == 0

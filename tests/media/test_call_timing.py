@@ -76,12 +76,12 @@ class Recording:
 
 
 async def serve_recording(
-    shipped_engine: EngineLike, redis_url: str
+    audible_engine: EngineLike, redis_url: str
 ) -> tuple[TestServer, Recording]:
     from infra.config import Config
     from signaling.app import create_app
 
-    recording = Recording(shipped_engine)
+    recording = Recording(audible_engine)
     config = Config.from_env({}, redis_url=redis_url, agent_workers=0)
     server = TestServer(create_app(config, engine=recording), host="127.0.0.1")  # type: ignore[arg-type]
     await server.start_server()
@@ -116,9 +116,9 @@ async def wait_for(predicate: Any, timeout: float = 60.0) -> None:
 
 
 async def test_the_frame_of_microturn_k_was_captured_in_slice_k(
-    shipped_engine: EngineLike, redis_url: str
+    audible_engine: EngineLike, redis_url: str
 ) -> None:
-    server, recording = await serve_recording(shipped_engine, redis_url)
+    server, recording = await serve_recording(audible_engine, redis_url)
     video = NumberedFrames()
     quiet = SignalAudioTrack(lambda t: 0.0 * t)
     clock, inputs = await record_call(server, recording, audio=quiet, video=video)
@@ -154,9 +154,9 @@ class LateTone(SignalAudioTrack):
 
 
 async def test_a_mic_that_starts_2s_late_joins_on_time(
-    shipped_engine: EngineLike, redis_url: str
+    audible_engine: EngineLike, redis_url: str
 ) -> None:
-    server, recording = await serve_recording(shipped_engine, redis_url)
+    server, recording = await serve_recording(audible_engine, redis_url)
     mic = LateTone(2.0)
     clock, inputs = await record_call(
         server, recording, audio=mic, first=lambda: mic.first_sent is not None
