@@ -95,13 +95,23 @@ def elapsed_mt(now: Tensor, last: Tensor) -> Tensor:
     return torch.where(last <= NEVER // 2, never, now - last)
 
 
+def speaks(text_ids: Tensor) -> Tensor:
+    """text_ids [..., K] -> bool [...]: this micro-turn's output says something (a byte in slot 0)."""
+    return text_ids[..., 0] < N_BYTES
+
+
+def ends_utterance(text_ids: Tensor) -> Tensor:
+    """text_ids [..., K] -> bool [...]: after this micro-turn the model is between utterances
+    (it was silent, or its utterance ended with EOU). The one rule for training and serving."""
+    return (text_ids == EOU).any(-1) | ~speaks(text_ids)
+
+
 def utterance_starts(text_out: Tensor) -> Tensor:
-    """text_out [B, N, K] -> bool [B, N]: the model starts an utterance at this micro-turn (a byte
-    in slot 0 after a silent micro-turn or one that ended with EOU)."""
-    first_byte = text_out[..., 0] < N_BYTES
-    ended = (text_out == EOU).any(-1) | ~first_byte
+    """text_out [B, N, K] -> bool [B, N]: the model starts an utterance at this micro-turn (it
+    speaks after a micro-turn that ended an utterance, or at the first)."""
+    ended = ends_utterance(text_out)
     prev_ended = torch.cat([torch.ones_like(ended[:, :1]), ended[:, :-1]], 1)
-    return first_byte & prev_ended
+    return speaks(text_out) & prev_ended
 
 
 def last_event(mask: Tensor) -> Tensor:
@@ -508,9 +518,8 @@ class InteractionModel(nn.Module):
         state.voc_tail[idx] = voc_tail
         state.voc_ctx[idx] = voc_ctx
         if cfg.rel_clock:
-            first_byte = text_ids[:, 0] < N_BYTES
-            started = first_byte & state.said_ended[idx]
+            started = speaks(text_ids) & state.said_ended[idx]
             state.last_start[idx] = torch.where(started, n_mt, state.last_start[idx])
-            state.said_ended[idx] = (text_ids == EOU).any(-1) | ~first_byte
+            state.said_ended[idx] = ends_utterance(text_ids)
         state.n_microturns[idx] = n_mt + 1
         return StepOutput(text_ids, control.float(), logmel, audio.clamp(-1.0, 1.0), h.float())

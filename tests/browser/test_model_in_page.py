@@ -1,8 +1,9 @@
 """The shipped model in the demo page, as a user meets it after `make run`: a typed "say hello
 every 3 seconds" is kept on time (the QA harness's looped speech on the mic, its circling square on
 the camera). Counting the square's repetitions after that is not asserted yet: the shipped model
-counts well in a call of its own but not after another task (docs/model.md). Timing is judged on the session clock (the `microturn` of each
-`output_text.delta`), never on wall-clock time, so a loaded machine only makes the test slower."""
+counts well in a call of its own but not after another task (docs/model.md). Timing is judged on
+the session clock (the `microturn` of each `output_text.delta`), never on wall-clock time, so a
+loaded machine only makes the test slower."""
 
 from __future__ import annotations
 
@@ -36,22 +37,14 @@ SAID_WORDS = """() => {
 }"""
 
 
-async def said_words(page: Any) -> list[dict[str, Any]]:
-    words: list[dict[str, Any]] = await page.evaluate(SAID_WORDS)
-    return words
-
-
-async def wait_words(page: Any, predicate: str, since_mt: int = -1) -> list[dict[str, Any]]:
-    """Wait until the words said from micro-turn `since_mt` on satisfy the JS `predicate`."""
-    await page.wait_for_function(
-        f"""([since]) => {{
-          const words = ({SAID_WORDS})().filter((w) => w.mt >= since);
-          return ({predicate})(words);
-        }}""",
-        arg=[since_mt],
+async def wait_words(page: Any, predicate: str) -> list[dict[str, Any]]:
+    """Wait until the model's words satisfy the JS `predicate`; return them."""
+    handle = await page.wait_for_function(
+        f"() => {{ const words = ({SAID_WORDS})(); return ({predicate})(words) ? words : null; }}",
         timeout=WAIT_MS,
     )
-    return [w for w in await said_words(page) if w["mt"] >= since_mt]
+    words: list[dict[str, Any]] = await handle.json_value()
+    return words
 
 
 def gaps(mts: list[int]) -> list[int]:
