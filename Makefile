@@ -82,6 +82,8 @@ TRAIN_MINUTES ?= 120
 train: install-test system-deps
 	nice -n 15 $(BIN)/python -m inference.train --stage text --steps 4600 --resume \
 		--run $(TRAIN_RUN) --minutes $(TRAIN_MINUTES) --export $(TRAIN_RUN)/export-text
+	nice -n 15 $(BIN)/python -m inference.train --stage chain --steps 3200 --resume \
+		--run $(TRAIN_RUN) --minutes $(TRAIN_MINUTES) --export $(TRAIN_RUN)/export-chain
 	nice -n 15 $(BIN)/python -m inference.train --stage listen --steps 1500 --resume \
 		--run $(TRAIN_RUN) --minutes $(TRAIN_MINUTES) --export inference/checkpoints/small
 

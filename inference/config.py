@@ -139,7 +139,7 @@ PRESETS: dict[str, ModelConfig] = {
         flow_steps=2,
         griffin_lim_iters=4,
     ),
-    "small": ModelConfig(onset_survival=0.3, mel_feedback=False),
+    "small": ModelConfig(mel_feedback=False),
 }
 
 

@@ -16,6 +16,8 @@ every speaking micro-turn and a quarter of the silent ones, two noise draws each
 Stages (each resumes the last; see docs/model.md):
     text   typed-text and video skills (TimeSpeak, RepCount, delegation, small talk, idle),
            text, control and the model's voice (flow head) together; dMel embedding frozen
+    chain  the same skills chained in one call as the demo page uses them ("say hello every 3
+           seconds" ... "stop", "count my reps" ... "how many?"), with more TimeSpeak
     listen the listening skills (CueSpeak, turn-taking, barge-in) + replay of the text skills
 """
 
@@ -47,6 +49,20 @@ STAGES: dict[str, dict[str, Any]] = {
         "mix": {"timespeak": 0.32, "repcount": 0.32, "delegate": 0.14, "chat": 0.08, "idle": 0.14},
         "n_range": (60, 200),
         "frozen": ("audio_in.",),  # no listening skill yet: the dMel embedding stays as initialised
+    },
+    "chain": {
+        # the demo page's use: tasks one after another (generators.chain), and more timing
+        "mix": {
+            "chain": 0.35,
+            "timespeak": 0.3,
+            "repcount": 0.12,
+            "delegate": 0.08,
+            "chat": 0.05,
+            "idle": 0.1,
+        },
+        "n_range": (100, 240),
+        "frozen": ("audio_in.",),
+        "lr": 1.5e-3,  # continues a trained model
     },
     "listen": {
         "mix": {
@@ -209,7 +225,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--minutes", type=float, default=None, help="stop after this wall time")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--batch-size", type=int, default=16)
-    ap.add_argument("--lr", type=float, default=3e-3)
+    ap.add_argument("--lr", type=float, default=None, help="peak lr (default: the stage's, 3e-3)")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--workers", type=int, default=1, help="data worker processes (0: inline)")
     ap.add_argument("--save-every", type=int, default=100)
@@ -245,7 +261,6 @@ def main(argv: list[str] | None = None) -> int:
         )
         print(f"exported {args.export} (stage {done['stage']}, step {done['step']})")
         return 0
-    recipe = Recipe(lr=args.lr, batch_size=args.batch_size)
     args.run.mkdir(parents=True, exist_ok=True)
     state_path = args.run / "state.pt"
     meta: dict[str, Any]
@@ -301,6 +316,7 @@ def main(argv: list[str] | None = None) -> int:
             "history": [],
         }
         opt_state = None
+    recipe = Recipe(lr=args.lr or STAGES[meta["stage"]].get("lr", 3e-3), batch_size=args.batch_size)
     model.train()
     frozen = STAGES[meta["stage"]].get("frozen", ())
     for n, p in model.named_parameters():

@@ -1,16 +1,18 @@
-"""The shipped model in the demo page, as a user meets it after `make run`: a typed "say hello
-every 3 seconds" is kept on time (the QA harness's looped speech on the mic, its circling square on
-the camera). Counting the square's repetitions after that is not asserted yet: the shipped model
-counts well in a call of its own but not after another task (docs/model.md). Timing is judged on
-the session clock (the `microturn` of each `output_text.delta`), never on wall-clock time, so a
-loaded machine only makes the test slower."""
+"""The shipped model in the demo page, as a user meets it after `make run`, with the QA harness's
+media (looped speech on the mic, a square circling once every 2 s on the camera): a typed "say hello
+every 3 seconds" is kept on time; after "stop" and "count my reps" it counts the square's
+revolutions as they happen, and "how many?" gets the count, after which it stops counting. Timing
+is judged on the session clock (the `microturn` of each `output_text.delta`, the call's processed
+micro-turns), never on wall-clock time, so a loaded machine only makes the test slower."""
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import statistics
 from typing import Any
 
+import aiohttp
 import pytest
 
 from tests.browser.harness import EVENT_TIMEOUT_MS, ServerProcess, type_text, wait_event
@@ -18,6 +20,7 @@ from tests.browser.harness import EVENT_TIMEOUT_MS, ServerProcess, type_text, wa
 pytestmark = pytest.mark.browser
 
 HELLO_PERIOD_MT = 15  # 3 s of 200 ms micro-turns
+REP_PERIOD_MT = 10  # the harness's square circles once every 2 s
 # Generous: on a loaded 2-core machine the page, the server and the model share the cores.
 WAIT_MS = 4 * EVENT_TIMEOUT_MS
 
@@ -51,13 +54,28 @@ def gaps(mts: list[int]) -> list[int]:
     return [b - a for a, b in itertools.pairwise(mts)]
 
 
-async def test_the_model_says_hello_every_3_seconds(
+def numbers(words: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return [w for w in words if w["text"].isdigit()]
+
+
+async def wait_session_mt(url: str, call_id: str, microturn: int) -> None:
+    """Wait until the call has processed `microturn` micro-turns (GET /v1/calls/{id})."""
+    async with aiohttp.ClientSession() as http:
+        for _ in range(WAIT_MS // 200):
+            async with http.get(f"{url}/v1/calls/{call_id}") as resp:
+                if (await resp.json())["microturns"] >= microturn:
+                    return
+            await asyncio.sleep(0.2)
+    raise AssertionError(f"call {call_id} did not reach micro-turn {microturn}")
+
+
+async def test_the_model_keeps_time_then_counts_reps(
     served_shipped: ServerProcess, chromium: Any
 ) -> None:
     page = await chromium.new_page()
     await page.goto(served_shipped.url)
     await page.click("#start")
-    await wait_event(page, "session.created")
+    created = await wait_event(page, "session.created")
 
     await type_text(page, "say hello every 3 seconds")
     words = await wait_words(
@@ -69,5 +87,34 @@ async def test_the_model_says_hello_every_3_seconds(
     on_time = [g for g in gaps(hellos) if abs(g - HELLO_PERIOD_MT) <= 1]
     assert len(on_time) >= 2, words
     assert abs(statistics.median(gaps(hellos)) - HELLO_PERIOD_MT) <= 1, words
+
+    # the demo's next steps; the pauses only space the messages as a user would
+    await asyncio.sleep(1.0)
+    await type_text(page, "stop")
+    await asyncio.sleep(1.0)
+    await type_text(page, "count my reps")
+    start = len(await page.evaluate(SAID_WORDS))
+    words = await wait_words(
+        page, f"(ws) => ws.slice({start}).filter((w) => /^[0-9]+$/.test(w.text)).length >= 4"
+    )
+    counts = numbers(words[start:])[:4]
+    assert [w["text"] for w in counts] == ["1", "2", "3", "4"], words
+    assert abs(statistics.median(gaps([w["mt"] for w in counts])) - REP_PERIOD_MT) <= 1, words
+
+    await type_text(page, "how many?")
+    asked = len(await page.evaluate(SAID_WORDS))
+    words = await wait_words(
+        page, f"(ws) => ws.slice({asked}).filter((w) => /^[0-9]+$/.test(w.text)).length >= 1"
+    )
+    first = numbers(words[asked:])[0]
+    # counting stops: within 5 s of the call from the first number after the question there is
+    # the answer and at most one count said as the question went in (counting goes on every 2 s)
+    await wait_session_mt(served_shipped.url, created["call_id"], first["mt"] + 25)
+    words = await page.evaluate(SAID_WORDS)
+    after = [w for w in numbers(words) if first["mt"] <= w["mt"] <= first["mt"] + 25]
+    assert len(after) <= 2, words
+    # ... and the answer is the count so far, off by at most one (the lab's RepCount measure)
+    counted = int(after[0]["text"]) if len(after) == 2 else int(numbers(words[:asked])[-1]["text"])
+    assert abs(int(after[-1]["text"]) - counted) <= 1, words
 
     await page.click("#stop")

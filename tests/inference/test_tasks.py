@@ -231,3 +231,34 @@ def test_demo_episode_uses_the_harness_media() -> None:
     counts = [u for u in ep.say if u.kind == "count"]
     assert len(counts) >= 8 and counts[0].text == "1"
     assert np.abs(ep.mic()).max() > 0.1  # the looped "hello, can you hear me?"
+
+
+def test_chain_runs_tasks_one_after_another() -> None:
+    from inference.tasks.generators import STOPS, utter_mts
+
+    seen: set[str] = set()
+    for seed in range(12):
+        ep = make("chain", seed, 240)
+        seen.update(ep.info["segments"])
+        assert ep.info["segments"] and ep.frames is not None
+        # no utterance begins before the previous one is over
+        for u, v in itertools.pairwise(ep.say):
+            assert v.mt >= u.mt + utter_mts(u.text)
+        # each "count my reps" counts from 1 until its "how many?", answered with the count
+        counts: list[int] = []
+        for u in [] if "countdown" in ep.info["segments"] else ep.say:
+            if u.kind == "count":
+                counts.append(int(u.text))
+                assert counts == list(range(1, len(counts) + 1))
+            elif u.kind == "answer":
+                assert int(u.text) == len(counts)
+                counts = []
+        # nothing is said of a stopped "every": its word's last utterance precedes the stop
+        typed = [*ep.typed, (ep.n, "")]
+        for i, (mt, text) in enumerate(typed[:-2]):
+            if text.startswith("say ") and " every " in text and typed[i + 1][1] in STOPS:
+                word = text[len("say ") : text.index(" every ")]
+                stop, after = typed[i + 1][0], typed[i + 2][0]
+                said = [u.mt for u in ep.say if u.text == word and mt < u.mt < after]
+                assert said and max(said) < stop
+    assert {"every", "count"} <= seen
