@@ -144,6 +144,11 @@ def fits(say: list[Utterance], mt: int, text: str) -> bool:
     return mt >= last.mt + utter_mts(last.text)
 
 
+def first_free(say: list[Utterance], mt: int) -> int:
+    """The first micro-turn from mt on that leaves room after the previous utterance."""
+    return mt if not say else max(mt, say[-1].mt + utter_mts(say[-1].text))
+
+
 def new_episode(task: str, rng: np.random.Generator, n: int) -> tuple[Episode, np.ndarray]:
     start = int(rng.integers(0, 3000)) if rng.random() < 0.7 else 0
     ep = Episode(task=task, n=n, start_index=start)
@@ -161,6 +166,9 @@ def early_text(rng: np.random.Generator, n: int) -> int:
 
 
 # ---- timespeak -------------------------------------------------------------------------------------
+STOPS = ["stop", "ok stop", "stop now", "that's enough"]
+
+
 def timespeak(rng: np.random.Generator, n: int) -> Episode:
     kind = str(rng.choice(["every", "once", "countdown"], p=[0.45, 0.3, 0.25]))
     ep, audio = new_episode(f"timespeak/{kind}", rng, n)
@@ -186,9 +194,7 @@ def timespeak(rng: np.random.Generator, n: int) -> Episode:
         if rng.random() < 0.5 and t0 + period * PER_S < n + 5:
             stop_at = int(rng.integers(t0 + period * PER_S, n + 5))
             if stop_at < n:
-                ep.typed.append(
-                    (stop_at, str(rng.choice(["stop", "ok stop", "stop now", "that's enough"])))
-                )
+                ep.typed.append((stop_at, str(rng.choice(STOPS))))
         k = 1
         times = []
         while t0 + k * period * PER_S < min(n, stop_at):
@@ -278,9 +284,7 @@ def repcount(rng: np.random.Generator, n: int, harness: bool | None = None) -> E
         # answer right away (after any count still being said); counting stops once asked
         ep.say = [u for u in ep.say if u.mt < q0]
         total = len(ep.say)
-        m = q0
-        while not fits(ep.say, m, str(total)):
-            m += 1
+        m = first_free(ep.say, q0)
         if m < n:
             ep.say.append(Utterance(m, str(total), "answer"))
         ep.info.update(ask_mt=ask, q0=q0)
@@ -372,9 +376,7 @@ def add_result_targets(ep: Episode) -> None:
         ep.typed.append((at, wire))
         r0 = typed_eou(ep, at)
         value = ep.info["value"]
-        m = r0
-        while not fits(ep.say, m, value):
-            m += 1
+        m = first_free(ep.say, r0)
         if m < ep.n:
             ep.say.append(Utterance(m, value, "result"))
         ep.info.update(result_at=at, r0=r0)
@@ -679,9 +681,6 @@ FAMILIES["demo"] = demo  # evaluation only (no training mix names it)
 
 
 # ---- chain: typed tasks one after another in one call (training) -----------------------------------
-STOPS = ["stop", "ok stop", "stop now", "that's enough"]
-
-
 def _every(rng: np.random.Generator, ep: Episode, at: int, reps: list[int]) -> int:
     word = str(rng.choice(SAY_WORDS))
     period = int(rng.integers(2, 7))
@@ -713,9 +712,7 @@ def _count(rng: np.random.Generator, ep: Episode, at: int, reps: list[int]) -> i
         return ep.n
     ep.typed.append((ask, str(rng.choice(HOW_MANY))))
     q0 = typed_eou(ep, ask)
-    m = q0
-    while not fits(ep.say, m, str(len(counted))):
-        m += 1
+    m = first_free(ep.say, q0)
     if m < ep.n:
         ep.say.append(Utterance(m, str(len(counted)), "answer"))
     return m + utter_mts(str(len(counted)))
@@ -759,6 +756,7 @@ SEGMENTS: dict[str, Callable[[np.random.Generator, Episode, int, list[int]], int
     "once": _once,
     "chat": _chat,
 }
+SEGMENT_MIX = {"every": 0.3, "count": 0.3, "countdown": 0.14, "once": 0.11, "chat": 0.15}
 
 
 def chain(rng: np.random.Generator, n: int) -> Episode:
@@ -774,8 +772,8 @@ def chain(rng: np.random.Generator, n: int) -> Episode:
         motion.phase0 = float(rng.random())
     ep.frames, ep.has_frame, _, rep_mts = render(motion, n, np.ones(n, bool), rng)
     reps = [int(m) for m in rep_mts]
-    kinds = list(SEGMENTS)
-    p = np.array([0.3, 0.3, 0.14, 0.11, 0.15])
+    kinds = list(SEGMENT_MIX)
+    p = np.array(list(SEGMENT_MIX.values()))
     at = early_text(rng, n)
     done = []
     while at < n - 10:
