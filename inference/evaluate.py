@@ -441,8 +441,8 @@ def vocoder_ceiling(texts: list[str]) -> float:
 
 
 def eval_demo(runs: list[Run]) -> dict[str, Any]:
-    """The demo page's acceptance with the QA harness's media (looped speech on the mic, the
-    circling square on the camera): hellos on time, counts on time, the right total."""
+    """The demo page's acceptance as the page test drives it (the QA harness's circling square on
+    the camera, a quiet room on the mic): hellos on time, counts on time, the right total."""
     hello, counts, errs, said_log = [], [], [], []
     for r in runs:
         said = r.utterances()
@@ -612,7 +612,7 @@ def markdown_table(report: dict[str, Any]) -> str:
     if demo:
         rows.append(
             (
-                "Demo with the harness media: hello timing / count timing / answer off-by-one, %",
+                "Demo page episode (harness camera): hello timing / count timing / answer off-by-one, %",
                 f"{demo['hello_timing_accuracy']} / {demo['count_timing_accuracy']} / {demo['answer_off_by_one']}",
                 "",
                 "",

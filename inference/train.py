@@ -65,16 +65,20 @@ STAGES: dict[str, dict[str, Any]] = {
         "lr": 1.5e-3,  # continues a trained model
     },
     "listen": {
+        # the dMel input learns: cues, turn ends, barge-ins; the typed tasks keep being rehearsed
+        # (chain_quiet: a speaking user is answered now, so the chain's mic never loops speech)
         "mix": {
             "cuespeak": 0.2,
             "turn": 0.25,
-            "timespeak": 0.15,
-            "repcount": 0.15,
-            "delegate": 0.08,
-            "chat": 0.07,
-            "idle": 0.1,
+            "chain_quiet": 0.17,
+            "timespeak": 0.13,
+            "repcount": 0.07,
+            "delegate": 0.07,
+            "chat": 0.05,
+            "idle": 0.06,
         },
-        "n_range": (60, 200),
+        "n_range": (80, 220),
+        "lr": 1.5e-3,  # continues a trained model
     },
 }
 DEFAULT_RUN = Path("runs/small")

@@ -646,12 +646,13 @@ def harness_mic(n: int) -> np.ndarray:
 
 
 def demo(rng: np.random.Generator, n: int) -> Episode:
-    """The demo page with the QA harness's media: its fake mic (looped speech) and camera (the
-    circling square); typed "say hello every 3 seconds", later "count my reps", then "how many?"."""
+    """The demo page as the page test drives it: a quiet room on the mic (the user types; spoken
+    words would be answered), the QA harness's camera (the circling square); typed "say hello
+    every 3 seconds", later "count my reps", then "how many?"."""
     ep = Episode(task="demo", n=n, start_index=0)
-    ep.audio = harness_mic(n)
     motion = harness_motion()
     ep.frames, ep.has_frame, _, reps = render(motion, n, np.ones(n, bool), rng)
+    ep.audio = background(rng, n)
     t_typed = 10
     ep.typed.append((t_typed, "say hello every 3 seconds"))
     t0 = typed_eou(ep, t_typed)
@@ -759,12 +760,14 @@ SEGMENTS: dict[str, Callable[[np.random.Generator, Episode, int, list[int]], int
 SEGMENT_MIX = {"every": 0.3, "count": 0.3, "countdown": 0.14, "once": 0.11, "chat": 0.15}
 
 
-def chain(rng: np.random.Generator, n: int) -> Episode:
+def chain(rng: np.random.Generator, n: int, p_mic: float = 0.3) -> Episode:
     """Typed tasks one after another in one call, each begun once the previous is over (stopped,
     done or answered): "say W every N seconds" ... "stop", "count my reps" ... "how many?", a
     countdown, a reminder, small talk. The demo page's sequence is one such chain; a model trained
     on each task alone does them far worse in sequence. The camera shows a moving object the whole
-    time (the harness's square in 40 %); the mic sometimes plays the harness's looped speech."""
+    time (the harness's square in 40 %); the mic plays the harness's looped speech with
+    probability `p_mic` (to be ignored: a model that listens answers it instead, so `chain_quiet`,
+    the listening stage's variant, never plays it), else a quiet room."""
     ep, audio = new_episode("chain", rng, n)
     use_harness = rng.random() < 0.4
     motion = harness_motion() if use_harness else random_motion(rng)
@@ -782,7 +785,7 @@ def chain(rng: np.random.Generator, n: int) -> Episode:
         done.append(kind)
     ep.say.sort(key=lambda u: u.mt)
     ep.info.update(segments=done, harness=use_harness)
-    if rng.random() < 0.3:  # the QA harness's fake mic, as loud as in the demo page
+    if rng.random() < p_mic:  # the QA harness's fake mic, as loud as in the demo page
         audio += harness_mic(n)
     else:
         add_distractor_speech(rng, ep, audio, p=0.3)
@@ -790,4 +793,6 @@ def chain(rng: np.random.Generator, n: int) -> Episode:
     return ep
 
 
-FAMILIES["chain"] = chain  # training only (the demo suite evaluates the demo page's chain)
+# training only (the demo suite evaluates the demo page's chain)
+FAMILIES["chain"] = chain
+FAMILIES["chain_quiet"] = functools.partial(chain, p_mic=0.0)

@@ -44,16 +44,35 @@ def served_shipped() -> Iterator[ServerProcess]:
         yield server
 
 
-@pytest.fixture
-async def chromium(fake_media: FakeMedia) -> AsyncIterator[Any]:
+@pytest.fixture(scope="session")
+def quiet_media(tmp_path_factory: pytest.TempPathFactory) -> FakeMedia:
+    """A quiet room on the mic (a user who types), the circling square on the camera."""
+    return make_media(tmp_path_factory.mktemp("quiet-media"), speech=None)
+
+
+async def _chromium(media: FakeMedia) -> AsyncIterator[Any]:
     from playwright.async_api import async_playwright
 
     async with async_playwright() as playwright:
-        context = await launch_chromium(playwright, fake_media)
+        context = await launch_chromium(playwright, media)
         try:
             yield context
         finally:
             await close_chromium(context)
+
+
+@pytest.fixture
+async def chromium(fake_media: FakeMedia) -> AsyncIterator[Any]:
+    """Chromium whose fake mic loops speech ("hello, can you hear me?")."""
+    async for context in _chromium(fake_media):
+        yield context
+
+
+@pytest.fixture
+async def chromium_quiet(quiet_media: FakeMedia) -> AsyncIterator[Any]:
+    """Chromium whose fake mic hears a quiet room."""
+    async for context in _chromium(quiet_media):
+        yield context
 
 
 @pytest.fixture

@@ -2,7 +2,7 @@
 
 Reusable by anyone writing scenarios:
 
-    media = make_media(tmp_dir, speech="hello there", seconds=4)      # WAV + Y4M files
+    media = make_media(tmp_dir, speech="hello there", seconds=4)      # WAV + Y4M (speech=None: quiet)
     with ServerProcess(port=free_port()) as server:                    # `microturn serve`
         browser = await launch_chromium(playwright, media)             # fake mic and camera
         page = await browser.new_page(); errors = watch_console(page)
@@ -33,6 +33,7 @@ import tempfile
 import time
 import urllib.request
 import warnings
+import wave
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -67,6 +68,19 @@ def make_speech_wav(path: Path, text: str) -> Path:
     return path
 
 
+def make_room_wav(path: Path, seconds: float = 4.0, level_dbfs: float = -60.0) -> Path:
+    """A quiet room as Chromium's fake mic wants it (48 kHz mono 16-bit WAV): white noise at
+    `level_dbfs`, nobody talking."""
+    rng = np.random.default_rng(0)
+    noise = rng.standard_normal(int(seconds * 48_000)) * 10 ** (level_dbfs / 20)
+    with wave.open(str(path), "wb") as out:
+        out.setnchannels(1)
+        out.setsampwidth(2)
+        out.setframerate(48_000)
+        out.writeframes((np.clip(noise, -1, 1) * 32767).astype("<i2").tobytes())
+    return path
+
+
 def make_motion_y4m(
     path: Path, seconds: float = 4.0, width: int = 320, height: int = 240, fps: int = 15
 ) -> Path:
@@ -87,13 +101,16 @@ def make_motion_y4m(
 
 
 def make_media(
-    directory: Path, speech: str = "hello, can you hear me?", seconds: float = 4.0
+    directory: Path, speech: str | None = "hello, can you hear me?", seconds: float = 4.0
 ) -> FakeMedia:
+    """The fake mic (`speech` looped, or a quiet room when None) and camera (the circling square)."""
     directory.mkdir(parents=True, exist_ok=True)
-    return FakeMedia(
-        wav=make_speech_wav(directory / "speech.wav", speech),
-        y4m=make_motion_y4m(directory / "motion.y4m", seconds),
+    wav = (
+        make_speech_wav(directory / "speech.wav", speech)
+        if speech is not None
+        else make_room_wav(directory / "room.wav", seconds)
     )
+    return FakeMedia(wav=wav, y4m=make_motion_y4m(directory / "motion.y4m", seconds))
 
 
 def chromium_args(media: FakeMedia | None) -> list[str]:

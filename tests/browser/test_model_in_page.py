@@ -1,5 +1,6 @@
 """The shipped model in the demo page, as a user meets it after `make run`, with the QA harness's
-media (looped speech on the mic, a square circling once every 2 s on the camera): a typed "say hello
+camera (a square circling once every 2 s) and a quiet room on the mic (the user types; a model that
+listens answers speech, so looped speech on the mic would be a conversation): a typed "say hello
 every 3 seconds" is kept on time; after "stop" and "count my reps" it counts the square's
 revolutions as they happen, and "how many?" gets the count, after which it stops counting. Timing
 is judged on the session clock (the `microturn` of each `output_text.delta`, the call's processed
@@ -70,9 +71,9 @@ async def wait_session_mt(url: str, call_id: str, microturn: int) -> None:
 
 
 async def test_the_model_keeps_time_then_counts_reps(
-    served_shipped: ServerProcess, chromium: Any
+    served_shipped: ServerProcess, chromium_quiet: Any
 ) -> None:
-    page = await chromium.new_page()
+    page = await chromium_quiet.new_page()
     await page.goto(served_shipped.url)
     await page.click("#start")
     created = await wait_event(page, "session.created")

@@ -223,14 +223,27 @@ def test_train_runs_resumes_and_exports(tmp_path: Path) -> None:
     assert (tmp_path / "ck" / "training.json").exists()
 
 
-def test_demo_episode_uses_the_harness_media() -> None:
+def test_demo_episode_uses_the_harness_camera_and_a_quiet_mic() -> None:
     ep = make("demo", 0, 200, training=False)
     assert ep.typed[0][1] == "say hello every 3 seconds"
     hellos = [u.mt for u in ep.say if u.kind == "say"]
     assert [b - a for a, b in itertools.pairwise(hellos)] == [15, 15, 15]
     counts = [u for u in ep.say if u.kind == "count"]
     assert len(counts) >= 8 and counts[0].text == "1"
-    assert np.abs(ep.mic()).max() > 0.1  # the looped "hello, can you hear me?"
+    assert np.abs(ep.mic()).max() < 0.05  # a quiet room, as in the page test: nobody talks
+
+
+def test_only_the_plain_chain_loops_the_harness_speech() -> None:
+    from inference.tasks.generators import harness_mic
+
+    loop = harness_mic(120)
+    looped = {
+        family: sum(
+            abs(np.corrcoef(make(family, seed, 120).mic(), loop)[0, 1]) > 0.9 for seed in range(20)
+        )
+        for family in ("chain", "chain_quiet")
+    }
+    assert looped["chain_quiet"] == 0 and 0 < looped["chain"] < 20, looped
 
 
 def test_chain_runs_tasks_one_after_another() -> None:
