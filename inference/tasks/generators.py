@@ -136,17 +136,14 @@ def utter_mts(text: str) -> int:
     return max(text_mt, len(model_mel(text)) // 16)
 
 
-def fits(say: list[Utterance], mt: int, text: str) -> bool:
-    """mt leaves room after the previous utterance."""
-    if not say:
-        return True
-    last = say[-1]
-    return mt >= last.mt + utter_mts(last.text)
-
-
 def first_free(say: list[Utterance], mt: int) -> int:
     """The first micro-turn from mt on that leaves room after the previous utterance."""
     return mt if not say else max(mt, say[-1].mt + utter_mts(say[-1].text))
+
+
+def fits(say: list[Utterance], mt: int) -> bool:
+    """mt leaves room after the previous utterance."""
+    return first_free(say, mt) == mt
 
 
 def new_episode(task: str, rng: np.random.Generator, n: int) -> tuple[Episode, np.ndarray]:
@@ -535,7 +532,7 @@ def cuespeak(rng: np.random.Generator, n: int) -> Episode:
         for w, _, end in said:
             if w == cue:
                 m = end // MT + 1
-                if m < n and fits(ep.say, m, resp):
+                if m < n and fits(ep.say, m):
                     ep.say.append(Utterance(m, resp, "cue"))
                     expected.append(m)
         pos = said[-1][2] + int(rng.integers(int(0.3 * 16000), int(1.5 * 16000)))
@@ -671,9 +668,7 @@ def demo(rng: np.random.Generator, n: int) -> Episode:
             ep.say.append(Utterance(int(m), str(count), "count"))
     ep.typed.append((ask, "how many?"))
     q0 = typed_eou(ep, ask)
-    ep.say.append(
-        Utterance(q0 + (1 if not fits(ep.say, q0, str(count)) else 0), str(count), "answer")
-    )
+    ep.say.append(Utterance(q0 + (1 if not fits(ep.say, q0) else 0), str(count), "answer"))
     ep.info.update(t0=t0, c0=c0, q0=q0, total=count, harness=True)
     return ep
 
@@ -767,7 +762,8 @@ def chain(rng: np.random.Generator, n: int, p_mic: float = 0.3) -> Episode:
     on each task alone does them far worse in sequence. The camera shows a moving object the whole
     time (the harness's square in 40 %); the mic plays the harness's looped speech with
     probability `p_mic` (to be ignored: a model that listens answers it instead, so `chain_quiet`,
-    the listening stage's variant, never plays it), else a quiet room."""
+    the listening stage's variant, never plays it), else the room's noise, sometimes with somebody
+    talking in the background."""
     ep, audio = new_episode("chain", rng, n)
     use_harness = rng.random() < 0.4
     motion = harness_motion() if use_harness else random_motion(rng)
