@@ -85,6 +85,8 @@ train: install-test system-deps
 	nice -n 15 $(BIN)/python -m inference.train --stage chain --steps 3200 --resume \
 		--run $(TRAIN_RUN) --minutes $(TRAIN_MINUTES) --export $(TRAIN_RUN)/export-chain
 	nice -n 15 $(BIN)/python -m inference.train --stage listen --steps 3000 --resume \
+		--run $(TRAIN_RUN) --minutes $(TRAIN_MINUTES) --export $(TRAIN_RUN)/export-listen
+	nice -n 15 $(BIN)/python -m inference.train --stage react --steps 3200 --resume \
 		--run $(TRAIN_RUN) --minutes $(TRAIN_MINUTES) --export inference/checkpoints/small
 
 # Held-out episodes through the serving engine; the committed report is bench/results/eval.json.

@@ -20,6 +20,7 @@ Metrics, named as in the lab's benchmarks (definitions in docs/model.md):
     delegate    success: delegated once at the end of the request (+-1 .. +2), said the holding
                 phrase, and said the result's value when it arrived (within 3 micro-turns)
     chat, idle  reply accuracy; false speech / false delegation rates
+    *_spoken    timespeak and chat with the instruction said aloud instead of typed, same metrics
     stoi        STOI of the model's phrases against the reference rendering in its fixed voice
 
 The VAD baseline (`--baseline`, inference/baseline.py) runs on the same turn episodes.
@@ -45,7 +46,18 @@ from inference.tasks.generators import HOLD, make
 from inference.text import TextQueue
 from inference.types import MICROTURN_SAMPLES, MicroTurnInput, MicroTurnOutput
 
-SUITES = ("timespeak", "cuespeak", "repcount", "turn", "delegate", "chat", "idle", "demo")
+SUITES = (
+    "timespeak",
+    "cuespeak",
+    "repcount",
+    "turn",
+    "delegate",
+    "chat",
+    "idle",
+    "demo",
+    "timespeak_spoken",
+    "chat_spoken",
+)
 # held-out episode lengths (micro-turns): longer than training's 60-200 where it matters
 LENGTHS = {
     "timespeak": (150, 250),
@@ -56,6 +68,8 @@ LENGTHS = {
     "chat": (60, 60),
     "idle": (100, 100),
     "demo": (200, 200),
+    "timespeak_spoken": (150, 250),
+    "chat_spoken": (60, 60),
 }
 EVAL_SEED_BASE = 1_000  # eval seeds: (seed + 1) * 1000 + i, far below training's 10_000_000+
 VOCODER_DELAY = 400  # samples: the streaming vocoder plays 25 ms behind
@@ -475,6 +489,8 @@ EVALUATORS = {
     "chat": eval_chat,
     "idle": eval_idle,
     "demo": eval_demo,
+    "timespeak_spoken": eval_timespeak,
+    "chat_spoken": eval_chat,
 }
 
 
@@ -598,6 +614,12 @@ def markdown_table(report: dict[str, Any]) -> str:
         ("Delegation success, %", get("delegate", "success"), "", ""),
         ("Small-talk reply accuracy, %", get("chat", "reply_accuracy"), "", ""),
         ("Idle episodes with false speech, %", get("idle", "false_speech_episodes"), "", ""),
+        (
+            "Spoken instead of typed: TimeSpeak macro-accuracy / small-talk reply accuracy, %",
+            f"{get('timespeak_spoken', 'macro_accuracy')} / {get('chat_spoken', 'reply_accuracy')}",
+            "",
+            "",
+        ),
     ]
     sp = report.get("speech", {})
     rows.append(

@@ -80,6 +80,22 @@ STAGES: dict[str, dict[str, Any]] = {
         "n_range": (80, 220),
         "lr": 1.5e-3,  # continues a trained model
     },
+    "react": {
+        # cues while the user talks and barge-ins on the long reply get the most practice; timing
+        # (timespeak + chain_quiet) keeps 0.3 of the mix, less let "say X every N seconds" drift
+        "mix": {
+            "cuespeak": 0.3,
+            "turn": 0.22,
+            "timespeak": 0.16,
+            "chain_quiet": 0.14,
+            "repcount": 0.06,
+            "delegate": 0.05,
+            "chat": 0.03,
+            "idle": 0.04,
+        },
+        "n_range": (80, 220),
+        "lr": 1e-3,
+    },
 }
 DEFAULT_RUN = Path("runs/small")
 

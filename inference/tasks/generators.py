@@ -162,14 +162,33 @@ def early_text(rng: np.random.Generator, n: int) -> int:
     return int(rng.integers(1, max(2, min(n // 3, 25))))
 
 
+def instruct(
+    ep: Episode,
+    rng: np.random.Generator,
+    audio: np.ndarray,
+    at: int,
+    text: str,
+    voice: Voice | None,
+) -> int:
+    """The user gives an instruction at micro-turn `at`: typed (voice None) or said aloud;
+    -> the micro-turn from which the model has all of it (typed: the one its EOU enters in;
+    spoken: the first after the speech ends). Typed draws nothing from rng."""
+    if voice is None:
+        ep.typed.append((at, text))
+        return typed_eou(ep, at)
+    clip = speech(text, voice)
+    return place(audio, clip, at * MT, speech_gain(rng, clip)) // MT + 1
+
+
 # ---- timespeak -------------------------------------------------------------------------------------
 STOPS = ["stop", "ok stop", "stop now", "that's enough"]
 
 
-def timespeak(rng: np.random.Generator, n: int) -> Episode:
+def timespeak(rng: np.random.Generator, n: int, spoken: bool = False) -> Episode:
     kind = str(rng.choice(["every", "once", "countdown"], p=[0.45, 0.3, 0.25]))
     ep, audio = new_episode(f"timespeak/{kind}", rng, n)
     t_typed = early_text(rng, n)
+    voice = random_user_voice(rng) if spoken else None
     if kind == "every":
         word = str(rng.choice(SAY_WORDS))
         period = int(rng.integers(2, 11))
@@ -185,13 +204,12 @@ def timespeak(rng: np.random.Generator, n: int) -> Episode:
                 "please say {w} every {n} seconds",
             ]
         )
-        ep.typed.append((t_typed, template.format(w=word, n=nt)))
-        t0 = typed_eou(ep, t_typed)
+        t0 = instruct(ep, rng, audio, t_typed, template.format(w=word, n=nt), voice)
         stop_at = n + 10
         if rng.random() < 0.5 and t0 + period * PER_S < n + 5:
             stop_at = int(rng.integers(t0 + period * PER_S, n + 5))
             if stop_at < n:
-                ep.typed.append((stop_at, str(rng.choice(STOPS))))
+                instruct(ep, rng, audio, stop_at, str(rng.choice(STOPS)), voice)
         k = 1
         times = []
         while t0 + k * period * PER_S < min(n, stop_at):
@@ -206,8 +224,9 @@ def timespeak(rng: np.random.Generator, n: int) -> Episode:
         template = rng.choice(
             ["remind me to {w} in {n} seconds", "in {n} seconds say {w}", "say {w} in {n} seconds"]
         )
-        ep.typed.append((t_typed, template.format(w=word, n=num_text(delay, rng))))
-        t0 = typed_eou(ep, t_typed)
+        t0 = instruct(
+            ep, rng, audio, t_typed, template.format(w=word, n=num_text(delay, rng)), voice
+        )
         m = t0 + delay * PER_S
         times = []
         if m < n:
@@ -219,8 +238,7 @@ def timespeak(rng: np.random.Generator, n: int) -> Episode:
         template = rng.choice(
             ["count down from {n}", "countdown from {n}", "please count down from {n}"]
         )
-        ep.typed.append((t_typed, template.format(n=num_text(start, rng))))
-        t0 = typed_eou(ep, t_typed)
+        t0 = instruct(ep, rng, audio, t_typed, template.format(n=num_text(start, rng)), voice)
         times = []
         for k in range(1, start + 1):
             m = t0 + k * PER_S
@@ -418,12 +436,12 @@ def chat_message(rng: np.random.Generator) -> tuple[str, str]:
     return msg, CHAT[msg]
 
 
-def chat(rng: np.random.Generator, n: int) -> Episode:
+def chat(rng: np.random.Generator, n: int, spoken: bool = False) -> Episode:
     ep, audio = new_episode("chat", rng, n)
     msg, reply = chat_message(rng)
     t_typed = early_text(rng, n)
-    ep.typed.append((t_typed, msg))
-    t0 = typed_eou(ep, t_typed)
+    voice = random_user_voice(rng) if spoken else None
+    t0 = instruct(ep, rng, audio, t_typed, msg, voice)
     ep.say.append(Utterance(t0, reply, "reply"))
     ep.info.update(t0=t0, message=msg)
     add_video(rng, ep)
@@ -448,6 +466,9 @@ FAMILIES: dict[str, Generator] = {
     "delegate": delegate,
     "chat": chat,
     "idle": idle,
+    # the same instructions said aloud (one user voice, at the user's level) instead of typed
+    "timespeak_spoken": functools.partial(timespeak, spoken=True),
+    "chat_spoken": functools.partial(chat, spoken=True),
 }
 
 
@@ -564,7 +585,8 @@ def _sentence_parts(rng: np.random.Generator) -> list[str]:
 
 def turn(rng: np.random.Generator, n: int) -> Episode:
     """The user speaks turns (with mid-sentence pauses of 0.3-1.2 s); after each turn ends the
-    model answers; sometimes the user barges in on the model's long reply."""
+    model answers with its long reply; often the user barges in on it, the model stops, and after
+    the barge-in turn it says "okay"."""
     ep, audio = new_episode("turn", rng, n)
     voice = random_user_voice(rng)
     gain = None
@@ -589,12 +611,11 @@ def turn(rng: np.random.Generator, n: int) -> Episode:
         m = end // MT + 1  # the first micro-turn whose output can follow the end of the turn
         if m >= n:
             break
-        long = rng.random() < 0.5
-        text = LONG_REPLY if long else TAKE
-        ep.say.append(Utterance(m, text, "take"))
-        reply_mts = utter_mts(text)
-        turns.append({"start": start, "end": end, "take_mt": m, "long": long})
-        if long and rng.random() < 0.7 and m + 6 < n:
+        # a turn gets the long reply (what a barge-in can cut short); a barge-in turn gets "okay"
+        ep.say.append(Utterance(m, LONG_REPLY, "take"))
+        reply_mts = utter_mts(LONG_REPLY)
+        turns.append({"start": start, "end": end, "take_mt": m, "long": True})
+        if rng.random() < 0.7 and m + 6 < n:
             # the user barges in 0.4-1.2 s into the reply; the model stops within 2 micro-turns
             b = (m + 1) * MT + int(rng.uniform(0.2, 1.0) * 16000)
             parts2 = _sentence_parts(rng)

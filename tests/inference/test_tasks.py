@@ -275,3 +275,38 @@ def test_chain_runs_tasks_one_after_another() -> None:
                 said = [u.mt for u in ep.say if u.text == word and mt < u.mt < after]
                 assert said and max(said) < stop
     assert {"every", "count"} <= seen
+
+
+def test_turns_get_the_long_reply_and_a_barge_in_gets_okay() -> None:
+    from inference.tasks.generators import LONG_REPLY, TAKE, utter_mts
+
+    barges = 0
+    for seed in range(6):
+        ep = make("turn", seed, 220)
+        said = {u.mt: u.text for u in ep.say}
+        barged_at = {b["at"] for b in ep.info["barge"]}
+        for t in ep.info["turns"]:  # every turn gets the long reply, a barge-in turn "okay"
+            assert said[t["take_mt"]] == (TAKE if t["start"] in barged_at else LONG_REPLY)
+        for b in ep.info["barge"]:  # the long reply is cut: silence from the stop to its end
+            reply = max(mt for mt in said if mt < b["stop_mt"])
+            assert (b["stop_mt"], reply + utter_mts(LONG_REPLY) + 1) in ep.silence
+        barges += len(ep.info["barge"])
+    assert barges >= 6  # most long replies are barged in on: stopping is practised
+
+
+def test_spoken_instructions_are_said_not_typed_and_timed_from_the_speech_end() -> None:
+    from inference.tasks.generators import MT, PER_S
+
+    for seed in range(8):
+        typed, spoken = make("timespeak", seed, 200), make("timespeak_spoken", seed, 200)
+        assert typed.typed and not spoken.typed  # the same kind of task, said aloud
+        t0 = spoken.info["t0"]
+        peak = [float(np.abs(x).max()) for x in spoken.mic().reshape(-1, MT)]  # per micro-turn
+        assert max(peak[t0 - 3 : t0]) > 4 * max(peak[t0 : t0 + 2])  # speech until just before t0
+        if spoken.task == "timespeak/every":
+            period = spoken.info["period"] * PER_S
+            assert [u.mt for u in spoken.say][:2] == [t0 + period, t0 + 2 * period][
+                : len(spoken.say)
+            ]
+    chat = make("chat_spoken", 3, 60)
+    assert not chat.typed and chat.say[0].mt == chat.info["t0"]
