@@ -32,9 +32,10 @@ import argparse
 import json
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import torch
@@ -46,31 +47,6 @@ from inference.tasks.generators import HOLD, make
 from inference.text import TextQueue
 from inference.types import MICROTURN_SAMPLES, MicroTurnInput, MicroTurnOutput
 
-SUITES = (
-    "timespeak",
-    "cuespeak",
-    "repcount",
-    "turn",
-    "delegate",
-    "chat",
-    "idle",
-    "demo",
-    "timespeak_spoken",
-    "chat_spoken",
-)
-# held-out episode lengths (micro-turns): longer than training's 60-200 where it matters
-LENGTHS = {
-    "timespeak": (150, 250),
-    "cuespeak": (150, 200),
-    "repcount": (150, 250),
-    "turn": (200, 200),
-    "delegate": (100, 100),
-    "chat": (60, 60),
-    "idle": (100, 100),
-    "demo": (200, 200),
-    "timespeak_spoken": (150, 250),
-    "chat_spoken": (60, 60),
-}
 EVAL_SEED_BASE = 1_000  # eval seeds: (seed + 1) * 1000 + i, far below training's 10_000_000+
 VOCODER_DELAY = 400  # samples: the streaming vocoder plays 25 ms behind
 
@@ -480,22 +456,29 @@ def eval_demo(runs: list[Run]) -> dict[str, Any]:
     }
 
 
-EVALUATORS = {
-    "timespeak": eval_timespeak,
-    "cuespeak": eval_cuespeak,
-    "repcount": eval_repcount,
-    "turn": eval_turn,
-    "delegate": eval_delegate,
-    "chat": eval_chat,
-    "idle": eval_idle,
-    "demo": eval_demo,
-    "timespeak_spoken": eval_timespeak,
-    "chat_spoken": eval_chat,
+class Suite(NamedTuple):
+    # held-out episode lengths in micro-turns, longer than training's where it matters
+    lengths: tuple[int, int]
+    evaluate: Callable[[list[Run]], dict[str, Any]]
+
+
+# the held-out suites, in report order; each is the generator family of the same name
+SUITES: dict[str, Suite] = {
+    "timespeak": Suite((150, 250), eval_timespeak),
+    "cuespeak": Suite((150, 200), eval_cuespeak),
+    "repcount": Suite((150, 250), eval_repcount),
+    "turn": Suite((200, 200), eval_turn),
+    "delegate": Suite((100, 100), eval_delegate),
+    "chat": Suite((60, 60), eval_chat),
+    "idle": Suite((100, 100), eval_idle),
+    "demo": Suite((200, 200), eval_demo),
+    "timespeak_spoken": Suite((150, 250), eval_timespeak),
+    "chat_spoken": Suite((60, 60), eval_chat),
 }
 
 
 def episodes_for(suite: str, count: int, seed: int, length: int | None = None) -> list[Episode]:
-    lo, hi = (length, length) if length else LENGTHS[suite]
+    lo, hi = (length, length) if length else SUITES[suite].lengths
     rng = np.random.default_rng([seed, len(suite)])
     out = []
     for i in range(count):
@@ -525,7 +508,7 @@ def evaluate(
         t = time.time()
         episodes = episodes_for(suite, count, seed, length)
         runs = run_episodes(model, episodes, sessions, progress)
-        res = EVALUATORS[suite](runs)
+        res = SUITES[suite].evaluate(runs)
         if suite != "delegate":
             res["false_delegation_episodes"] = false_delegation(runs)
         if baseline and suite == "turn":

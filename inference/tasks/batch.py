@@ -13,7 +13,7 @@ from inference.config import ModelConfig
 from inference.dmel import DMel
 from inference.model import Sequence
 from inference.tasks.episode import Episode, frames_or_blank, targets
-from inference.tasks.generators import FAMILIES, add_result_targets, make  # noqa: F401
+from inference.tasks.generators import FAMILIES, make
 
 _DMEL = DMel()
 
@@ -62,6 +62,9 @@ def training_batch(
     n_range: tuple[int, int],
 ) -> Batch:
     """A deterministic training batch: (seed) -> the same episodes every time."""
+    trainable = set(FAMILIES) - {"demo"}  # the demo episode is held out for evaluation
+    if unknown := sorted(set(mix) - trainable):  # else: idle episodes, the redraw's fallback
+        raise ValueError(f"not training task families: {unknown}; families: {sorted(trainable)}")
     rng = np.random.default_rng([7, seed])
     n = int(rng.integers(n_range[0], n_range[1] + 1))
     names = sorted(mix)

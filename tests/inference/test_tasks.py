@@ -310,3 +310,15 @@ def test_spoken_instructions_are_said_not_typed_and_timed_from_the_speech_end() 
             ]
     chat = make("chat_spoken", 3, 60)
     assert not chat.typed and chat.say[0].mt == chat.info["t0"]
+
+
+def test_every_stage_mixes_training_families_and_a_typo_is_an_error() -> None:
+    from inference.config import preset
+    from inference.tasks.batch import training_batch
+    from inference.train import STAGES
+
+    for spec in STAGES.values():
+        assert set(spec["mix"]) <= set(FAMILIES) - {"demo"}
+        assert abs(sum(spec["mix"].values()) - 1) < 1e-9
+    with pytest.raises(ValueError, match="timespeek"):
+        training_batch(preset("tiny"), 0, 1, {"timespeek": 1.0}, (10, 12))
