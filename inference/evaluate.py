@@ -43,7 +43,7 @@ import torch
 from inference.engine import Engine, EngineConfig
 from inference.model import InteractionModel
 from inference.tasks.episode import Episode
-from inference.tasks.generators import HOLD, make
+from inference.tasks.generators import BACKCHANNEL, HOLD, make
 from inference.text import TextQueue
 from inference.types import MICROTURN_SAMPLES, MicroTurnInput, MicroTurnOutput
 
@@ -362,6 +362,33 @@ def eval_turn(runs: list[Run]) -> dict[str, Any]:
     return summarize_turns([turn_events(r.ep, r.speaking()) for r in runs])
 
 
+def eval_monologue(runs: list[Run]) -> dict[str, Any]:
+    """Backchannels in long tellings: said on time (+-1 micro-turn) or misplaced; and the turn
+    metrics with the backchannels taken out of the speaking track (they do not take the floor)."""
+    hits, expected, misplaced, events = 0, 0, 0, []
+    for r in runs:
+        said = [s for s in r.utterances() if norm(s.text) == norm(BACKCHANNEL)]
+        exp = [(u.mt, u.text) for u in r.ep.say if u.kind == "backchannel"]
+        h, _ = match(exp, said)
+        hits, expected, misplaced = hits + h, expected + len(exp), misplaced + len(said) - h
+        speaking = r.speaking().copy()
+        for s in said:  # its audio starts with its text or a micro-turn or two later
+            k = s.mt
+            while k < min(len(speaking), s.mt + 3) and not speaking[k]:
+                k += 1
+            while k < len(speaking) and speaking[k]:
+                speaking[k] = False
+                k += 1
+        events.append(turn_events(r.ep, speaking))
+    turns = summarize_turns(events)
+    return {
+        "backchannel_rate": pct(hits / expected) if expected else None,
+        "misplaced_backchannels_per_episode": round(misplaced / max(1, len(runs)), 2),
+        "backchannels": expected,
+        **{k: v for k, v in turns.items() if not k.startswith("barge")},
+    }
+
+
 # ---- speech quality --------------------------------------------------------------------------------
 def stoi_of_phrases(runs: list[Run], limit_s: float = 60.0) -> dict[str, Any]:
     """STOI of the model's audio for phrases it said with the right text at the right time,
@@ -468,6 +495,7 @@ SUITES: dict[str, Suite] = {
     "cuespeak": Suite((150, 200), eval_cuespeak),
     "repcount": Suite((150, 250), eval_repcount),
     "turn": Suite((200, 200), eval_turn),
+    "monologue": Suite((200, 200), eval_monologue),
     "delegate": Suite((100, 100), eval_delegate),
     "chat": Suite((60, 60), eval_chat),
     "idle": Suite((100, 100), eval_idle),
@@ -592,6 +620,13 @@ def markdown_table(report: dict[str, Any]) -> str:
             "Barge-in: stopped within 400 ms, % (median stop, s)",
             f"{get('turn', 'barge_in_success')} ({get('turn', 'barge_in_stop_median_s')})",
             f"{bget('barge_in_success')} ({bget('barge_in_stop_median_s')})",
+            "",
+        ),
+        (
+            "Backchannels in long tellings: on time, % (misplaced per episode; false interruptions, % of tellings)",
+            f"{get('monologue', 'backchannel_rate')} ({get('monologue', 'misplaced_backchannels_per_episode')}; "
+            f"{get('monologue', 'false_interruption_rate')})",
+            "",
             "",
         ),
         ("Delegation success, %", get("delegate", "success"), "", ""),

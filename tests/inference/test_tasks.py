@@ -322,3 +322,52 @@ def test_every_stage_mixes_training_families_and_a_typo_is_an_error() -> None:
         assert abs(sum(spec["mix"].values()) - 1) < 1e-9
     with pytest.raises(ValueError, match="timespeek"):
         training_batch(preset("tiny"), 0, 1, {"timespeek": 1.0}, (10, 12))
+
+
+def test_backchannels_fall_in_late_pauses_of_a_telling_and_never_in_a_short_turn() -> None:
+    from inference.tasks.generators import BACKCHANNEL, LONG_REPLY, MT, backchannel_mt
+
+    sr, placed = 16_000, 0
+    for seed in range(6):
+        ep = make("monologue", seed, 220)
+        starts = [t["start"] for t in ep.info["turns"]]
+        for u in ep.say:
+            if u.text == LONG_REPLY:
+                continue
+            assert u.text == BACKCHANNEL
+            start = max(s for s in starts if s <= u.mt * MT) if starts else 0
+            assert u.mt * MT - start >= 7 * sr  # well into the telling
+            # its micro-turn's input and the one before it: all in a pause (>= 0.4 s heard)
+            assert any(a <= (u.mt - 1) * MT and (u.mt + 1) * MT <= b for a, b in ep.info["pauses"])
+            placed += 1
+        mts = [u.mt for u in ep.say if u.text == BACKCHANNEL]
+        assert all(b - a >= 15 for a, b in itertools.pairwise(mts))  # at most every 3 s
+    assert placed >= 6
+    for seed in range(20):  # a turn of the turn family is over before a pause could qualify
+        ep = make("turn", seed, 200)
+        for t in ep.info["turns"]:
+            for a, b in ep.info["pauses"]:
+                if t["start"] <= a < t["end"]:
+                    assert backchannel_mt(t["start"], (a, b), None) is None
+
+
+def test_eval_monologue_counts_backchannels_apart_from_taking_the_floor() -> None:
+    sr = 16_000
+    ep = Episode(task="monologue", n=30, say=[Utterance(10, "uh-huh", "backchannel")])
+    ep.info = {"turns": [{"start": 0, "end": int(4.05 * sr), "take_mt": 21, "long": True}]}
+
+    def run(said: dict[int, str]) -> ev.Run:
+        outs = []
+        for k in range(30):
+            text = said.get(k, "")
+            speaking = any(m <= k < m + 2 for m in said)  # each utterance plays 2 micro-turns
+            outs.append(_out(k, text, speaking=speaking, eou=bool(text)))
+        return ev.Run(ep, outputs=outs)
+
+    good = ev.eval_monologue([run({10: "uh-huh ", 21: "okay "})])
+    assert good["backchannel_rate"] == 100.0 and good["false_interruption_rate"] == 0.0
+    assert good["misplaced_backchannels_per_episode"] == 0.0 and good["took_floor"] == 100.0
+    # the long reply in the pause takes the floor mid-telling; an early "uh-huh" is misplaced
+    bad = ev.eval_monologue([run({4: "uh-huh ", 10: "let me ", 21: "okay "})])
+    assert bad["backchannel_rate"] == 0.0 and bad["false_interruption_rate"] == 100.0
+    assert bad["misplaced_backchannels_per_episode"] == 1.0
