@@ -46,6 +46,7 @@ import time
 import zlib
 from collections import deque
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -203,7 +204,7 @@ class Engine:
         self._late_logged = -float("inf")
 
     @classmethod
-    def from_checkpoint(cls, path: str | None, config: EngineConfig) -> Engine:
+    def from_checkpoint(cls, path: str | Path | None, config: EngineConfig) -> Engine:
         """path None: the shipped `small` checkpoint (inference/checkpoints/small)."""
         from inference.checkpoint import load
 

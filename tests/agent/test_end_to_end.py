@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import functools
+from typing import Any, cast
+
 import pytest
 import redis.asyncio as aioredis
 
@@ -50,7 +53,7 @@ async def test_package_on_the_wire_is_the_contract(
     frame = b"\xff\xd8\xff\xe0fake-jpeg"
     package_id = await client.submit("look at this", CONVERSATION, microturn=12, frame_jpeg=frame)
     assert await client.flush(10)
-    entries = await redis_client.xrange(keys.ctx)
+    entries = cast(list[Any], await redis_client.xrange(keys.ctx))
     assert len(entries) == 1
     fields = entries[0][1]
     assert set(fields) == {b"package"}
@@ -96,7 +99,7 @@ async def test_results_are_ordered_per_call(
 
     for call in calls:
         ids = submitted[call.call_id]
-        got = await collect(call, lambda rs, ids=ids: finals_for(rs, ids))
+        got = await collect(call, functools.partial(finals_for, package_ids=ids))
         # Only this call's packages, each exactly once per seq.
         assert {r.package_id for r in got} == set(ids)
         assert len({(r.package_id, r.seq) for r in got}) == len(got)

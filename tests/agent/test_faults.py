@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import os
 import signal
 import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import redis.asyncio as aioredis
 
@@ -198,7 +199,7 @@ async def test_poison_packages_are_dead_lettered_acked_with_a_reason(
     ]
     worker = await workers.start()
     for fields in poison:
-        await redis_client.xadd(keys.ctx, fields)
+        await redis_client.xadd(keys.ctx, cast(Any, fields))
     await publish(redis_client, keys, good)
 
     client = AgentClient(redis_client, call_id, keys=keys)
@@ -254,7 +255,7 @@ async def test_two_workers_never_both_finish_a_package(
 
     for call in calls:
         got = await collect(
-            call, lambda rs, c=call.call_id: finals_for(rs, ids[c]), timeout_s=WAIT_S * 2
+            call, functools.partial(finals_for, package_ids=ids[call.call_id]), timeout_s=WAIT_S * 2
         )
         assert sum(r.terminal for r in got) == len(ids[call.call_id])
         raw = await stream_results(redis_client, keys.results(call.call_id))
@@ -324,6 +325,6 @@ async def test_script_cache_loss_is_survived(
     for round_ in range(2):
         await redis_client.script_flush()
         ids = [await client.submit(f"what is {i}*{round_}", CONVERSATION, i) for i in range(12)]
-        got = await collect(client, lambda rs, ids=ids: finals_for(rs, ids))
+        got = await collect(client, functools.partial(finals_for, package_ids=ids))
         assert {r.package_id for r in got if r.kind == "final"} == set(ids)
     await client.close()

@@ -81,7 +81,7 @@ def _vocode(mel: torch.Tensor, iters: int) -> torch.Tensor:
 def test_vocoder_reproduces_the_mel_of_a_voiced_signal() -> None:
     t = torch.arange(2 * SR) / SR
     phase = 2 * math.pi * torch.cumsum(130 + 20 * torch.sin(2 * math.pi * t), 0) / SR
-    voiced = sum(torch.sin(k * phase) / k for k in range(1, 30))
+    voiced = torch.stack([torch.sin(k * phase) / k for k in range(1, 30)]).sum(0)
     voiced = 0.3 * voiced / voiced.abs().max()
     target = output_log10_mel(voiced[None])
     audio = _vocode(target, iters=8)

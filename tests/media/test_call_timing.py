@@ -83,7 +83,7 @@ async def serve_recording(
 
     recording = Recording(audible_engine)
     config = Config.from_env({}, redis_url=redis_url, agent_workers=0)
-    server = TestServer(create_app(config, engine=recording), host="127.0.0.1")  # type: ignore[arg-type]
+    server = TestServer(create_app(config, engine=recording), host="127.0.0.1")
     await server.start_server()
     return server, recording
 
@@ -99,7 +99,10 @@ async def record_call(
             if first is not None:
                 await wait_for(first)
             await wait_for(lambda: len(recording.inputs) >= 30)
-            clock = server.app[CALLS].get(call.call_id).clock
+            assert call.call_id is not None
+            served = server.app[CALLS].get(call.call_id)
+            assert served is not None and served.clock is not None
+            clock = served.clock
             inputs = list(recording.inputs)
             await call.hang_up()
     finally:
@@ -125,6 +128,7 @@ async def test_the_frame_of_microturn_k_was_captured_in_slice_k(
     with_frames = [inp for inp in inputs if inp.frame is not None]
     assert len(with_frames) >= 0.8 * len(inputs), "15 fps gives every 200 ms slice a frame"
     for inp in with_frames:
+        assert inp.frame is not None
         level = float(inp.frame.mean())
         digit = int(np.argmin([abs(level - lv) for lv in LEVELS]))
         start, end = clock.slice_start(inp.index), clock.slice_end(inp.index)

@@ -109,7 +109,9 @@ async def test_ask_runs_a_background_task_and_weaves_the_result(make_server: Mak
         status = await call.status()
         assert status["agent_tasks"] == 1
         # the model receives the result as text input at a micro-turn boundary
+        assert call.call_id is not None
         served = server.app[CALLS].get(call.call_id)
+        assert served is not None
         assert any(t.role == "agent" and "84" in t.text for t in served.transcript)
         await call.hang_up()
 

@@ -25,7 +25,7 @@ class Poisoned(InteractionModel):
 
     poisoned: set[int]
 
-    def step(self, state, rows: Rows, inp: StepInput) -> StepOutput:  # type: ignore[no-untyped-def]
+    def step(self, state, rows: Rows, inp: StepInput) -> StepOutput:
         if self.poisoned & set(rows.index.tolist()):
             raise RuntimeError("injected fault")
         return super().step(state, rows, inp)
@@ -79,7 +79,10 @@ async def test_a_failing_call_gets_error_events_while_another_call_runs(redis_ur
         ):
             await healthy.wait_event("session.created", timeout=60)
             await sick.wait_event("session.created", timeout=60)
-            model.poisoned = {server.app[CALLS].get(sick.call_id).slot}
+            assert sick.call_id is not None
+            served = server.app[CALLS].get(sick.call_id)
+            assert served is not None
+            model.poisoned = {served.slot}
             error = await sick.wait_event("error", lambda e: e["code"] == "step_failed", timeout=60)
             assert "injected fault" in error["message"]
             before = (await healthy.status())["microturns"]
