@@ -585,6 +585,31 @@ def _sentence_parts(rng: np.random.Generator) -> list[str]:
     return parts
 
 
+def say_turn(
+    rng: np.random.Generator,
+    audio: np.ndarray,
+    parts: list[str],
+    pos: int,
+    voice: Voice,
+    gain: float | None,
+) -> tuple[int, float | None, list[tuple[int, int]]]:
+    """The user says a turn's parts from sample `pos` on, with a pause of 0.3-1.2 s after each
+    but the last; a part before a pause ends with a comma (espeak's continuation, rising,
+    intonation), the last with a period (falling). gain None: drawn from the first clip (a call
+    keeps its level). -> (the sample where the turn ends, the gain, the pauses [start, end))."""
+    pauses = []
+    for j, part in enumerate(parts):
+        clip = speech(part + ("," if j < len(parts) - 1 else "."), voice)
+        if gain is None:
+            gain = speech_gain(rng, clip)
+        pos = place(audio, clip, pos, gain)
+        if j < len(parts) - 1:
+            gap = int(rng.uniform(0.3, 1.2) * 16000)
+            pauses.append((pos, pos + gap))
+            pos += gap
+    return pos, gain, pauses
+
+
 def turn(rng: np.random.Generator, n: int) -> Episode:
     """The user speaks turns (with mid-sentence pauses of 0.3-1.2 s); after each turn ends the
     model answers with its long reply; often the user barges in on it, the model stops, and after
@@ -597,19 +622,9 @@ def turn(rng: np.random.Generator, n: int) -> Episode:
     barge = []
     pauses = []
     while pos < (n - 25) * MT:
-        parts = _sentence_parts(rng)
         start = pos
-        for j, part in enumerate(parts):
-            # a mid-sentence part ends with a comma: espeak's continuation (rising) intonation
-            clip = speech(part + ("," if j < len(parts) - 1 else "."), voice)
-            if gain is None:
-                gain = speech_gain(rng, clip)
-            pos = place(audio, clip, pos, gain)
-            if j < len(parts) - 1:
-                gap = int(rng.uniform(0.3, 1.2) * 16000)
-                pauses.append((pos, pos + gap))
-                pos += gap
-        end = pos
+        end, gain, said_pauses = say_turn(rng, audio, _sentence_parts(rng), pos, voice, gain)
+        pauses += said_pauses
         m = end // MT + 1  # the first micro-turn whose output can follow the end of the turn
         if m >= n:
             break
@@ -676,22 +691,15 @@ def monologue(rng: np.random.Generator, n: int) -> Episode:
     while pos < (n - 40) * MT:
         parts = [p for _ in range(int(rng.integers(3, 6))) for p in _sentence_parts(rng)]
         start = pos
+        end, gain, said_pauses = say_turn(rng, audio, parts, pos, voice, gain)
         last = None
-        for j, part in enumerate(parts):
-            clip = speech(part + ("," if j < len(parts) - 1 else "."), voice)
-            if gain is None:
-                gain = speech_gain(rng, clip)
-            pos = place(audio, clip, pos, gain)
-            if j < len(parts) - 1:
-                gap = int(rng.uniform(0.3, 1.2) * 16000)
-                pauses.append((pos, pos + gap))
-                m = backchannel_mt(start, (pos, pos + gap), last)
-                if m is not None and m < n:
-                    ep.say.append(Utterance(m, BACKCHANNEL, "backchannel"))
-                    backchannels.append(m)
-                    last = m
-                pos += gap
-        end = pos
+        for pause in said_pauses:
+            m = backchannel_mt(start, pause, last)
+            if m is not None and m < n:
+                ep.say.append(Utterance(m, BACKCHANNEL, "backchannel"))
+                backchannels.append(m)
+                last = m
+        pauses += said_pauses
         m = end // MT + 1
         if m >= n:
             break
