@@ -43,7 +43,7 @@ import torch
 from inference.engine import Engine, EngineConfig
 from inference.model import InteractionModel
 from inference.tasks.episode import Episode
-from inference.tasks.generators import BACKCHANNEL, HOLD, make
+from inference.tasks.generators import BACKCHANNEL, HOLD, make, utter_mts
 from inference.text import TextQueue
 from inference.types import MICROTURN_SAMPLES, MicroTurnInput, MicroTurnOutput
 
@@ -319,6 +319,8 @@ def turn_events(ep: Episode, speaking: np.ndarray) -> dict[str, list[float]]:
         during = [k for k in onsets if start_s < (k + 1) * 0.2 < end_s]
         if tr["start"] not in barge_turn_starts:
             false_int.append(1.0 if during else 0.0)
+        if tr["take_mt"] is None:
+            continue  # the episode ended before the turn did: no latency to measure
         after = [k for k in onsets if (k + 1) * 0.2 >= end_s]
         if after and (after[0] + 1) * 0.2 - end_s < 3.0:
             lat.append((after[0] + 1) * 0.2 - end_s)
@@ -372,13 +374,11 @@ def eval_monologue(runs: list[Run]) -> dict[str, Any]:
         h, _ = match(exp, said)
         hits, expected, misplaced = hits + h, expected + len(exp), misplaced + len(said) - h
         speaking = r.speaking().copy()
-        for s in said:  # its audio starts with its text or a micro-turn or two later
-            k = s.mt
-            while k < min(len(speaking), s.mt + 3) and not speaking[k]:
-                k += 1
-            while k < len(speaking) and speaking[k]:
-                speaking[k] = False
-                k += 1
+        starts = [s.mt for s in r.utterances()]
+        for s in said:  # its audio: from its text on for its length (+2 of vocoder lag), or
+            # until the next utterance begins, which then counts on its own
+            nxt = min((m for m in starts if m > s.mt), default=len(speaking))
+            speaking[s.mt : min(s.mt + utter_mts(BACKCHANNEL) + 2, nxt)] = False
         events.append(turn_events(r.ep, speaking))
     turns = summarize_turns(events)
     return {

@@ -626,7 +626,8 @@ def turn(rng: np.random.Generator, n: int) -> Episode:
         end, gain, said_pauses = say_turn(rng, audio, _sentence_parts(rng), pos, voice, gain)
         pauses += said_pauses
         m = end // MT + 1  # the first micro-turn whose output can follow the end of the turn
-        if m >= n:
+        if m >= n:  # the episode ends first: nothing to take, but nothing to interrupt either
+            turns.append({"start": start, "end": min(end, n * MT), "take_mt": None, "long": True})
             break
         # a turn gets the long reply (what a barge-in can cut short); a barge-in turn gets "okay"
         ep.say.append(Utterance(m, LONG_REPLY, "take"))
@@ -701,7 +702,8 @@ def monologue(rng: np.random.Generator, n: int) -> Episode:
                 last = m
         pauses += said_pauses
         m = end // MT + 1
-        if m >= n:
+        if m >= n:  # cut short by the episode's end (as in turn)
+            turns.append({"start": start, "end": min(end, n * MT), "take_mt": None, "long": True})
             break
         ep.say.append(Utterance(m, LONG_REPLY, "take"))
         turns.append({"start": start, "end": end, "take_mt": m, "long": True})

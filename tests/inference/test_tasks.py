@@ -330,13 +330,13 @@ def test_backchannels_fall_in_late_pauses_of_a_telling_and_never_in_a_short_turn
     sr, placed = 16_000, 0
     for seed in range(6):
         ep = make("monologue", seed, 220)
-        starts = [t["start"] for t in ep.info["turns"]]
         for u in ep.say:
             if u.text == LONG_REPLY:
                 continue
             assert u.text == BACKCHANNEL
-            start = max(s for s in starts if s <= u.mt * MT) if starts else 0
-            assert u.mt * MT - start >= 7 * sr  # well into the telling
+            # in a telling (one the episode's end cuts short included), well into it
+            (t,) = [t for t in ep.info["turns"] if t["start"] <= u.mt * MT < t["end"]]
+            assert u.mt * MT - t["start"] >= 7 * sr
             # its micro-turn's input and the one before it: all in a pause (>= 0.4 s heard)
             assert any(a <= (u.mt - 1) * MT and (u.mt + 1) * MT <= b for a, b in ep.info["pauses"])
             placed += 1
@@ -371,3 +371,10 @@ def test_eval_monologue_counts_backchannels_apart_from_taking_the_floor() -> Non
     bad = ev.eval_monologue([run({4: "uh-huh ", 10: "let me ", 21: "okay "})])
     assert bad["backchannel_rate"] == 0.0 and bad["false_interruption_rate"] == 100.0
     assert bad["misplaced_backchannels_per_episode"] == 1.0
+    # speech right after a backchannel is not taken for it: it interrupts the telling
+    rushed = ev.eval_monologue([run({10: "uh-huh ", 12: "let me ", 21: "okay "})])
+    assert rushed["backchannel_rate"] == 100.0 and rushed["false_interruption_rate"] == 100.0
+    # a telling the episode's end cuts short: interruptions count, latency does not
+    ep.info["turns"].append({"start": int(4.6 * sr), "end": 30 * 3200, "take_mt": None})
+    cut = ev.eval_monologue([run({10: "uh-huh ", 21: "okay ", 26: "let me "})])
+    assert cut["false_interruption_rate"] == 50.0 and cut["turns"] == 1
