@@ -96,6 +96,24 @@ STAGES: dict[str, dict[str, Any]] = {
         "n_range": (80, 220),
         "lr": 1e-3,
     },
+    "speak": {
+        # instructions said aloud: the typed ones' words and numbers heard in the dMel input; and
+        # backchannels in long tellings; typed timing (timespeak + chain_quiet) keeps 0.3
+        "mix": {
+            "timespeak_spoken": 0.24,
+            "chat_spoken": 0.08,
+            "timespeak": 0.16,
+            "chain_quiet": 0.14,
+            "cuespeak": 0.14,
+            "turn": 0.1,
+            "monologue": 0.08,
+            "repcount": 0.02,
+            "delegate": 0.02,
+            "idle": 0.02,
+        },
+        "n_range": (80, 220),
+        "lr": 1e-3,
+    },
 }
 DEFAULT_RUN = Path("runs/small")
 
