@@ -317,6 +317,15 @@ def main(argv: list[str] | None = None) -> int:
                 flush=True,
             )
             return 0
+        done_stages = {h["stage"] for h in meta.get("history", [])}
+        if meta["stage"] != args.stage and args.stage in done_stages:
+            # `make train` again after its stages ran: nothing to redo (a new --run starts over)
+            print(
+                f"stage {args.stage} is done in {args.run} (now at stage {meta['stage']}, step "
+                f"{meta['step']}/{meta['total']}); skipping it",
+                flush=True,
+            )
+            return 0
         if meta["stage"] != args.stage:  # a new stage from the last one's weights
             meta = {
                 "stage": args.stage,

@@ -221,6 +221,11 @@ def test_train_runs_resumes_and_exports(tmp_path: Path) -> None:
     assert torch.load(run / "state.pt", weights_only=False)["meta"]["step"] == 3
     assert load(tmp_path / "ck").cfg.name == "microturn-tiny-v0"
     assert (tmp_path / "ck" / "training.json").exists()
+    # the next stage starts from these weights; running the first stage again then does nothing
+    assert main([*args, "--resume", "--stage", "listen"]) == 0
+    assert main([*args, "--resume", "--stage", "text"]) == 0
+    meta = torch.load(run / "state.pt", weights_only=False)["meta"]
+    assert (meta["stage"], meta["step"]) == ("listen", 3)
 
 
 def test_demo_episode_uses_the_harness_camera_and_a_quiet_mic() -> None:
