@@ -369,12 +369,13 @@ def eval_monologue(runs: list[Run]) -> dict[str, Any]:
     metrics with the backchannels taken out of the speaking track (they do not take the floor)."""
     hits, expected, misplaced, events = 0, 0, 0, []
     for r in runs:
-        said = [s for s in r.utterances() if norm(s.text) == norm(BACKCHANNEL)]
+        utterances = r.utterances()
+        said = [s for s in utterances if norm(s.text) == norm(BACKCHANNEL)]
         exp = [(u.mt, u.text) for u in r.ep.say if u.kind == "backchannel"]
         h, _ = match(exp, said)
         hits, expected, misplaced = hits + h, expected + len(exp), misplaced + len(said) - h
         speaking = r.speaking().copy()
-        starts = [s.mt for s in r.utterances()]
+        starts = [s.mt for s in utterances]
         for s in said:  # its audio: from its text on for its length (+2 of vocoder lag), or
             # until the next utterance begins, which then counts on its own
             nxt = min((m for m in starts if m > s.mt), default=len(speaking))

@@ -688,7 +688,7 @@ def monologue(rng: np.random.Generator, n: int) -> Episode:
     voice = random_user_voice(rng)
     gain = None
     pos = int(rng.integers(2, 10)) * MT
-    turns, pauses, backchannels = [], [], []
+    turns, pauses = [], []
     while pos < (n - 40) * MT:
         parts = [p for _ in range(int(rng.integers(3, 6))) for p in _sentence_parts(rng)]
         start = pos
@@ -698,7 +698,6 @@ def monologue(rng: np.random.Generator, n: int) -> Episode:
             m = backchannel_mt(start, pause, last)
             if m is not None and m < n:
                 ep.say.append(Utterance(m, BACKCHANNEL, "backchannel"))
-                backchannels.append(m)
                 last = m
         pauses += said_pauses
         m = end // MT + 1
@@ -708,7 +707,7 @@ def monologue(rng: np.random.Generator, n: int) -> Episode:
         ep.say.append(Utterance(m, LONG_REPLY, "take"))
         turns.append({"start": start, "end": end, "take_mt": m, "long": True})
         pos = (m + utter_mts(LONG_REPLY)) * MT + int(rng.uniform(0.3, 1.5) * 16000)
-    ep.info.update(turns=turns, barge=[], pauses=pauses, backchannels=backchannels)
+    ep.info.update(turns=turns, barge=[], pauses=pauses)
     add_video(rng, ep, p_motion=0.3)
     ep.audio = audio
     return ep
