@@ -11,7 +11,7 @@ A checkpoint is a directory:
          "dtype": "bfloat16" | "float32", "n_params": int}
     model.safetensors
         every tensor of InteractionModel.state_dict(), named by module path, e.g.
-        audio_in.bag.weight [1280, e]        per-(mel channel, dMel bin) vectors
+        audio_in.bag.weight [1280, e]        per-(mel channel, dMel bin) vectors (+16 for pitch_in)
         audio_in.proj.weight/bias            8 frames x e -> d
         video_in.stem.conv{1,2,3}.*, norm{1,2,3}.*, video_in.no_frame
         text_in.*, said_text.*, said_mel.*, flow_text.*   input / feedback embeddings
@@ -50,6 +50,7 @@ from torch import nn
 from inference.config import (
     CHECKPOINT_FORMAT,
     CHECKPOINT_VERSION,
+    LATER_FIELDS,
     PRESETS,
     ModelConfig,
     interface,
@@ -112,6 +113,27 @@ def init_model(cfg: ModelConfig, seed: int = 0) -> InteractionModel:
         model.mel_mean.copy_(speech_like_mel_stats())
         model.mel_std.fill_(0.3)
     return model.eval()
+
+
+def widen(model: InteractionModel, cfg: ModelConfig, seed: int = 0) -> InteractionModel:
+    """A model of config `cfg` that computes what `model` computed: every tensor copied; an input
+    `cfg` adds starts at zero (the pitch channel's (channel, bin) vectors: rows appended to the
+    dMel EmbeddingBag). For a training stage that gives a trained model a new input."""
+    new = init_model(cfg, seed)
+    old_sd = model.state_dict()
+    with torch.no_grad():
+        for name, t in new.state_dict().items():
+            src = old_sd.get(name)
+            if src is None:
+                raise ValueError(f"widen: {name} is new and has no zero start; not supported")
+            if src.shape == t.shape:
+                t.copy_(src)
+            elif src.shape[1:] == t.shape[1:] and src.shape[0] < t.shape[0]:
+                t.zero_()
+                t[: src.shape[0]].copy_(src)
+            else:
+                raise ValueError(f"widen: {name} {tuple(src.shape)} -> {tuple(t.shape)}")
+    return new
 
 
 # ---- save / load ----------------------------------------------------------------------------------
@@ -196,7 +218,8 @@ def load(path: str | Path | None = None, device: str | torch.device = "cpu") -> 
         meta = f.metadata() or {}
     if meta.get("format") != CHECKPOINT_FORMAT or meta.get("version") != str(CHECKPOINT_VERSION):
         raise CheckpointError(f"{weights}: not a {CHECKPOINT_FORMAT} v{CHECKPOINT_VERSION} file")
-    saved = _arch(json.loads(meta.get("config", "{}")))
+    # fields added later are absent from older weights' header: their old value, as in config.json
+    saved = _arch({**LATER_FIELDS, **json.loads(meta.get("config", "{}"))})
     given = _arch(cfg.to_dict())
     if saved != given:
         diff = sorted(k for k in set(saved) | set(given) if saved.get(k) != given.get(k))

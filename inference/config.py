@@ -84,6 +84,9 @@ class ModelConfig:
     # mel is the clean target voice, in serving the flow head's sample, a mismatch that cost
     # free-running timing (docs/model.md); off, training and serving see the same self token
     mel_feedback: bool = True
+    # a pitch channel beside the 80 mel channels: each 25 ms frame's pitch relative to the
+    # speaker's (inference/pitch.py), the intonation that tells a turn's end from a pause
+    pitch_in: bool = False
     # outputs
     flow_width: int = 256
     flow_depth: int = 3
@@ -119,7 +122,12 @@ class ModelConfig:
         return cls(**data)
 
 
-LATER_FIELDS: dict[str, Any] = {"rel_clock": False, "onset_survival": 0.0, "mel_feedback": True}
+LATER_FIELDS: dict[str, Any] = {
+    "rel_clock": False,
+    "onset_survival": 0.0,
+    "mel_feedback": True,
+    "pitch_in": False,
+}
 
 PRESETS: dict[str, ModelConfig] = {
     "tiny": ModelConfig(

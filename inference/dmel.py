@@ -7,6 +7,9 @@
     bins ─► EmbeddingBag(sum over 80 (channel, bin) vectors of size e) [B, 8, e]
          ─► flatten 8 frames (keeps their order) [B, 8e] ─► Linear ─► [B, d]
 
+With `pitch` (config `pitch_in`), each frame gets an 81st channel: its pitch relative to the
+speaker's, binned (inference/pitch.py); it needs per-session state [B, 2] beside the tail.
+
 Frame j of a call is centred on sample 400 j and sees only the past (no lookahead), so features
 computed micro-turn by micro-turn equal those of the whole recording (see `dmel_bins_offline`).
 The mel filterbank is written here (no torchaudio/librosa) and shared with the output side.
@@ -33,6 +36,7 @@ from inference.config import (
     MEL_FMIN_HZ,
     N_MELS,
 )
+from inference.pitch import PITCH_STATE, pitch_bins
 from inference.types import MICROTURN_SAMPLES, SAMPLE_RATE_HZ
 
 DMEL_TAIL_SAMPLES = DMEL_WIN_SAMPLES - DMEL_HOP_SAMPLES  # 400 samples carried between micro-turns
@@ -100,47 +104,66 @@ class DMel(nn.Module):
     window: Tensor
     fb: Tensor
 
-    def __init__(self) -> None:
+    def __init__(self, pitch: bool = False) -> None:
         super().__init__()
+        self.pitch = pitch
         self.register_buffer("window", torch.hann_window(DMEL_WIN_SAMPLES), persistent=False)
         self.register_buffer("fb", mel_filterbank(), persistent=False)
 
-    def stream(self, audio: Tensor, tail: Tensor) -> tuple[Tensor, Tensor]:
-        """One micro-turn. audio [B, 3200], tail [B, 400] -> (bins [B, 8, 80], new tail [B, 400])."""
+    @property
+    def channels(self) -> int:
+        return N_MELS + int(self.pitch)
+
+    def _bins(self, frames: Tensor, pitch_state: Tensor) -> tuple[Tensor, Tensor]:
+        """frames [B, F, 800] -> (bins [B, F, channels], pitch state [B, 2])."""
+        with torch.autocast(device_type=frames.device.type, enabled=False):  # bins need float32
+            bins = quantize(log10_mel(frames, self.window, self.fb, DMEL_N_FFT))
+        if not self.pitch:
+            return bins, pitch_state
+        pitch, pitch_state = pitch_bins(frames, pitch_state)
+        return torch.cat([bins, pitch[..., None]], -1), pitch_state
+
+    def stream(
+        self, audio: Tensor, tail: Tensor, pitch_state: Tensor | None = None
+    ) -> tuple[Tensor, Tensor, Tensor]:
+        """One micro-turn. audio [B, 3200], tail [B, 400], pitch state [B, 2] (zeros at a call's
+        start) -> (bins [B, 8, channels], new tail [B, 400], new pitch state)."""
         assert audio.shape[-1] == MICROTURN_SAMPLES and tail.shape[-1] == DMEL_TAIL_SAMPLES
+        if pitch_state is None:
+            pitch_state = audio.new_zeros(audio.shape[0], PITCH_STATE)
         x = torch.cat([tail, audio], dim=-1).float()  # [B, 3600]
         frames = x.unfold(-1, DMEL_WIN_SAMPLES, DMEL_HOP_SAMPLES)  # [B, 8, 800]
         assert frames.shape[-2] == DMEL_FRAMES_PER_MICROTURN
-        with torch.autocast(device_type=x.device.type, enabled=False):  # bins need float32
-            bins = quantize(log10_mel(frames, self.window, self.fb, DMEL_N_FFT))
-        return bins, x[:, -DMEL_TAIL_SAMPLES:]
+        bins, pitch_state = self._bins(frames, pitch_state)
+        return bins, x[:, -DMEL_TAIL_SAMPLES:], pitch_state
 
     def offline(self, audio: Tensor) -> Tensor:
-        """A whole recording. audio [B, N*3200] -> bins [B, N, 8, 80] (equal to streaming)."""
+        """A whole recording. audio [B, N*3200] -> bins [B, N, 8, channels] (equal to streaming)."""
         batch, total = audio.shape
         assert total % MICROTURN_SAMPLES == 0, "audio must be whole micro-turns"
         x = F.pad(audio.float(), (DMEL_TAIL_SAMPLES, 0))
         frames = x.unfold(-1, DMEL_WIN_SAMPLES, DMEL_HOP_SAMPLES)  # [B, 8N, 800]
-        with torch.autocast(device_type=x.device.type, enabled=False):
-            bins = quantize(log10_mel(frames, self.window, self.fb, DMEL_N_FFT))
-        return bins.view(batch, -1, DMEL_FRAMES_PER_MICROTURN, N_MELS)
+        bins, _ = self._bins(frames, x.new_zeros(batch, PITCH_STATE))
+        return bins.view(batch, -1, DMEL_FRAMES_PER_MICROTURN, self.channels)
 
 
 class DMelEmbedding(nn.Module):
-    """bins [..., 8, 80] -> [..., d]: summed per-(channel, bin) vectors per frame, frames concatenated."""
+    """bins [..., 8, C] -> [..., d]: summed per-(channel, bin) vectors per frame, frames
+    concatenated. C = 80 mel channels (+ 1 pitch channel)."""
 
     offsets: Tensor
 
-    def __init__(self, embed_dim: int, d_model: int) -> None:
+    def __init__(self, embed_dim: int, d_model: int, channels: int = N_MELS) -> None:
         super().__init__()
-        self.bag = nn.EmbeddingBag(N_MELS * DMEL_BINS, embed_dim, mode="sum")
+        self.channels = channels
+        self.bag = nn.EmbeddingBag(channels * DMEL_BINS, embed_dim, mode="sum")
         self.proj = nn.Linear(DMEL_FRAMES_PER_MICROTURN * embed_dim, d_model)
         self.register_buffer(
-            "offsets", torch.arange(N_MELS, dtype=torch.long) * DMEL_BINS, persistent=False
+            "offsets", torch.arange(channels, dtype=torch.long) * DMEL_BINS, persistent=False
         )
 
     def forward(self, bins: Tensor) -> Tensor:
         lead = bins.shape[:-2]
-        idx = (bins + self.offsets).reshape(-1, N_MELS)  # [M*8, 80] one bag per 25 ms frame
+        idx = (bins + self.offsets).reshape(-1, self.channels)  # [M*8, C] one bag per 25 ms frame
         frames = self.bag(idx)  # [M*8, e]
         return self.proj(frames.reshape(*lead, -1))  # [..., d]

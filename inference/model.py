@@ -60,6 +60,7 @@ from inference.config import (
 from inference.dmel import DMEL_TAIL_SAMPLES, DMel, DMelEmbedding
 from inference.flow import FlowHead
 from inference.kvcache import KVCache, Rows
+from inference.pitch import PITCH_STATE
 from inference.text import EOU, N_BYTES, PAD, SIL, TextHead, TextSlotsEmbedding
 from inference.types import MICROTURN_MS
 from inference.video import VideoEmbedding
@@ -261,7 +262,7 @@ class Sequence:
     index: Tensor  # [B, N]
     text_out: Tensor  # [B, N, K_out] what the model said at each micro-turn (teacher forcing)
     logmel_out: Tensor  # [B, N, 16, 80] what it played
-    bins: Tensor | None = None  # [B, N, 8, 80] dMel bins of `audio` if already computed (training)
+    bins: Tensor | None = None  # [B, N, 8, C] dMel bins of `audio` if already computed (training)
 
 
 @dataclass
@@ -279,6 +280,7 @@ class StreamState:
     cache: KVCache
     n_microturns: Tensor  # [S] int64 steps taken (rotary positions and ring entries)
     dmel_tail: Tensor  # [S, 400]
+    pitch_state: Tensor  # [S, 2] the speaker's reference pitch (pitch_in)
     prev_text: Tensor  # [S, K_out]
     prev_mel: Tensor  # [S, 16, 80] normalised
     voc_tail: Tensor  # [S, 1200] last samples played + the provisional ones after them
@@ -295,6 +297,7 @@ class StreamState:
             self.cache.kpos,
             self.n_microturns,
             self.dmel_tail,
+            self.pitch_state,
             self.prev_text,
             self.prev_mel,
             self.voc_tail,
@@ -315,8 +318,8 @@ class InteractionModel(nn.Module):
         super().__init__()
         self.cfg = cfg
         d = cfg.d_model
-        self.dmel = DMel()
-        self.audio_in = DMelEmbedding(cfg.dmel_embed_dim, d)
+        self.dmel = DMel(pitch=cfg.pitch_in)
+        self.audio_in = DMelEmbedding(cfg.dmel_embed_dim, d, self.dmel.channels)
         self.video_in = VideoEmbedding(cfg.video_stem_dim, d)
         self.text_in = TextSlotsEmbedding(cfg.text_in_slots, cfg.text_embed_dim, d)
         self.said_text = TextSlotsEmbedding(cfg.text_out_slots, cfg.text_embed_dim, d)
@@ -380,7 +383,7 @@ class InteractionModel(nn.Module):
 
     def forward(self, seq: Sequence) -> SequenceOutput:
         batch, n_mt = seq.index.shape
-        bins = self.dmel.offline(seq.audio) if seq.bins is None else seq.bins  # [B, N, 8, 80]
+        bins = self.dmel.offline(seq.audio) if seq.bins is None else seq.bins  # [B, N, 8, C]
         time = self.time(seq.index)  # [B, N, d]
         prev_text = torch.cat([torch.full_like(seq.text_out[:, :1], PAD), seq.text_out[:, :-1]], 1)
         said = self.normalize_mel(seq.logmel_out)
@@ -431,6 +434,7 @@ class InteractionModel(nn.Module):
             cache=cache,
             n_microturns=torch.zeros(slots, dtype=torch.long, device=device),
             dmel_tail=torch.zeros(slots, DMEL_TAIL_SAMPLES, device=device),
+            pitch_state=torch.zeros(slots, PITCH_STATE, device=device),
             prev_text=torch.full((slots, cfg.text_out_slots), PAD, dtype=torch.long, device=device),
             prev_mel=torch.zeros(slots, MEL_FRAMES_PER_MICROTURN, N_MELS, device=device),
             voc_tail=torch.zeros(slots, TAIL_SAMPLES, device=device),
@@ -449,6 +453,7 @@ class InteractionModel(nn.Module):
         state.cache.reset(rows, [block.attn.sink_v for block in self.layers])
         state.n_microturns[rows] = 0
         state.dmel_tail[rows] = 0.0
+        state.pitch_state[rows] = 0.0
         state.prev_text[rows] = PAD
         state.prev_mel[rows] = 0.0
         state.voc_tail[rows] = 0.0
@@ -462,7 +467,9 @@ class InteractionModel(nn.Module):
         """One micro-turn for each row (a slot), rows of any ages. Advances their state."""
         cfg, idx = self.cfg, rows.index
         batch = len(rows)
-        bins, dmel_tail = self.dmel.stream(inp.audio, state.dmel_tail[idx])  # [B, 8, 80]
+        bins, dmel_tail, pitch_state = self.dmel.stream(
+            inp.audio, state.dmel_tail[idx], state.pitch_state[idx]
+        )  # [B, 8, C]
         time = self.time(inp.index)  # [B, d]
         x = torch.stack(
             [
@@ -513,6 +520,7 @@ class InteractionModel(nn.Module):
             )
 
         state.dmel_tail[idx] = dmel_tail
+        state.pitch_state[idx] = pitch_state
         state.prev_text[idx] = text_ids
         state.prev_mel[idx] = self.normalize_mel(logmel)
         state.voc_tail[idx] = voc_tail

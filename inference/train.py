@@ -19,6 +19,9 @@ Stages (each resumes the last; see docs/model.md):
     chain  the same skills chained in one call as the demo page uses them ("say hello every 3
            seconds" ... "stop", "count my reps" ... "how many?"), with more TimeSpeak
     listen the listening skills (CueSpeak, turn-taking, barge-in) + replay of the text skills
+    react  cues while the user talks and barge-ins weighted up
+    speak  spoken instructions and backchannels
+    prosody  a pitch input (config pitch_in) for turn ends vs. pauses
 """
 
 from __future__ import annotations
@@ -29,19 +32,21 @@ import math
 import os
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 import torch
 import torch.nn.functional as F
+from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
-from inference.checkpoint import init_model, load, save
+from inference.checkpoint import init_model, load, save, widen
 from inference.config import ModelConfig, preset
 from inference.flow import flow_matching_loss
 from inference.model import InteractionModel
 from inference.tasks.batch import Batch, training_batch
+from inference.tasks.episode import WORD_CLASSES
 from inference.text import N_BYTES, PAD
 
 STAGES: dict[str, dict[str, Any]] = {
@@ -114,6 +119,26 @@ STAGES: dict[str, dict[str, Any]] = {
         "n_range": (80, 220),
         "lr": 1e-3,
     },
+    "prosody": {
+        # the pitch channel (config pitch_in, new, zero at the start) and what it is for: turn ends
+        # against continuation pauses (turn, monologue's backchannels); the rest rehearsed
+        "config": {"pitch_in": True},
+        "mix": {
+            "turn": 0.26,
+            "monologue": 0.14,
+            "cuespeak": 0.14,
+            "timespeak": 0.12,
+            "chain_quiet": 0.1,
+            "timespeak_spoken": 0.1,
+            "chat_spoken": 0.05,
+            "repcount": 0.03,
+            "delegate": 0.03,
+            "idle": 0.03,
+        },
+        "n_range": (80, 220),
+        "lr": 1e-3,
+        "word_weight": 0.3,  # the heard-word auxiliary loss (WordHead)
+    },
 }
 DEFAULT_RUN = Path("runs/small")
 
@@ -130,6 +155,20 @@ class Recipe:
     flow_weight: float = 1.0
     flow_silent_frac: float = 0.25
     flow_draws: int = 2
+    word_weight: float = 0.0  # the heard-word auxiliary loss; 0: no WordHead
+
+
+class WordHead(nn.Module):
+    """Training only (never exported): which word the user just finished saying, from the
+    world token's hidden state; 0 = none. Dense supervision for the dMel input's word
+    recognition, which CueSpeak, spoken instructions and turn ends rest on (episode.heard)."""
+
+    def __init__(self, d_model: int) -> None:
+        super().__init__()
+        self.out = nn.Linear(d_model, WORD_CLASSES)
+
+    def forward(self, hidden: torch.Tensor) -> torch.Tensor:
+        return self.out(hidden)
 
 
 class Batches(Dataset[Batch]):
@@ -192,7 +231,11 @@ def text_loss(logits: torch.Tensor, target: torch.Tensor, weight: torch.Tensor) 
 
 
 def losses(
-    model: InteractionModel, batch: Batch, recipe: Recipe, gen: torch.Generator
+    model: InteractionModel,
+    batch: Batch,
+    recipe: Recipe,
+    gen: torch.Generator,
+    word_head: WordHead | None = None,
 ) -> dict[str, torch.Tensor]:
     out = model(batch.seq)
     lt = text_loss(out.text_logits, batch.seq.text_out, batch.text_weight)
@@ -215,7 +258,14 @@ def losses(
     t = torch.rand(x1.shape[0], generator=gen)
     lf = flow_matching_loss(model.flow, cond, x1, noise, t) if x1.shape[0] else lt * 0
     total = lt + lc + recipe.flow_weight * lf
-    return {"loss": total, "text": lt, "control": lc, "flow": lf}
+    parts = {"text": lt, "control": lc, "flow": lf}
+    if word_head is not None:
+        logits = word_head(out.hidden).float().flatten(0, 1)
+        known = batch.word.flatten() >= 0
+        lw = F.cross_entropy(logits[known], batch.word.flatten()[known]) if known.any() else lt * 0
+        total = total + recipe.word_weight * lw
+        parts["word"] = lw
+    return {"loss": total, **parts}
 
 
 @torch.no_grad()
@@ -237,7 +287,11 @@ def set_mel_stats(model: InteractionModel, cfg: ModelConfig, seed: int) -> None:
 
 
 def save_state(
-    path: Path, model: InteractionModel, opt: torch.optim.Optimizer, meta: dict[str, Any]
+    path: Path,
+    model: InteractionModel,
+    opt: torch.optim.Optimizer,
+    meta: dict[str, Any],
+    word_head: WordHead | None = None,
 ) -> None:
     tmp = path.with_suffix(".tmp")
     torch.save(
@@ -246,6 +300,7 @@ def save_state(
             "config": model.cfg.to_dict(),
             "opt": opt.state_dict(),
             "meta": meta,
+            **({"word_head": word_head.state_dict()} if word_head is not None else {}),
         },
         tmp,
     )
@@ -327,6 +382,10 @@ def main(argv: list[str] | None = None) -> int:
             )
             return 0
         if meta["stage"] != args.stage:  # a new stage from the last one's weights
+            grown = replace(cfg, **STAGES[args.stage].get("config", {}))
+            if grown != cfg:  # the stage adds an input: the same function, one more input
+                print(f"stage {args.stage}: config {STAGES[args.stage]['config']}", flush=True)
+                cfg, model = grown, widen(model, grown)
             meta = {
                 "stage": args.stage,
                 "step": 0,
@@ -363,12 +422,25 @@ def main(argv: list[str] | None = None) -> int:
             "history": [],
         }
         opt_state = None
-    recipe = Recipe(lr=args.lr or STAGES[meta["stage"]].get("lr", 3e-3), batch_size=args.batch_size)
+    spec = STAGES[meta["stage"]]
+    recipe = Recipe(
+        lr=args.lr or spec.get("lr", 3e-3),
+        batch_size=args.batch_size,
+        word_weight=spec.get("word_weight", 0.0),
+    )
+    word_head = None
+    if recipe.word_weight > 0:
+        word_head = WordHead(cfg.d_model)
+        if opt_state is not None and "word_head" in ck:  # resuming this stage
+            word_head.load_state_dict(ck["word_head"])
+        word_head.train()
     model.train()
     frozen = STAGES[meta["stage"]].get("frozen", ())
     for n, p in model.named_parameters():
         p.requires_grad_(not n.startswith(frozen))
     params = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
+    if word_head is not None:
+        params += [(f"word_head.{n}", p) for n, p in word_head.named_parameters()]
     decay = [p for n, p in params if p.ndim >= 2 and "embed" not in n and "bag" not in n]
     other = [p for n, p in params if not (p.ndim >= 2 and "embed" not in n and "bag" not in n)]
     opt = torch.optim.AdamW(
@@ -417,10 +489,10 @@ def main(argv: list[str] | None = None) -> int:
         for g in opt.param_groups:
             g["lr"] = lr_at(step, total, recipe)
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=not args.no_bf16):
-            parts = losses(model, batch, recipe, gen)
+            parts = losses(model, batch, recipe, gen, word_head)
         opt.zero_grad(set_to_none=True)
         parts["loss"].backward()
-        gnorm = torch.nn.utils.clip_grad_norm_(model.parameters(), recipe.clip)
+        gnorm = torch.nn.utils.clip_grad_norm_([p for _, p in params], recipe.clip)
         opt.step()
         step += 1
         mts += batch.seq.index.numel()
@@ -447,7 +519,7 @@ def main(argv: list[str] | None = None) -> int:
             acc, n_acc = {}, 0
         if step % args.save_every == 0 or done:
             meta["step"] = step
-            save_state(state_path, model, opt, meta)
+            save_state(state_path, model, opt, meta, word_head)
         if done:
             break
     if progress is not None:
@@ -462,7 +534,7 @@ def main(argv: list[str] | None = None) -> int:
             "micro_turns": mts,
         },
     ]
-    save_state(state_path, model, opt, meta)
+    save_state(state_path, model, opt, meta, word_head)
     print(
         f"stage {meta['stage']}: step {step}/{total}, {mts} micro-turns in {(time.time() - t_start) / 60:.1f} min",
         flush=True,

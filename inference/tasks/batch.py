@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import sys
 from dataclasses import dataclass
 
@@ -15,7 +16,10 @@ from inference.model import Sequence
 from inference.tasks.episode import Episode, frames_or_blank, targets
 from inference.tasks.generators import FAMILIES, make
 
-_DMEL = DMel()
+
+@functools.cache
+def _dmel(pitch: bool) -> DMel:
+    return DMel(pitch)
 
 
 @dataclass
@@ -24,6 +28,7 @@ class Batch:
     control: Tensor  # [B, N] int64
     text_weight: Tensor  # [B, N] float
     speaking: Tensor  # [B, N] bool
+    word: Tensor  # [B, N] int64 heard-word class (0 none, -1 unknown; episode.word_class)
     families: list[str]
 
 
@@ -44,12 +49,13 @@ def collate(episodes: list[Episode], cfg: ModelConfig) -> Batch:
         logmel_out=torch.from_numpy(np.stack([t.logmel for t in tg])),
     )
     with torch.no_grad():  # dMel here, in the data worker, not in the training process
-        seq.bins = _DMEL.offline(seq.audio)
+        seq.bins = _dmel(cfg.pitch_in).offline(seq.audio)
     return Batch(
         seq=seq,
         control=torch.from_numpy(np.stack([t.control for t in tg])),
         text_weight=torch.from_numpy(np.stack([t.text_weight for t in tg])),
         speaking=torch.from_numpy(np.stack([t.speaking for t in tg])),
+        word=torch.from_numpy(np.stack([t.word for t in tg])),
         families=[ep.task for ep in episodes],
     )
 

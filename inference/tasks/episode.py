@@ -14,6 +14,7 @@ text; the next utterance may not start before both are done.
 
 from __future__ import annotations
 
+import zlib
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -23,6 +24,11 @@ from inference.config import FRAME_SIZE, LOG10_MEL_MIN, MEL_FRAMES_PER_MICROTURN
 from inference.tasks.voice import model_mel
 from inference.text import EOU, PAD, SIL, TextQueue
 from inference.types import MICROTURN_SAMPLES, MicroTurnInput
+
+NUMBER_WORDS = (
+    "zero one two three four five six seven eight nine ten eleven twelve thirteen fourteen "
+    "fifteen sixteen seventeen eighteen nineteen twenty"
+).split()
 
 
 @dataclass
@@ -53,6 +59,11 @@ class Episode:
     info: dict[str, Any] = field(default_factory=dict)  # what the metrics need (task specific)
     # results that arrive only after the model delegated: (delay in micro-turns, text)
     results: list[tuple[int, str]] = field(default_factory=list)
+    # what the user was heard to say, for the word-recognition auxiliary loss (training only):
+    # (the first micro-turn after a word ended, the word); `heard_all`: every word the user says
+    # is listed (so the micro-turns between them are "no word ended" targets)
+    heard: list[tuple[int, str]] = field(default_factory=list)
+    heard_all: bool = False
 
     # ---- inputs --------------------------------------------------------------------------------
     def mic(self) -> np.ndarray:
@@ -128,6 +139,19 @@ class Targets:
     control: np.ndarray  # [n] int64
     text_weight: np.ndarray  # [n] float32
     speaking: np.ndarray  # [n] bool: the model's audio is on in this micro-turn
+    word: np.ndarray  # [n] int64 heard-word class (0: none ended, -1: unknown; see word_class)
+
+
+WORD_CLASSES = 256  # heard words hashed into 255 classes + "none"
+
+
+def word_class(word: str) -> int:
+    """A heard word's class for the auxiliary loss: a stable hash (digits and number words of
+    one value share one class)."""
+    w = word.lower().strip(" ,.?!'")
+    if w in NUMBER_WORDS:
+        w = str(NUMBER_WORDS.index(w))
+    return 1 + zlib.crc32(w.encode()) % (WORD_CLASSES - 1)
 
 
 def targets(ep: Episode, k_in: int, k_out: int, event_weight: float = 4.0) -> Targets:
@@ -165,6 +189,10 @@ def targets(ep: Episode, k_in: int, k_out: int, event_weight: float = 4.0) -> Ta
                 text_out[m] = PAD
                 text_out[m, 0] = SIL
             weight[m] = max(weight[m], event_weight)
+    word = np.full(ep.n, 0 if ep.heard_all else -1, np.int64)
+    for m, w in ep.heard:
+        if 0 <= m < ep.n:
+            word[m] = word_class(w)
     control = np.zeros(ep.n, np.int64)
     for m in ep.delegate:
         if 0 <= m < ep.n:
@@ -176,4 +204,5 @@ def targets(ep: Episode, k_in: int, k_out: int, event_weight: float = 4.0) -> Ta
         control=control,
         text_weight=weight,
         speaking=speaking,
+        word=word,
     )

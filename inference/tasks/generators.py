@@ -29,7 +29,7 @@ from collections.abc import Callable
 import numpy as np
 from scipy.signal import lfilter
 
-from inference.tasks.episode import Episode, Utterance
+from inference.tasks.episode import NUMBER_WORDS, Episode, Utterance
 from inference.tasks.motion import harness_motion, noise_slice, random_motion, render, still_frames
 from inference.tasks.voice import Voice, model_mel, random_user_voice, speech
 from inference.text import encode_message
@@ -39,7 +39,6 @@ MT = MICROTURN_SAMPLES
 PER_S = 5  # micro-turns per second
 K_IN = 8  # text-in ids per micro-turn (the small preset's text_in_slots)
 
-NUMBER_WORDS = "zero one two three four five six seven eight nine ten eleven twelve thirteen fourteen fifteen sixteen seventeen eighteen nineteen twenty".split()
 SAY_WORDS = [
     "hello",
     "breathe",
@@ -179,7 +178,10 @@ def instruct(
         ep.typed.append((at, text))
         return typed_eou(ep, at)
     clip = speech(text, voice)
-    return place(audio, clip, at * MT, speech_gain(rng, clip)) // MT + 1
+    t0 = place(audio, clip, at * MT, speech_gain(rng, clip)) // MT + 1
+    numbers = [w for w in text.split() if w.isdigit() or w in NUMBER_WORDS]
+    ep.heard.append((t0, numbers[-1] if numbers else text.split()[-1]))  # what matters in it
+    return t0
 
 
 # ---- timespeak -------------------------------------------------------------------------------------
@@ -514,9 +516,15 @@ RESPONSES = ["go", "yes", "ding", "bingo", "check", "green", "beep", "done"]
 
 
 def spoken_words(
-    rng: np.random.Generator, voice: Voice, words: list[str], audio: np.ndarray, at: int
+    rng: np.random.Generator,
+    voice: Voice,
+    words: list[str],
+    audio: np.ndarray,
+    at: int,
+    heard: list[tuple[int, str]],
 ) -> list[tuple[str, int, int]]:
-    """Words said one after another from sample `at` (short gaps); -> (word, start, end)."""
+    """Words said one after another from sample `at` (short gaps), each appended to `heard`;
+    -> (word, start, end)."""
     out = []
     pos = at
     gain = None
@@ -526,6 +534,7 @@ def spoken_words(
             gain = speech_gain(rng, clip)
         end = place(audio, clip, pos, gain)
         out.append((w, pos, end))
+        heard.append((end // MT + 1, w))
         pos = end + int(rng.integers(300, 2000))  # 20-125 ms
     return out
 
@@ -551,7 +560,7 @@ def cuespeak(rng: np.random.Generator, n: int) -> Episode:
             words.insert(int(rng.integers(0, k + 1)), cue)
         elif kind == "near":
             words.insert(int(rng.integers(0, k + 1)), str(rng.choice(CUES[cue])))
-        said = spoken_words(rng, voice, words, audio, pos)
+        said = spoken_words(rng, voice, words, audio, pos, ep.heard)
         for w, _, end in said:
             if w == cue:
                 m = end // MT + 1
@@ -559,6 +568,7 @@ def cuespeak(rng: np.random.Generator, n: int) -> Episode:
                     ep.say.append(Utterance(m, resp, "cue"))
                     expected.append(m)
         pos = said[-1][2] + int(rng.integers(int(0.3 * 16000), int(1.5 * 16000)))
+    ep.heard_all = True  # every word the user says was listed (the typed instruction is text)
     ep.info.update(t0=t0, cue=cue, response=resp, expected=expected)
     add_video(rng, ep, p_motion=0.3)
     ep.audio = audio
@@ -592,17 +602,20 @@ def say_turn(
     pos: int,
     voice: Voice,
     gain: float | None,
+    heard: list[tuple[int, str]],
 ) -> tuple[int, float | None, list[tuple[int, int]]]:
     """The user says a turn's parts from sample `pos` on, with a pause of 0.3-1.2 s after each
     but the last; a part before a pause ends with a comma (espeak's continuation, rising,
     intonation), the last with a period (falling). gain None: drawn from the first clip (a call
-    keeps its level). -> (the sample where the turn ends, the gain, the pauses [start, end))."""
+    keeps its level). Each part's last word is appended to `heard` at its end.
+    -> (the sample where the turn ends, the gain, the pauses [start, end))."""
     pauses = []
     for j, part in enumerate(parts):
         clip = speech(part + ("," if j < len(parts) - 1 else "."), voice)
         if gain is None:
             gain = speech_gain(rng, clip)
         pos = place(audio, clip, pos, gain)
+        heard.append((pos // MT + 1, part.split()[-1]))
         if j < len(parts) - 1:
             gap = int(rng.uniform(0.3, 1.2) * 16000)
             pauses.append((pos, pos + gap))
@@ -623,7 +636,9 @@ def turn(rng: np.random.Generator, n: int) -> Episode:
     pauses = []
     while pos < (n - 25) * MT:
         start = pos
-        end, gain, said_pauses = say_turn(rng, audio, _sentence_parts(rng), pos, voice, gain)
+        end, gain, said_pauses = say_turn(
+            rng, audio, _sentence_parts(rng), pos, voice, gain, ep.heard
+        )
         pauses += said_pauses
         m = end // MT + 1  # the first micro-turn whose output can follow the end of the turn
         if m >= n:  # the episode ends first: nothing to take, but nothing to interrupt either
@@ -640,6 +655,7 @@ def turn(rng: np.random.Generator, n: int) -> Episode:
             bpos = b
             clip = speech(" ".join(parts2) + ".", voice)
             bend = place(audio, clip, bpos, gain or 1.0)
+            ep.heard.append((bend // MT + 1, parts2[-1].split()[-1]))
             stop_mt = b // MT + 1
             ep.silence.append((stop_mt, m + reply_mts + 1))
             barge.append({"at": b, "stop_mt": stop_mt, "end": bend})
@@ -692,7 +708,7 @@ def monologue(rng: np.random.Generator, n: int) -> Episode:
     while pos < (n - 40) * MT:
         parts = [p for _ in range(int(rng.integers(3, 6))) for p in _sentence_parts(rng)]
         start = pos
-        end, gain, said_pauses = say_turn(rng, audio, parts, pos, voice, gain)
+        end, gain, said_pauses = say_turn(rng, audio, parts, pos, voice, gain, ep.heard)
         last = None
         for pause in said_pauses:
             m = backchannel_mt(start, pause, last)

@@ -20,9 +20,13 @@ def tiny() -> InteractionModel:
 
 @pytest.fixture(scope="module")
 def tiny_random() -> InteractionModel:
+    return random_tiny()
+
+
+def random_tiny(**overrides: object) -> InteractionModel:
     """A tiny model with every head random (no quiet-init biases), so text and flow do things."""
     torch.set_num_threads(1)
-    model = init_model(preset("tiny"), seed=1)
+    model = init_model(preset("tiny", **overrides), seed=1)
     gen = torch.Generator().manual_seed(1)
     with torch.no_grad():
         for p in model.parameters():

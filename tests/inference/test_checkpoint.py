@@ -10,10 +10,18 @@ import pytest
 import torch
 from safetensors.torch import load_file, save_file
 
-from inference.checkpoint import SHIPPED_DIR, CheckpointError, init_model, load, read_config, save
-from inference.config import preset
+from inference.checkpoint import (
+    SHIPPED_DIR,
+    CheckpointError,
+    init_model,
+    load,
+    read_config,
+    save,
+    widen,
+)
+from inference.config import DMEL_BINS, preset
 from inference.engine import Engine, EngineConfig
-from tests.inference.conftest import make_inputs
+from tests.inference.conftest import make_inputs, random_tiny
 
 
 def test_save_load_round_trip(tmp_path: Path) -> None:
@@ -36,6 +44,26 @@ def test_save_load_round_trip(tmp_path: Path) -> None:
         slot = engine.open("rt")
         outs.append([engine.step_sync({slot: i})[slot].audio for i in inps])
     assert all(np.array_equal(a, b) for a, b in zip(*outs, strict=True))
+
+
+def test_widen_adds_the_pitch_channel_at_zero_and_keeps_the_function(tmp_path: Path) -> None:
+    model = random_tiny()
+    wide = widen(model, preset("tiny", pitch_in=True), seed=3).eval()
+    bag = wide.audio_in.bag.weight
+    assert bag.shape[0] == model.audio_in.bag.weight.shape[0] + DMEL_BINS
+    assert not bag[-DMEL_BINS:].any()
+    inps = make_inputs(6, seed=4)
+    outs = []
+    for m in (model, wide):
+        engine = Engine(m, EngineConfig(max_sessions=1, num_threads=1))
+        slot = engine.open("w")
+        outs.append([engine.step_sync({slot: i})[slot] for i in inps])
+    for a, b in zip(*outs, strict=True):
+        assert a.text == b.text and np.allclose(a.audio, b.audio, atol=1e-5)
+    save(wide, tmp_path, dtype="float32")
+    assert load(tmp_path).cfg.pitch_in
+    with pytest.raises(ValueError, match="widen: token_type"):  # not a widening: refused
+        widen(model, preset("tiny", d_model=32))
 
 
 def _edit_config(path: Path, **changes: object) -> None:

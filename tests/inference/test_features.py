@@ -5,10 +5,13 @@ from __future__ import annotations
 import math
 
 import numpy as np
+import pytest
 import torch
+import torch.nn.functional as F
 
 from inference.config import DMEL_BINS, LOG10_MEL_MAX, LOG10_MEL_MIN, N_MELS
 from inference.dmel import DMEL_TAIL_SAMPLES, DMel, mel_filterbank
+from inference.pitch import PITCH_STATE, REL_HALF, track
 from inference.text import EOU, PAD, SIL, TextDecoder, TextQueue
 from inference.types import MICROTURN_SAMPLES
 from inference.vocoder import (
@@ -54,16 +57,64 @@ def test_dmel_tone_lands_in_its_channel_and_bins_are_16_levels() -> None:
     assert LOG10_MEL_MIN == -7.0 and LOG10_MEL_MAX == 2.0
 
 
-def test_dmel_streaming_equals_offline() -> None:
-    dmel = DMel()
-    audio = torch.randn(2, 5 * MICROTURN_SAMPLES) * 0.1
+@pytest.mark.parametrize("pitch", [False, True])
+def test_dmel_streaming_equals_offline(pitch: bool) -> None:
+    dmel = DMel(pitch)
+    n = 8
+    audio = torch.randn(2, n * MICROTURN_SAMPLES) * 0.02
+    audio[0] += voice(150.0, n * MICROTURN_SAMPLES / SR)  # voiced: the pitch state moves
     offline = dmel.offline(audio)
-    tail = torch.zeros(2, DMEL_TAIL_SAMPLES)
-    for i in range(5):
-        bins, tail = dmel.stream(
-            audio[:, i * MICROTURN_SAMPLES : (i + 1) * MICROTURN_SAMPLES], tail
+    assert offline.shape == (2, n, 8, N_MELS + pitch)
+    tail, state = torch.zeros(2, DMEL_TAIL_SAMPLES), torch.zeros(2, PITCH_STATE)
+    for i in range(n):
+        bins, tail, state = dmel.stream(
+            audio[:, i * MICROTURN_SAMPLES : (i + 1) * MICROTURN_SAMPLES], tail, state
         )
         assert torch.equal(bins, offline[:, i])
+    assert bool((state[0] != 0).all()) == pitch and not state[1].any()
+
+
+def voice(f0_hz: float | torch.Tensor, seconds: float, amp: float = 0.3) -> torch.Tensor:
+    """A vowel-like sound: 10 harmonics of f0 (a constant or one per sample), falling 1/k."""
+    n = int(seconds * SR)
+    f0 = torch.full((n,), float(f0_hz)) if not isinstance(f0_hz, torch.Tensor) else f0_hz
+    phase = 2 * math.pi * torch.cumsum(f0.double(), 0) / SR
+    x = torch.stack([torch.sin(k * phase) / k for k in range(1, 11)]).sum(0)
+    return (amp * x / x.abs().max()).float()
+
+
+def test_pitch_tracks_f0_without_octave_errors() -> None:
+    for f0 in (85.0, 120.0, 180.0, 260.0, 380.0):
+        voiced, log_f0 = track(voice(f0, 0.2).unfold(0, 800, 400))
+        assert voiced.all(), f0
+        assert torch.allclose(log_f0, torch.full_like(log_f0, math.log2(f0)), atol=0.02), f0
+    noise = torch.randn(5, 800) * 0.1
+    silence = torch.zeros(5, 800)
+    for frames in (noise, silence):
+        voiced, log_f0 = track(frames)
+        assert not voiced.any() and not log_f0.any()
+
+
+def test_pitch_bins_are_relative_to_the_speakers_running_pitch() -> None:
+    """A speaker at 150 Hz, another at 220 Hz: a level voice sits in the middle bin for both; a
+    fall of 0.18 octave at the end of a phrase is 3 bins down; pauses are bin 0."""
+    mid = REL_HALF + 1
+    for f0 in (150.0, 220.0):
+        level = voice(f0, 1.5)
+        fall = voice(f0 * 2**-0.18, 0.3)
+        pause = torch.zeros(8000)
+        audio = torch.cat([level, fall, pause])
+        audio = F.pad(audio, (0, -len(audio) % MICROTURN_SAMPLES))
+        bins = DMel(pitch=True).offline(audio[None])[0, :, :, N_MELS].flatten()  # [frames]
+        # frames fully inside each part (frame j covers samples 400 (j - 1) .. 400 (j + 1))
+        p0 = (len(level) + len(fall)) // 400
+        level_bins = bins[4 : len(level) // 400 - 1]
+        fall_bins = bins[len(level) // 400 + 2 : p0 - 1]
+        pause_bins = bins[p0 + 2 : p0 + 19]
+        assert (len(level_bins), len(fall_bins), len(pause_bins)) == (55, 9, 17)
+        assert (level_bins == mid).all(), (f0, level_bins)
+        assert (fall_bins[:3] == mid - 3).all(), (f0, fall_bins)
+        assert (pause_bins == 0).all(), (f0, pause_bins)
 
 
 def _vocode(mel: torch.Tensor, iters: int) -> torch.Tensor:

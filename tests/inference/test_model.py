@@ -11,7 +11,7 @@ from inference.kvcache import SINK_POS, Rows
 from inference.model import MEL_DIM, InteractionModel, Sequence, StepInput, StepOutput
 from inference.text import PAD
 from inference.types import MicroTurnInput
-from tests.inference.conftest import make_inputs
+from tests.inference.conftest import make_inputs, random_tiny
 
 
 def step_input(
@@ -30,8 +30,9 @@ def step_input(
     )
 
 
-def test_streaming_equals_offline_full_sequence(tiny_random: InteractionModel) -> None:
-    model = tiny_random
+@pytest.mark.parametrize("pitch_in", [False, True])
+def test_streaming_equals_offline_full_sequence(pitch_in: bool) -> None:
+    model = random_tiny(pitch_in=pitch_in)
     n = 2 * model.cfg.window_microturns + 3  # well past the window: the ring buffer wraps
     calls = [make_inputs(n, seed=1, start=7), make_inputs(n, seed=2, start=0)]
     noise = torch.randn(2, n, MEL_DIM, generator=torch.Generator().manual_seed(0))

@@ -226,6 +226,15 @@ def test_train_runs_resumes_and_exports(tmp_path: Path) -> None:
     assert main([*args, "--resume", "--stage", "text"]) == 0
     meta = torch.load(run / "state.pt", weights_only=False)["meta"]
     assert (meta["stage"], meta["step"]) == ("listen", 3)
+    # a stage that adds an input (prosody: the pitch channel) widens the model and trains it
+    assert main([*args, "--resume", "--stage", "prosody", "--export", str(tmp_path / "ck2")]) == 0
+    state = torch.load(run / "state.pt", weights_only=False)
+    assert state["config"]["pitch_in"] and state["meta"]["stage"] == "prosody"
+    # its heard-word head trains beside the model but is not exported (load refuses extras)
+    assert set(state["word_head"]) == {"out.weight", "out.bias"}
+    assert load(tmp_path / "ck2").cfg.pitch_in and not load(tmp_path / "ck").cfg.pitch_in
+    logged = [json.loads(line) for line in (run / "log.jsonl").read_text().splitlines()]
+    assert "word" in logged[-1] and "word" not in logged[0]
 
 
 def test_demo_episode_uses_the_harness_camera_and_a_quiet_mic() -> None:
@@ -383,3 +392,34 @@ def test_eval_monologue_counts_backchannels_apart_from_taking_the_floor() -> Non
     ep.info["turns"].append({"start": int(4.6 * sr), "end": 30 * 3200, "take_mt": None})
     cut = ev.eval_monologue([run({10: "uh-huh ", 21: "okay ", 26: "let me "})])
     assert cut["false_interruption_rate"] == 50.0 and cut["turns"] == 1
+
+
+def test_heard_words_label_cues_turn_ends_and_spoken_numbers() -> None:
+    """The heard-word targets of the auxiliary loss: in CueSpeak every word, each at the
+    micro-turn a response to it would be due (the cue's class exactly where the model answers),
+    none between; a turn's last word where the turn ends; a spoken instruction's number."""
+    from inference.tasks.episode import WORD_CLASSES, word_class
+    from inference.tasks.generators import MT
+
+    ep = make("cuespeak", 4, 200)
+    tg = targets(ep, 8, 4)
+    assert ep.heard_all and (tg.word >= 0).all()
+    assert 0 < (tg.word > 0).sum() < ep.n / 2 and (tg.word < WORD_CLASSES).all()
+    cue = word_class(ep.info["cue"])
+    assert ep.info["expected"] and all(tg.word[m] == cue for m in ep.info["expected"])
+    assert word_class("seven") == word_class("7") != word_class("eleven")
+
+    ep = make("turn", 2, 200)
+    tg = targets(ep, 8, 4)
+    assert not ep.heard_all and (tg.word == -1).sum() > ep.n / 2  # unknown between turn ends
+    ends = {t["end"] // MT + 1 for t in ep.info["turns"] if t["take_mt"] is not None}
+    assert ends and ends <= {m for m, _ in ep.heard} and all(tg.word[m] > 0 for m in ends)
+
+    for seed in range(6):
+        ep = make("timespeak_spoken", seed, 200)
+        if ep.task == "timespeak/every":
+            (m, w), *_ = ep.heard
+            assert m == ep.info["t0"] and word_class(w) == word_class(str(ep.info["period"]))
+            break
+    else:
+        raise AssertionError("no spoken 'every' instruction in 6 seeds")
