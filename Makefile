@@ -87,6 +87,12 @@ train: install-test system-deps
 	nice -n 15 $(BIN)/python -m inference.train --stage listen --steps 3000 --resume \
 		--run $(TRAIN_RUN) --minutes $(TRAIN_MINUTES) --export $(TRAIN_RUN)/export-listen
 	nice -n 15 $(BIN)/python -m inference.train --stage react --steps 3200 --resume \
+		--run $(TRAIN_RUN) --minutes $(TRAIN_MINUTES) --export $(TRAIN_RUN)/export-react
+	nice -n 15 $(BIN)/python -m inference.train --stage speak --steps 3000 --resume \
+		--run $(TRAIN_RUN) --minutes $(TRAIN_MINUTES) --export $(TRAIN_RUN)/export-speak
+	nice -n 15 $(BIN)/python -m inference.train --stage prosody --steps 2600 --resume \
+		--run $(TRAIN_RUN) --minutes $(TRAIN_MINUTES) --export $(TRAIN_RUN)/export-prosody
+	nice -n 15 $(BIN)/python -m inference.train --stage recount --steps 500 --resume \
 		--run $(TRAIN_RUN) --minutes $(TRAIN_MINUTES) --export inference/checkpoints/small
 
 # Held-out episodes through the serving engine; the committed report is bench/results/eval.json.

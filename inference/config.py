@@ -147,7 +147,7 @@ PRESETS: dict[str, ModelConfig] = {
         flow_steps=2,
         griffin_lim_iters=4,
     ),
-    "small": ModelConfig(mel_feedback=False),
+    "small": ModelConfig(mel_feedback=False, pitch_in=True),
 }
 
 

@@ -21,7 +21,8 @@ Stages (each resumes the last; see docs/model.md):
     listen the listening skills (CueSpeak, turn-taking, barge-in) + replay of the text skills
     react  cues while the user talks and barge-ins weighted up
     speak  spoken instructions and backchannels
-    prosody  a pitch input (config pitch_in) for turn ends vs. pauses
+    prosody  a pitch input (config pitch_in) for turn ends vs. pauses, a heard-word auxiliary loss
+    recount  a short rehearsal with RepCount weighted up
 """
 
 from __future__ import annotations
@@ -138,6 +139,23 @@ STAGES: dict[str, dict[str, Any]] = {
         "n_range": (80, 220),
         "lr": 1e-3,
         "word_weight": 0.3,  # the heard-word auxiliary loss (WordHead)
+    },
+    "recount": {
+        # a short rehearsal after prosody, whose mix had repcount at 0.03 and RepCount fell
+        "mix": {
+            "repcount": 0.2,
+            "chain_quiet": 0.15,
+            "turn": 0.15,
+            "cuespeak": 0.12,
+            "timespeak": 0.1,
+            "monologue": 0.08,
+            "timespeak_spoken": 0.06,
+            "delegate": 0.05,
+            "idle": 0.05,
+            "chat_spoken": 0.04,
+        },
+        "n_range": (80, 220),
+        "lr": 5e-4,
     },
 }
 DEFAULT_RUN = Path("runs/small")
