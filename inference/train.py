@@ -411,9 +411,9 @@ def main(argv: list[str] | None = None) -> int:
                 "seed": args.seed,
                 "history": meta.get("history", []),
             }
-            opt_state = None
-        else:
-            opt_state = ck["opt"]
+            opt_state, word_state = None, None
+        else:  # resuming this stage: its optimiser and, if it has one, its heard-word head
+            opt_state, word_state = ck["opt"], ck.get("word_head")
         print(
             f"resuming {state_path}: stage {meta['stage']} step {meta['step']}/{meta['total']}",
             flush=True,
@@ -439,7 +439,7 @@ def main(argv: list[str] | None = None) -> int:
             "seed": args.seed,
             "history": [],
         }
-        opt_state = None
+        opt_state, word_state = None, None
     spec = STAGES[meta["stage"]]
     recipe = Recipe(
         lr=args.lr or spec.get("lr", 3e-3),
@@ -449,11 +449,10 @@ def main(argv: list[str] | None = None) -> int:
     word_head = None
     if recipe.word_weight > 0:
         word_head = WordHead(cfg.d_model)
-        if opt_state is not None and "word_head" in ck:  # resuming this stage
-            word_head.load_state_dict(ck["word_head"])
-        word_head.train()
+        if word_state is not None:
+            word_head.load_state_dict(word_state)
     model.train()
-    frozen = STAGES[meta["stage"]].get("frozen", ())
+    frozen = spec.get("frozen", ())
     for n, p in model.named_parameters():
         p.requires_grad_(not n.startswith(frozen))
     params = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
