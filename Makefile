@@ -93,6 +93,8 @@ train: install-test system-deps
 	nice -n 15 $(BIN)/python -m inference.train --stage prosody --steps 2600 --resume \
 		--run $(TRAIN_RUN) --minutes $(TRAIN_MINUTES) --export $(TRAIN_RUN)/export-prosody
 	nice -n 15 $(BIN)/python -m inference.train --stage recount --steps 500 --resume \
+		--run $(TRAIN_RUN) --minutes $(TRAIN_MINUTES) --export $(TRAIN_RUN)/export-recount
+	nice -n 15 $(BIN)/python -m inference.train --stage timing --steps 2100 --resume \
 		--run $(TRAIN_RUN) --minutes $(TRAIN_MINUTES) --export inference/checkpoints/small
 
 # Held-out episodes through the serving engine; the committed report is bench/results/eval.json.

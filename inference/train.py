@@ -157,6 +157,27 @@ STAGES: dict[str, dict[str, Any]] = {
         "n_range": (80, 220),
         "lr": 5e-4,
     },
+    "timing": {
+        # numbers read and kept: "in N seconds" against "every N seconds" (timespeak_timed, half
+        # each, delays 2-20 s, also in the chain's reminders), with cues and the heard-word loss;
+        # turn-taking, counting and the spoken instructions rehearsed
+        "mix": {
+            "timespeak_timed": 0.24,
+            "cuespeak": 0.18,
+            "turn": 0.14,
+            "chain_quiet": 0.12,
+            "repcount": 0.07,
+            "monologue": 0.06,
+            "timespeak": 0.06,
+            "timespeak_spoken": 0.04,
+            "delegate": 0.04,
+            "chat_spoken": 0.03,
+            "idle": 0.02,
+        },
+        "n_range": (80, 220),
+        "lr": 1e-3,
+        "word_weight": 0.3,
+    },
 }
 DEFAULT_RUN = Path("runs/small")
 

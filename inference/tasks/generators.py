@@ -188,8 +188,21 @@ def instruct(
 STOPS = ["stop", "ok stop", "stop now", "that's enough"]
 
 
-def timespeak(rng: np.random.Generator, n: int, spoken: bool = False) -> Episode:
-    kind = str(rng.choice(["every", "once", "countdown"], p=[0.45, 0.3, 0.25]))
+ONCE_TEMPLATES = [
+    "remind me to {w} in {n} seconds",
+    "in {n} seconds say {w}",
+    "say {w} in {n} seconds",
+]
+TIMESPEAK_KINDS = {"every": 0.45, "once": 0.3, "countdown": 0.25}
+
+
+def timespeak(
+    rng: np.random.Generator,
+    n: int,
+    spoken: bool = False,
+    kinds: dict[str, float] = TIMESPEAK_KINDS,
+) -> Episode:
+    kind = str(rng.choice(list(kinds), p=list(kinds.values())))
     ep, audio = new_episode(f"timespeak/{kind}", rng, n)
     t_typed = early_text(rng, n)
     voice = random_user_voice(rng) if spoken else None
@@ -225,9 +238,7 @@ def timespeak(rng: np.random.Generator, n: int, spoken: bool = False) -> Episode
     elif kind == "once":
         word = str(rng.choice(SAY_WORDS))
         delay = int(rng.integers(2, 21))
-        template = rng.choice(
-            ["remind me to {w} in {n} seconds", "in {n} seconds say {w}", "say {w} in {n} seconds"]
-        )
+        template = rng.choice(ONCE_TEMPLATES)
         t0 = instruct(
             ep, rng, audio, t_typed, template.format(w=word, n=num_text(delay, rng)), voice
         )
@@ -473,6 +484,9 @@ FAMILIES: dict[str, Generator] = {
     # the same instructions said aloud (one user voice, at the user's level) instead of typed
     "timespeak_spoken": functools.partial(timespeak, spoken=True),
     "chat_spoken": functools.partial(chat, spoken=True),
+    # training only: the two kinds that read a number and keep time by it, half each ("in N
+    # seconds" and "every N seconds" differ in one word; the countdown is learnt)
+    "timespeak_timed": functools.partial(timespeak, kinds={"every": 0.5, "once": 0.5}),
 }
 
 
@@ -839,8 +853,9 @@ def _countdown(rng: np.random.Generator, ep: Episode, at: int, reps: list[int]) 
 
 def _once(rng: np.random.Generator, ep: Episode, at: int, reps: list[int]) -> int:
     word = str(rng.choice(SAY_WORDS))
-    delay = int(rng.integers(2, 9))
-    ep.typed.append((at, f"remind me to {word} in {num_text(delay, rng)} seconds"))
+    delay = int(rng.integers(2, 21))
+    template = rng.choice(ONCE_TEMPLATES)
+    ep.typed.append((at, template.format(w=word, n=num_text(delay, rng))))
     m = typed_eou(ep, at) + delay * PER_S
     if m < ep.n:
         ep.say.append(Utterance(m, word, "say"))
