@@ -79,23 +79,18 @@ bench-load: install-test system-deps
 # TRAIN_MINUTES and resumes where it stopped when run again; batches are a function of (seed, step).
 TRAIN_RUN ?= runs/small
 TRAIN_MINUTES ?= 120
+# One stage: $(call train_stage,NAME,STEPS,EXPORT_DIR)
+train_stage = nice -n 15 $(BIN)/python -m inference.train --stage $(1) --steps $(2) --resume \
+	--run $(TRAIN_RUN) --minutes $(TRAIN_MINUTES) --export $(3)
 train: install-test system-deps
-	nice -n 15 $(BIN)/python -m inference.train --stage text --steps 4600 --resume \
-		--run $(TRAIN_RUN) --minutes $(TRAIN_MINUTES) --export $(TRAIN_RUN)/export-text
-	nice -n 15 $(BIN)/python -m inference.train --stage chain --steps 3200 --resume \
-		--run $(TRAIN_RUN) --minutes $(TRAIN_MINUTES) --export $(TRAIN_RUN)/export-chain
-	nice -n 15 $(BIN)/python -m inference.train --stage listen --steps 3000 --resume \
-		--run $(TRAIN_RUN) --minutes $(TRAIN_MINUTES) --export $(TRAIN_RUN)/export-listen
-	nice -n 15 $(BIN)/python -m inference.train --stage react --steps 3200 --resume \
-		--run $(TRAIN_RUN) --minutes $(TRAIN_MINUTES) --export $(TRAIN_RUN)/export-react
-	nice -n 15 $(BIN)/python -m inference.train --stage speak --steps 3000 --resume \
-		--run $(TRAIN_RUN) --minutes $(TRAIN_MINUTES) --export $(TRAIN_RUN)/export-speak
-	nice -n 15 $(BIN)/python -m inference.train --stage prosody --steps 2600 --resume \
-		--run $(TRAIN_RUN) --minutes $(TRAIN_MINUTES) --export $(TRAIN_RUN)/export-prosody
-	nice -n 15 $(BIN)/python -m inference.train --stage recount --steps 500 --resume \
-		--run $(TRAIN_RUN) --minutes $(TRAIN_MINUTES) --export $(TRAIN_RUN)/export-recount
-	nice -n 15 $(BIN)/python -m inference.train --stage timing --steps 2100 --resume \
-		--run $(TRAIN_RUN) --minutes $(TRAIN_MINUTES) --export inference/checkpoints/small
+	$(call train_stage,text,4600,$(TRAIN_RUN)/export-text)
+	$(call train_stage,chain,3200,$(TRAIN_RUN)/export-chain)
+	$(call train_stage,listen,3000,$(TRAIN_RUN)/export-listen)
+	$(call train_stage,react,3200,$(TRAIN_RUN)/export-react)
+	$(call train_stage,speak,3000,$(TRAIN_RUN)/export-speak)
+	$(call train_stage,prosody,2600,$(TRAIN_RUN)/export-prosody)
+	$(call train_stage,recount,500,$(TRAIN_RUN)/export-recount)
+	$(call train_stage,timing,2100,inference/checkpoints/small)
 
 # Held-out episodes through the serving engine; the committed report is bench/results/eval.json.
 EVAL_ARGS ?= --suite all --episodes 32 --seed 1 --baseline

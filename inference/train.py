@@ -23,6 +23,7 @@ Stages (each resumes the last; see docs/model.md):
     speak  spoken instructions and backchannels
     prosody  a pitch input (config pitch_in) for turn ends vs. pauses, a heard-word auxiliary loss
     recount  a short rehearsal with RepCount weighted up
+    timing  "in N seconds" against "every N seconds" (delays 2-20 s), cues, turn ends
 """
 
 from __future__ import annotations
