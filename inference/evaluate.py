@@ -548,7 +548,7 @@ def evaluate(
         all_runs += runs
         print(f"{suite} ({time.time() - t:.0f} s): {json.dumps(res)}", file=sys.stderr, flush=True)
     report["speech"] = stoi_of_phrases(all_runs)
-    from inference.tasks.generators import SAY_WORDS
+    from inference.tasks.vocab import SAY_WORDS
 
     report["speech"]["vocoder_ceiling"] = vocoder_ceiling([*SAY_WORDS, HOLD, "hi there", "3", "12"])
     return report

@@ -24,6 +24,8 @@ Stages (each resumes the last; see docs/model.md):
     prosody  a pitch input (config pitch_in) for turn ends vs. pauses, a heard-word auxiliary loss
     recount  a short rehearsal with RepCount weighted up
     timing  "in N seconds" against "every N seconds" (delays 2-20 s), cues, turn ends
+    cues    the cue told from its near misses (cuespeak_near), each vocabulary word its own
+            heard-word class, the heard-word loss weighed up
 """
 
 from __future__ import annotations
@@ -48,7 +50,7 @@ from inference.config import ModelConfig, preset
 from inference.flow import flow_matching_loss
 from inference.model import InteractionModel
 from inference.tasks.batch import Batch, training_batch
-from inference.tasks.episode import WORD_CLASSES
+from inference.tasks.vocab import WORD_CLASSES
 from inference.text import N_BYTES, PAD
 
 STAGES: dict[str, dict[str, Any]] = {
@@ -178,6 +180,28 @@ STAGES: dict[str, dict[str, Any]] = {
         "n_range": (80, 220),
         "lr": 1e-3,
         "word_weight": 0.3,
+    },
+    "cues": {
+        # the cue told from its near misses (cuespeak_near: half the phrases hold one), with the
+        # heard-word loss weighed up and each vocabulary word in a class of its own (the hashed
+        # classes put cue words with filler words); turn ends, timing and the rest rehearsed
+        "mix": {
+            "cuespeak_near": 0.2,
+            "timespeak_timed": 0.18,
+            "turn": 0.14,
+            "cuespeak": 0.1,
+            "chain_quiet": 0.1,
+            "monologue": 0.08,
+            "repcount": 0.06,
+            "timespeak": 0.05,
+            "timespeak_spoken": 0.03,
+            "delegate": 0.03,
+            "chat_spoken": 0.02,
+            "idle": 0.01,
+        },
+        "n_range": (80, 220),
+        "lr": 1e-3,
+        "word_weight": 0.5,
     },
 }
 DEFAULT_RUN = Path("runs/small")

@@ -14,21 +14,16 @@ text; the next utterance may not start before both are done.
 
 from __future__ import annotations
 
-import zlib
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
 from inference.config import FRAME_SIZE, LOG10_MEL_MIN, MEL_FRAMES_PER_MICROTURN, N_MELS
+from inference.tasks.vocab import word_class
 from inference.tasks.voice import model_mel
 from inference.text import EOU, PAD, SIL, TextQueue
 from inference.types import MICROTURN_SAMPLES, MicroTurnInput
-
-NUMBER_WORDS = (
-    "zero one two three four five six seven eight nine ten eleven twelve thirteen fourteen "
-    "fifteen sixteen seventeen eighteen nineteen twenty"
-).split()
 
 
 @dataclass
@@ -140,18 +135,6 @@ class Targets:
     text_weight: np.ndarray  # [n] float32
     speaking: np.ndarray  # [n] bool: the model's audio is on in this micro-turn
     word: np.ndarray  # [n] int64 heard-word class (0: none ended, -1: unknown; see word_class)
-
-
-WORD_CLASSES = 256  # heard words hashed into 255 classes + "none"
-
-
-def word_class(word: str) -> int:
-    """A heard word's class for the auxiliary loss: a stable hash (digits and number words of
-    one value share one class)."""
-    w = word.lower().strip(" ,.?!'")
-    if w in NUMBER_WORDS:
-        w = str(NUMBER_WORDS.index(w))
-    return 1 + zlib.crc32(w.encode()) % (WORD_CLASSES - 1)
 
 
 def targets(ep: Episode, k_in: int, k_out: int, event_weight: float = 4.0) -> Targets:

@@ -29,8 +29,16 @@ from collections.abc import Callable
 import numpy as np
 from scipy.signal import lfilter
 
-from inference.tasks.episode import NUMBER_WORDS, Episode, Utterance
+from inference.tasks.episode import Episode, Utterance
 from inference.tasks.motion import harness_motion, noise_slice, random_motion, render, still_frames
+from inference.tasks.vocab import (
+    CUES,
+    FILLER,
+    NUMBER_WORDS,
+    RESPONSES,
+    SAY_WORDS,
+    SENTENCES,
+)
 from inference.tasks.voice import Voice, model_mel, random_user_voice, speech
 from inference.text import encode_message
 from inference.types import MICROTURN_SAMPLES
@@ -38,46 +46,6 @@ from inference.types import MICROTURN_SAMPLES
 MT = MICROTURN_SAMPLES
 PER_S = 5  # micro-turns per second
 K_IN = 8  # text-in ids per micro-turn (the small preset's text_in_slots)
-
-SAY_WORDS = [
-    "hello",
-    "breathe",
-    "stretch",
-    "drink water",
-    "blink",
-    "relax",
-    "smile",
-    "focus",
-    "stand up",
-    "look away",
-    "tick",
-    "ping",
-    "wake up",
-    "posture",
-    "sip",
-    "hi",
-]
-FILLER = (
-    "the weather was nice today and we went for a long walk by the river "
-    "i think the meeting is at noon but maybe it moved to the afternoon "
-    "my sister has a new dog that likes to run in the park every morning "
-    "could you remind me what we talked about last week about the project "
-    "we need to buy bread milk and some fresh fruit for the weekend"
-).split()
-SENTENCES = [
-    "the weather was nice today and we went for a long walk",
-    "i think the meeting is at noon but it may have moved",
-    "my sister has a new dog that likes to run in the park",
-    "could you tell me what we talked about last week",
-    "we need to buy bread and milk for the weekend",
-    "the train was late again this morning",
-    "i am not sure what to cook for dinner tonight",
-    "let me tell you about the trip we took last summer",
-    "the book i read last month was really good",
-    "we should plan the garden before the spring comes",
-    "he said the report would be ready by friday",
-    "i was thinking about painting the kitchen blue",
-]
 
 
 def num_text(n: int, rng: np.random.Generator) -> str:
@@ -516,17 +484,6 @@ __all__ = ["FAMILIES", "HOLD", "encode_message", "make"]
 
 
 # ---- cuespeak (listening) --------------------------------------------------------------------------
-CUES = {
-    "now": ["no", "know", "how", "new"],
-    "apple": ["maple", "chapel", "ample"],
-    "blue": ["blew", "glue", "blow"],
-    "tiger": ["timer", "tiber", "tiny"],
-    "seven": ["heaven", "eleven", "sever"],
-    "river": ["liver", "driver", "rover"],
-    "coffee": ["toffee", "copy", "coughing"],
-    "yellow": ["hello", "fellow", "mellow"],
-}
-RESPONSES = ["go", "yes", "ding", "bingo", "check", "green", "beep", "done"]
 
 
 def spoken_words(
@@ -553,7 +510,10 @@ def spoken_words(
     return out
 
 
-def cuespeak(rng: np.random.Generator, n: int) -> Episode:
+CUE_KINDS = {"cue": 0.5, "near": 0.3, "none": 0.2}  # what each phrase of the user's talk holds
+
+
+def cuespeak(rng: np.random.Generator, n: int, kinds: dict[str, float] = CUE_KINDS) -> Episode:
     ep, audio = new_episode("cuespeak", rng, n)
     cue = str(rng.choice(list(CUES)))
     resp = str(rng.choice(RESPONSES))
@@ -569,7 +529,7 @@ def cuespeak(rng: np.random.Generator, n: int) -> Episode:
     while pos < (n - 8) * MT:
         k = int(rng.integers(2, 7))
         words = [str(w) for w in rng.choice(FILLER, size=k)]
-        kind = rng.choice(["cue", "near", "none"], p=[0.5, 0.3, 0.2])
+        kind = rng.choice(list(kinds), p=list(kinds.values()))
         if kind == "cue":
             words.insert(int(rng.integers(0, k + 1)), cue)
         elif kind == "near":
@@ -744,6 +704,10 @@ def monologue(rng: np.random.Generator, n: int) -> Episode:
 
 
 FAMILIES.update({"cuespeak": cuespeak, "turn": turn, "monologue": monologue})
+# training only: more near misses, so telling the cue from them carries more of the loss
+FAMILIES["cuespeak_near"] = functools.partial(
+    cuespeak, kinds={"cue": 0.4, "near": 0.5, "none": 0.1}
+)
 
 
 # ---- the demo page's acceptance, offline -----------------------------------------------------------

@@ -413,12 +413,48 @@ def test_eval_monologue_counts_backchannels_apart_from_taking_the_floor() -> Non
     assert cut["false_interruption_rate"] == 50.0 and cut["turns"] == 1
 
 
+def test_cue_words_near_misses_and_their_word_classes() -> None:
+    """A near miss sounds different from its cue (espeak-ng's phonemes differ: "blew" was a
+    homophone of "blue"), and every vocabulary word has a heard-word class of its own (hashed
+    classes put "blue" with "me" and "seven" with "to")."""
+    import subprocess
+
+    from inference.tasks.vocab import CUES, VOCABULARY, WORD_CLASSES, word_class
+
+    def phonemes(word: str) -> str:
+        out = subprocess.run(["espeak-ng", "-q", "-x", word], capture_output=True, text=True)
+        return out.stdout.strip()
+
+    for cue, near in CUES.items():
+        assert phonemes(cue) not in {phonemes(w) for w in near}, cue
+    classes = [word_class(w) for w in VOCABULARY]
+    assert len(set(classes)) == len(VOCABULARY) and max(classes) < WORD_CLASSES
+    assert word_class("blue") != word_class("me") and word_class("seven") != word_class("to")
+    assert 0 < word_class("zebra") < WORD_CLASSES and word_class("Seven,") == word_class("7")
+
+
+def test_cuespeak_near_trains_on_more_near_misses() -> None:
+    """The training-only cuespeak_near family says more near misses than cues (half its phrases
+    hold one, 40 % the cue); the held-out cuespeak fewer (30 % and 50 %)."""
+    from inference.tasks.vocab import CUES
+
+    def near_per_cue(family: str) -> float:
+        near = cues = 0
+        for seed in range(24):
+            ep = make(family, seed, 200)
+            near += sum(w in CUES[ep.info["cue"]] for _, w in ep.heard)
+            cues += sum(w == ep.info["cue"] for _, w in ep.heard)
+        return near / cues
+
+    assert near_per_cue("cuespeak") < 0.9 < 1.0 < near_per_cue("cuespeak_near")
+
+
 def test_heard_words_label_cues_turn_ends_and_spoken_numbers() -> None:
     """The heard-word targets of the auxiliary loss: in CueSpeak every word, each at the
     micro-turn a response to it would be due (the cue's class exactly where the model answers),
     none between; a turn's last word where the turn ends; a spoken instruction's number."""
-    from inference.tasks.episode import WORD_CLASSES, word_class
     from inference.tasks.generators import MT
+    from inference.tasks.vocab import WORD_CLASSES, word_class
 
     ep = make("cuespeak", 4, 200)
     tg = targets(ep, 8, 4)
