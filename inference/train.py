@@ -9,8 +9,9 @@ pure function of (seed, step), so a resumed run sees the same data it would have
 writes the model as a servable checkpoint (config.json + model.safetensors, bf16 by default).
 
 Recipe (shared/notes/model-notes.md): AdamW lr 3e-3, betas (0.9, 0.95), weight decay 0.01, 50-step
-warm-up, cosine decay to 0.1x over the stage's steps, grad clip 1.0, bf16 autocast on CPU, one
-torch thread; text loss on every micro-turn with event micro-turns weighted 4x; the flow head on
+warm-up, cosine decay to 0.1x over the stage's steps, grad clip 1.0, bf16 autocast on CPUs whose
+bf16 matmuls are fast (`--bf16 auto` times one; an AVX2-only CPU emulates bf16 and trains several
+times slower with it than in fp32), one torch thread; text loss on every micro-turn with event micro-turns weighted 4x; the flow head on
 every speaking micro-turn and a quarter of the silent ones, two noise draws each.
 
 Stages (each resumes the last; see docs/model.md):
@@ -26,6 +27,8 @@ Stages (each resumes the last; see docs/model.md):
     timing  "in N seconds" against "every N seconds" (delays 2-20 s), cues, turn ends
     cues    the cue told from its near misses (cuespeak_near), each vocabulary word its own
             heard-word class, the heard-word loss weighed up
+    start   the cues mix at a lower lr, a call's first typed message now also in its very first
+            micro-turn (a page that types as soon as the call is up)
 """
 
 from __future__ import annotations
@@ -204,6 +207,9 @@ STAGES: dict[str, dict[str, Any]] = {
         "word_weight": 0.5,
     },
 }
+# the call's first typed message also in its very first micro-turn (early_text), where the cues
+# model misread "every 3 seconds" as every 2 in four demo calls of ten; the cues mix, a lower lr
+STAGES["start"] = {**STAGES["cues"], "lr": 5e-4}
 DEFAULT_RUN = Path("runs/small")
 
 
@@ -271,6 +277,22 @@ def _worker_init(_: int) -> None:
         os.nice(5)  # the data worker yields to the training process
     except OSError:
         pass
+
+
+def bf16_is_fast(size: int = 384, reps: int = 20) -> bool:
+    """Whether a bf16-autocast matmul beats an fp32 one on this CPU (native bf16: AVX-512 BF16 or
+    AMX; elsewhere bf16 is emulated and slow)."""
+
+    def timed(enabled: bool) -> float:
+        a, b = torch.randn(size, size), torch.randn(size, size)
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=enabled):
+            (a @ b).sum()  # warm-up
+            t = time.perf_counter()
+            for _ in range(reps):
+                (a @ b).sum()
+        return time.perf_counter() - t
+
+    return timed(True) < timed(False)
 
 
 def lr_at(step: int, total: int, recipe: Recipe) -> float:
@@ -386,7 +408,13 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--workers", type=int, default=1, help="data worker processes (0: inline)")
     ap.add_argument("--save-every", type=int, default=100)
-    ap.add_argument("--no-bf16", action="store_true")
+    ap.add_argument(
+        "--bf16",
+        choices=["auto", "on", "off"],
+        default="auto",
+        help="bf16 autocast (auto: on where this CPU's bf16 matmuls beat fp32)",
+    )
+    ap.add_argument("--no-bf16", action="store_true", help="the same as --bf16 off")
     ap.add_argument(
         "--export", type=Path, default=None, help="write a servable checkpoint here at the end"
     )
@@ -543,6 +571,8 @@ def main(argv: list[str] | None = None) -> int:
             dynamic_ncols=True,
             file=sys.stderr,
         )
+    bf16 = not args.no_bf16 and (args.bf16 == "on" or (args.bf16 == "auto" and bf16_is_fast()))
+    print(f"bf16 autocast: {'on' if bf16 else 'off'} (--bf16 {args.bf16})", flush=True)
     log_path = args.run / "log.jsonl"
     acc: dict[str, float] = {}
     n_acc = 0
@@ -551,7 +581,7 @@ def main(argv: list[str] | None = None) -> int:
     for batch in loader:
         for g in opt.param_groups:
             g["lr"] = lr_at(step, total, recipe)
-        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=not args.no_bf16):
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
             parts = losses(model, batch, recipe, gen, word_head)
         opt.zero_grad(set_to_none=True)
         parts["loss"].backward()

@@ -128,6 +128,10 @@ def typed_eou(ep: Episode, mt: int) -> int:
 
 
 def early_text(rng: np.random.Generator, n: int) -> int:
+    """The micro-turn of a call's first typed message: often its very first (a page that types
+    as soon as the call is up; text there sits on the attention's first positions), else soon."""
+    if rng.random() < 0.15:
+        return 0
     return int(rng.integers(1, max(2, min(n // 3, 25))))
 
 
@@ -739,7 +743,7 @@ def demo(rng: np.random.Generator, n: int) -> Episode:
     motion = harness_motion()
     ep.frames, ep.has_frame, _, reps = render(motion, n, np.ones(n, bool), rng)
     ep.audio = background(rng, n)
-    t_typed = 10
+    t_typed = 0  # the page test types as soon as the call is up
     ep.typed.append((t_typed, "say hello every 3 seconds"))
     t0 = typed_eou(ep, t_typed)
     stop = t0 + 15 * 4 + 5  # four hellos, then "stop"
