@@ -11,8 +11,9 @@ writes the model as a servable checkpoint (config.json + model.safetensors, bf16
 Recipe (shared/notes/model-notes.md): AdamW lr 3e-3, betas (0.9, 0.95), weight decay 0.01, 50-step
 warm-up, cosine decay to 0.1x over the stage's steps, grad clip 1.0, bf16 autocast on CPUs whose
 bf16 matmuls are fast (`--bf16 auto` times one; an AVX2-only CPU emulates bf16 and trains several
-times slower with it than in fp32), one torch thread; text loss on every micro-turn with event micro-turns weighted 4x; the flow head on
-every speaking micro-turn and a quarter of the silent ones, two noise draws each.
+times slower with it than in fp32), one torch thread; text loss on every micro-turn with event
+micro-turns weighted 4x; the flow head on every speaking micro-turn and a quarter of the silent
+ones, two noise draws each.
 
 Stages (each resumes the last; see docs/model.md):
     text   typed-text and video skills (TimeSpeak, RepCount, delegation, small talk, idle),
@@ -414,7 +415,9 @@ def main(argv: list[str] | None = None) -> int:
         default="auto",
         help="bf16 autocast (auto: on where this CPU's bf16 matmuls beat fp32)",
     )
-    ap.add_argument("--no-bf16", action="store_true", help="the same as --bf16 off")
+    ap.add_argument(
+        "--no-bf16", dest="bf16", action="store_const", const="off", help="the same as --bf16 off"
+    )
     ap.add_argument(
         "--export", type=Path, default=None, help="write a servable checkpoint here at the end"
     )
@@ -571,7 +574,7 @@ def main(argv: list[str] | None = None) -> int:
             dynamic_ncols=True,
             file=sys.stderr,
         )
-    bf16 = not args.no_bf16 and (args.bf16 == "on" or (args.bf16 == "auto" and bf16_is_fast()))
+    bf16 = args.bf16 == "on" or (args.bf16 == "auto" and bf16_is_fast())
     print(f"bf16 autocast: {'on' if bf16 else 'off'} (--bf16 {args.bf16})", flush=True)
     log_path = args.run / "log.jsonl"
     acc: dict[str, float] = {}
