@@ -30,6 +30,7 @@ Stages (each resumes the last; see docs/model.md):
             heard-word class, the heard-word loss weighed up
     start   the cues mix at a lower lr, a call's first typed message now also in its very first
             micro-turn (a page that types as soon as the call is up)
+    near    more near misses, the silence just after each weighted like a cue's answer
 """
 
 from __future__ import annotations
@@ -211,6 +212,25 @@ STAGES: dict[str, dict[str, Any]] = {
 # the call's first typed message also in its very first micro-turn (early_text), where the cues
 # model misread "every 3 seconds" as every 2 in four demo calls of ten; the cues mix, a lower lr
 STAGES["start"] = {**STAGES["cues"], "lr": 5e-4}
+# near misses again, now with the silence after each weighed like an answer (episode.hold): the
+# start model's false answers were mostly just after a near miss, which weighed 1 against 4
+STAGES["near"] = {
+    **STAGES["start"],
+    "mix": {
+        "cuespeak_near": 0.3,
+        "timespeak_timed": 0.15,
+        "turn": 0.12,
+        "cuespeak": 0.1,
+        "chain_quiet": 0.1,
+        "monologue": 0.07,
+        "repcount": 0.06,
+        "timespeak": 0.04,
+        "timespeak_spoken": 0.02,
+        "delegate": 0.02,
+        "chat_spoken": 0.01,
+        "idle": 0.01,
+    },
+}
 DEFAULT_RUN = Path("runs/small")
 
 

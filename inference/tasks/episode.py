@@ -59,6 +59,9 @@ class Episode:
     # is listed (so the micro-turns between them are "no word ended" targets)
     heard: list[tuple[int, str]] = field(default_factory=list)
     heard_all: bool = False
+    # micro-turns where staying silent is the lesson (just after a cue word's near miss): their
+    # silence target is weighted like an event's, as the answer to the cue itself is
+    hold: list[int] = field(default_factory=list)
 
     # ---- inputs --------------------------------------------------------------------------------
     def mic(self) -> np.ndarray:
@@ -171,6 +174,9 @@ def targets(ep: Episode, k_in: int, k_out: int, event_weight: float = 4.0) -> Ta
             if text_out[m, 0] != SIL:
                 text_out[m] = PAD
                 text_out[m, 0] = SIL
+            weight[m] = max(weight[m], event_weight)
+    for m in ep.hold:
+        if 0 <= m < ep.n:
             weight[m] = max(weight[m], event_weight)
     word = np.full(ep.n, 0 if ep.heard_all else -1, np.int64)
     for m, w in ep.heard:

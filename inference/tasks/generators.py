@@ -540,11 +540,13 @@ def cuespeak(rng: np.random.Generator, n: int, kinds: dict[str, float] = CUE_KIN
             words.insert(int(rng.integers(0, k + 1)), str(rng.choice(CUES[cue])))
         said = spoken_words(rng, voice, words, audio, pos, ep.heard)
         for w, _, end in said:
+            m = end // MT + 1
             if w == cue:
-                m = end // MT + 1
                 if m < n and fits(ep.say, m):
                     ep.say.append(Utterance(m, resp, "cue"))
                     expected.append(m)
+            elif w in CUES[cue]:  # a near miss: the silence after it as weighty as an answer
+                ep.hold += [m, m + 1]
         pos = said[-1][2] + int(rng.integers(int(0.3 * 16000), int(1.5 * 16000)))
     ep.heard_all = True  # every word the user says was listed (the typed instruction is text)
     ep.info.update(t0=t0, cue=cue, response=resp, expected=expected)

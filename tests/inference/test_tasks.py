@@ -462,6 +462,27 @@ def test_cuespeak_near_trains_on_more_near_misses() -> None:
     assert near_per_cue("cuespeak") < 0.9 < 1.0 < near_per_cue("cuespeak_near")
 
 
+def test_the_silence_after_a_near_miss_weighs_like_the_answer_to_a_cue() -> None:
+    """Each near miss of the cue holds the two micro-turns after it silent at an event's weight
+    (an answer's onset has it; plain silence has weight 1), and never marks a cue's answer."""
+    from inference.tasks.vocab import CUES
+
+    held = 0
+    for seed in range(8):
+        ep = make("cuespeak_near", seed, 200)
+        near_ends = [m for m, w in ep.heard if w in CUES[ep.info["cue"]]]
+        assert sorted(ep.hold) == sorted(m + d for m in near_ends for d in (0, 1))
+        weight = targets(ep, 8, 8).text_weight
+        answers = {u.mt for u in ep.say}
+        for m in ep.hold:
+            if m < ep.n and m not in answers and m + 1 not in answers:
+                assert weight[m] == 4.0
+                held += 1
+        quiet = set(range(ep.n)) - set(ep.hold) - {a + d for a in answers for d in (-1, 0, 1)}
+        assert all(weight[m] == 1.0 for m in quiet if m < ep.n)
+    assert held >= 20
+
+
 def test_heard_words_label_cues_turn_ends_and_spoken_numbers() -> None:
     """The heard-word targets of the auxiliary loss: in CueSpeak every word, each at the
     micro-turn a response to it would be due (the cue's class exactly where the model answers),
