@@ -233,6 +233,11 @@ def test_train_runs_resumes_and_exports(tmp_path: Path) -> None:
     # its heard-word head trains beside the model but is not exported (load refuses extras)
     assert set(state["word_head"]) == {"out.weight", "out.bias"}
     assert load(tmp_path / "ck2").cfg.pitch_in and not load(tmp_path / "ck").cfg.pitch_in
+    # the next stage starts from that head, not a fresh one (one step at warm-up lr moves it little)
+    head = state["word_head"]["out.weight"]
+    assert main([*args, "--resume", "--stage", "timing", "--minutes", "0.0001"]) == 0
+    moved = torch.load(run / "state.pt", weights_only=False)["word_head"]["out.weight"] - head
+    assert moved.abs().max() < 1e-3 < head.abs().max()
     logged = [json.loads(line) for line in (run / "log.jsonl").read_text().splitlines()]
     assert "word" in logged[-1] and "word" not in logged[0]
 
