@@ -32,6 +32,7 @@ Stages (each resumes the last; see docs/model.md):
             micro-turn (a page that types as soon as the call is up)
     near    more near misses, the silence just after each weighted like a cue's answer
     settle  plain cues and turn ends weighed back up at half the lr (near's misses, interruptions)
+    late    reminders of 12-20 s alone added to the settle mix (in progress; not yet shipped)
 """
 
 from __future__ import annotations
@@ -252,6 +253,26 @@ STAGES["settle"] = {
         "idle": 0.01,
     },
     "lr": 2.5e-4,
+}
+# "remind me in N seconds" is TimeSpeak's weak kind (33-50 %): the settle model said 18-19 s
+# reminders ~2.5 s early and some 14-16 s ones 1-2 s late; the late reminders alone at 0.1
+STAGES["late"] = {
+    **STAGES["settle"],
+    "mix": {
+        "cuespeak_near": 0.18,
+        "turn": 0.15,
+        "cuespeak": 0.14,
+        "timespeak_timed": 0.12,
+        "timespeak_late": 0.1,
+        "chain_quiet": 0.09,
+        "repcount": 0.06,
+        "monologue": 0.05,
+        "timespeak": 0.03,
+        "timespeak_spoken": 0.03,
+        "delegate": 0.02,
+        "chat_spoken": 0.02,
+        "idle": 0.01,
+    },
 }
 DEFAULT_RUN = Path("runs/small")
 

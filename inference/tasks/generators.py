@@ -173,6 +173,7 @@ def timespeak(
     n: int,
     spoken: bool = False,
     kinds: dict[str, float] = TIMESPEAK_KINDS,
+    delays: tuple[int, int] = (2, 20),
 ) -> Episode:
     kind = str(rng.choice(list(kinds), p=list(kinds.values())))
     ep, audio = new_episode(f"timespeak/{kind}", rng, n)
@@ -209,7 +210,7 @@ def timespeak(
         ep.info.update(word=word, period=period, t0=t0, stop_at=stop_at, expected=times)
     elif kind == "once":
         word = str(rng.choice(SAY_WORDS))
-        delay = int(rng.integers(2, 21))
+        delay = int(rng.integers(delays[0], delays[1] + 1))
         template = rng.choice(ONCE_TEMPLATES)
         t0 = instruct(
             ep, rng, audio, t_typed, template.format(w=word, n=num_text(delay, rng)), voice
@@ -459,6 +460,9 @@ FAMILIES: dict[str, Generator] = {
     # training only: the two kinds that read a number and keep time by it, half each ("in N
     # seconds" and "every N seconds" differ in one word; the countdown is learnt)
     "timespeak_timed": functools.partial(timespeak, kinds={"every": 0.5, "once": 0.5}),
+    # training only: the late reminders alone ("in 12-20 seconds"; the settle model said 18-19 s
+    # ones ~2.5 s early, 14-16 s ones 1-2 s late)
+    "timespeak_late": functools.partial(timespeak, kinds={"once": 1.0}, delays=(12, 20)),
 }
 
 

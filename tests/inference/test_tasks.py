@@ -467,6 +467,16 @@ def test_cuespeak_near_trains_on_more_near_misses() -> None:
     assert near_per_cue("cuespeak") < 0.9 < 1.0 < near_per_cue("cuespeak_near")
 
 
+def test_timespeak_late_is_one_late_reminder_and_timespeak_keeps_short_ones() -> None:
+    """The training-only timespeak_late family is one reminder of 12-20 s; the held-out
+    timespeak's reminders still start at 2 s."""
+    late = [make("timespeak_late", seed, 200).info for seed in range(24)]
+    assert {i["delay"] for i in late} <= set(range(12, 21)) and len({i["delay"] for i in late}) > 4
+    assert all(len(i["expected"]) == 1 and "period" not in i for i in late)
+    once = [make("timespeak", seed, 200, training=False).info.get("delay") for seed in range(48)]
+    assert min(d for d in once if d is not None) < 12
+
+
 def test_the_silence_after_a_near_miss_weighs_like_the_answer_to_a_cue() -> None:
     """Each near miss of the cue holds the two micro-turns after it silent at an event's weight
     (an answer's onset has it; plain silence keeps weight 1)."""
