@@ -290,6 +290,9 @@ class Recipe:
     flow_silent_frac: float = 0.25
     flow_draws: int = 2
     word_weight: float = 0.0  # the heard-word auxiliary loss; 0: no WordHead
+    # a fresh heard-word head learns this many steps on detached features before its loss
+    # reaches the trunk (a random head's gradient is noise: ~75 steps of it at every fresh start)
+    word_warmup: int = 100
 
 
 class WordHead(nn.Module):
@@ -386,6 +389,7 @@ def losses(
     recipe: Recipe,
     gen: torch.Generator,
     word_head: WordHead | None = None,
+    detach_word: bool = False,
 ) -> dict[str, torch.Tensor]:
     out = model(batch.seq)
     lt = text_loss(out.text_logits, batch.seq.text_out, batch.text_weight)
@@ -410,7 +414,8 @@ def losses(
     total = lt + lc + recipe.flow_weight * lf
     parts = {"text": lt, "control": lc, "flow": lf}
     if word_head is not None:
-        logits = word_head(out.hidden).float().flatten(0, 1)
+        hidden = out.hidden.detach() if detach_word else out.hidden
+        logits = word_head(hidden).float().flatten(0, 1)
         known = batch.word.flatten() >= 0
         lw = F.cross_entropy(logits[known], batch.word.flatten()[known]) if known.any() else lt * 0
         total = total + recipe.word_weight * lw
@@ -515,6 +520,7 @@ def main(argv: list[str] | None = None) -> int:
     args.run.mkdir(parents=True, exist_ok=True)
     state_path = args.run / "state.pt"
     meta: dict[str, Any]
+    warm_start = False  # from an exported checkpoint (--init), which carries no heard-word head
     if args.resume and state_path.exists():
         ck = torch.load(state_path, map_location="cpu", weights_only=False)
         cfg = ModelConfig.from_dict(ck["config"])
@@ -562,6 +568,7 @@ def main(argv: list[str] | None = None) -> int:
         )
     else:
         if args.init is not None:
+            warm_start = True
             # warm start: the preset's architecture, every tensor the checkpoint has (a newer
             # architecture's additions, e.g. the relative clocks, keep their fresh init)
             cfg = preset(args.preset)
@@ -593,6 +600,11 @@ def main(argv: list[str] | None = None) -> int:
         word_head = WordHead(cfg.d_model)
         if word_state is not None and word_state["out.weight"].shape == word_head.out.weight.shape:
             word_head.load_state_dict(word_state)
+        elif warm_start:
+            # a warm start from an export, which carries no head: the head learns on detached
+            # features first (the lineage's stages carried theirs over, see above)
+            meta["word_detached_until"] = recipe.word_warmup
+            print(f"heard-word head: fresh, detached for {recipe.word_warmup} steps", flush=True)
     model.train()
     frozen = spec.get("frozen", ())
     for n, p in model.named_parameters():
@@ -650,7 +662,8 @@ def main(argv: list[str] | None = None) -> int:
         for g in opt.param_groups:
             g["lr"] = lr_at(step, total, recipe)
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
-            parts = losses(model, batch, recipe, gen, word_head)
+            detach = step < meta.get("word_detached_until", 0)
+            parts = losses(model, batch, recipe, gen, word_head, detach)
         opt.zero_grad(set_to_none=True)
         parts["loss"].backward()
         gnorm = torch.nn.utils.clip_grad_norm_([p for _, p in params], recipe.clip)

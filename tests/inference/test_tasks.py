@@ -240,6 +240,13 @@ def test_train_runs_resumes_and_exports(tmp_path: Path) -> None:
     assert moved.abs().max() < 1e-3 < head.abs().max()
     logged = [json.loads(line) for line in (run / "log.jsonl").read_text().splitlines()]
     assert "word" in logged[-1] and "word" not in logged[0]
+    # a warm start from an export (no head in it) detaches a fresh head for its first steps
+    warm = [*args[:3], str(tmp_path / "warm"), *args[4:]]
+    assert (
+        main([*warm, "--init", str(tmp_path / "ck"), "--stage", "late", "--minutes", "0.0001"]) == 0
+    )
+    state = torch.load(tmp_path / "warm" / "state.pt", weights_only=False)
+    assert state["meta"]["word_detached_until"] == 100 and "word_head" in state
 
 
 def test_demo_episode_uses_the_harness_camera_and_a_quiet_mic() -> None:
@@ -361,6 +368,24 @@ def test_timed_timespeak_reads_a_number_once_or_every_and_the_held_out_keeps_thr
         "timespeak/once",
         "timespeak/countdown",
     }
+
+
+def test_a_detached_heard_word_head_trains_itself_but_leaves_the_trunk_alone() -> None:
+    from inference.checkpoint import init_model
+    from inference.config import preset
+    from inference.tasks.batch import training_batch
+    from inference.train import Recipe, WordHead, losses
+
+    cfg = preset("tiny")
+    batch = training_batch(cfg, 0, 2, {"cuespeak": 1.0}, (40, 48))
+    assert (batch.word > 0).any()
+    for detach in (True, False):
+        model, head = init_model(cfg, seed=0), WordHead(cfg.d_model)
+        parts = losses(model, batch, Recipe(word_weight=1.0), torch.Generator(), head, detach)
+        parts["word"].backward()
+        trunk = [p.grad for p in model.parameters() if p.grad is not None and p.grad.any()]
+        assert head.out.weight.grad is not None and head.out.weight.grad.any()
+        assert (len(trunk) == 0) == detach
 
 
 def test_every_stage_mixes_training_families_and_a_typo_is_an_error() -> None:
