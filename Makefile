@@ -94,7 +94,8 @@ train: install-test system-deps
 	$(call train_stage,cues,3300,$(TRAIN_RUN)/export-cues)
 	$(call train_stage,start,1200,$(TRAIN_RUN)/export-start)
 	$(call train_stage,near,1500,$(TRAIN_RUN)/export-near)
-	$(call train_stage,settle,1300,inference/checkpoints/small)
+	$(call train_stage,settle,1300,$(TRAIN_RUN)/export-settle)
+	$(call train_stage,late,800,inference/checkpoints/small)
 
 # Held-out episodes through the serving engine; the committed report is bench/results/eval.json.
 EVAL_ARGS ?= --suite all --episodes 32 --seed 1 --baseline
