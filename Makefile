@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 TORCH_SPEC ?= torch==2.13.0
 PYTEST_ARGS ?=
 
-.PHONY: run test install install-test system-deps lint format bench bench-inference bench-agent bench-media clean help bench-load train eval
+.PHONY: run test install install-test system-deps lint format bench bench-inference bench-agent bench-media clean help bench-load train eval validate
 
 help:
 	@echo "make run       install into .venv and start the server on http://127.0.0.1:8080"
@@ -16,6 +16,7 @@ help:
 	@echo "make bench     every benchmark (tables on stdout, JSON under bench/results/)"
 	@echo "make train     train the reference model in resumable stages (runs/small), export it"
 	@echo "make eval      evaluate the shipped model + VAD baseline (bench/results/eval.json)"
+	@echo "make validate  the scored suites on more held-out seeds, against the targets (~15 min)"
 
 $(BIN)/python:
 	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "Python 3.11+ is required"' \
@@ -101,3 +102,17 @@ train: install-test system-deps
 EVAL_ARGS ?= --suite all --episodes 32 --seed 1 --baseline
 eval: install-test system-deps
 	$(BIN)/python -m inference.evaluate $(EVAL_ARGS) --json bench/results/eval.json
+
+# More held-out seeds, 128 episodes each, two seeds at a time (one torch thread each):
+# bench/results/validate-sN.json and their numbers side by side against the issue's targets.
+VALIDATE_SEEDS ?= 2 3 4 5
+VALIDATE_ARGS ?= --suite timespeak,cuespeak,repcount,turn --episodes 128
+validate: install-test system-deps
+	$(MAKE) -j2 $(foreach s,$(VALIDATE_SEEDS),bench/results/validate-s$(s).json)
+	$(BIN)/python -m inference.evaluate --table $(foreach s,$(VALIDATE_SEEDS),bench/results/validate-s$(s).json)
+
+bench/results/validate-s%.json: FORCE
+	$(BIN)/python -m inference.evaluate $(VALIDATE_ARGS) --seed $* --json $@
+
+.PHONY: FORCE
+FORCE:

@@ -667,6 +667,40 @@ def markdown_table(report: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+# The issue's targets: (suite, key, label, bound, whether higher is better)
+TARGETS = [
+    ("timespeak", "macro_accuracy", "TimeSpeak macro-accuracy, %", 80.0, True),
+    ("cuespeak", "macro_accuracy", "CueSpeak macro-accuracy, %", 80.0, True),
+    ("repcount", "off_by_one_accuracy", "RepCount off-by-one accuracy, %", 60.0, True),
+    ("turn", "latency_median_s", "Turn-taking latency median, s", 0.40, False),
+    ("turn", "false_interruption_rate", "False interruptions, % of turns", 5.0, False),
+    ("turn", "barge_in_success", "Barge-in stopped within 400 ms, %", 90.0, True),
+]
+
+
+def seeds_table(reports: list[dict[str, Any]]) -> str:
+    """Several held-out seeds side by side against the issue's targets (`make validate`): a
+    suite a report did not run shows n/a, a latency of turns never taken "never"; the mean is
+    over the seeds with a number."""
+    head = [f"seed {r['seed']} ({r['episodes_per_suite']} ep)" for r in reports]
+    lines = [
+        "| metric | target | " + " | ".join(head) + " | mean |",
+        "|---|---|" + "---|" * (len(reports) + 1),
+    ]
+    for suite, key, label, bound, higher in TARGETS:
+        shown, have = [], []
+        for r in reports:
+            v = r["suites"].get(suite, {}).get(key)
+            if v is not None:
+                have.append(float(v))
+            ran = key in r["suites"].get(suite, {})
+            shown.append(str(v) if v is not None else "never" if ran else "n/a")
+        mean = f"{round(float(np.mean(have)), 3 if bound < 1 else 1)}" if have else "n/a"
+        target = f"{'>=' if higher else '<='} {bound:g}"
+        lines.append(f"| {label} | {target} | " + " | ".join(shown) + f" | {mean} |")
+    return "\n".join(lines)
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="microturn eval", description=__doc__.splitlines()[0])
     ap.add_argument(
@@ -697,11 +731,16 @@ def main(argv: list[str] | None = None) -> int:
     )
     ap.add_argument("--progress", action="store_true")
     ap.add_argument(
-        "--table", metavar="REPORT", help="print the markdown table of a JSON report and stop"
+        "--table",
+        metavar="REPORT",
+        nargs="+",
+        help="print the markdown table of a JSON report and stop; of several reports (one per "
+        "seed), their numbers side by side against the targets",
     )
     args = ap.parse_args(argv)
     if args.table:
-        print(markdown_table(json.loads(Path(args.table).read_text())))
+        reports = [json.loads(Path(f).read_text()) for f in args.table]
+        print(markdown_table(reports[0]) if len(reports) == 1 else seeds_table(reports))
         return 0
     torch.set_num_threads(args.threads)
     suites = list(SUITES) if args.suite == "all" else [s.strip() for s in args.suite.split(",")]

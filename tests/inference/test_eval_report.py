@@ -16,7 +16,7 @@ import pytest
 import torch
 
 from inference.checkpoint import load
-from inference.evaluate import evaluate
+from inference.evaluate import evaluate, main
 
 REPORT = Path(__file__).resolve().parents[2] / "bench" / "results" / "eval.json"
 TOLERANCE = 10.0  # percentage points
@@ -58,3 +58,31 @@ def test_the_committed_report_is_what_the_shipped_model_scores(suite: str) -> No
     assert got.keys() == want.keys()
     off = {k: (got[k], want[k]) for k in want if abs(got[k] - want[k]) > TOLERANCE}
     assert not off, f"re-run vs committed: {off}"
+
+
+def test_reports_of_several_seeds_print_side_by_side_against_the_targets(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    def report(seed: int, ts: float, fi: float, cue: bool) -> dict[str, Any]:
+        suites: dict[str, Any] = {
+            "timespeak": {"macro_accuracy": ts},
+            "turn": {"latency_median_s": 0.3 if cue else None, "false_interruption_rate": fi},
+        }
+        if cue:
+            suites["cuespeak"] = {"macro_accuracy": 82.0}
+        return {"seed": seed, "episodes_per_suite": 128, "suites": suites}
+
+    files = []
+    for r in (report(2, 83.2, 2.7, True), report(3, 76.4, 6.5, False)):
+        files.append(tmp_path / f"s{r['seed']}.json")
+        files[-1].write_text(json.dumps(r))
+    assert main(["--table", *map(str, files)]) == 0
+    rows = {line.split(" | ")[0].strip("| "): line for line in capsys.readouterr().out.splitlines()}
+    assert rows["metric"] == "| metric | target | seed 2 (128 ep) | seed 3 (128 ep) | mean |"
+    assert rows["TimeSpeak macro-accuracy, %"].endswith("| >= 80 | 83.2 | 76.4 | 79.8 |")
+    assert rows["False interruptions, % of turns"].endswith("| <= 5 | 2.7 | 6.5 | 4.6 |")
+    # a suite one seed did not run: n/a there, the mean over the seeds that ran it
+    assert rows["CueSpeak macro-accuracy, %"].endswith("| >= 80 | 82.0 | n/a | 82.0 |")
+    # turns never taken on seed 3: its median latency is "never", kept out of the mean
+    assert rows["Turn-taking latency median, s"].endswith("| <= 0.4 | 0.3 | never | 0.3 |")
+    assert rows["Barge-in stopped within 400 ms, %"].endswith("| >= 90 | n/a | n/a | n/a |")
