@@ -690,11 +690,11 @@ def seeds_table(reports: list[dict[str, Any]]) -> str:
     for suite, key, label, bound, higher in TARGETS:
         shown, have = [], []
         for r in reports:
-            v = r["suites"].get(suite, {}).get(key)
+            res = r["suites"].get(suite, {})
+            v = res.get(key)
             if v is not None:
                 have.append(float(v))
-            ran = key in r["suites"].get(suite, {})
-            shown.append(str(v) if v is not None else "never" if ran else "n/a")
+            shown.append(str(v) if v is not None else "never" if key in res else "n/a")
         mean = f"{round(float(np.mean(have)), 3 if bound < 1 else 1)}" if have else "n/a"
         target = f"{'>=' if higher else '<='} {bound:g}"
         lines.append(f"| {label} | {target} | " + " | ".join(shown) + f" | {mean} |")
