@@ -50,6 +50,7 @@ TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (
 
 EMIT_DONE = -1  # the package already has its terminal result; nothing written
 EMIT_DUPLICATE = -2  # this seq was already written (a retry); nothing written
+EMIT_ENDED = -3  # the package's call has ended; nothing written (the package is acked)
 
 
 @dataclass(frozen=True)
@@ -61,9 +62,11 @@ class StreamKeys:
     dead: str = "microturn:ctx:dead"
     group: str = DEFAULT_GROUP
     ctx_maxlen: int = 100_000  # approximate (XADD MAXLEN ~); far above any healthy backlog
-    results_maxlen: int = 10_000  # per call
-    dead_maxlen: int = 10_000
+    results_maxlen: int = 2_000  # per call, approximate
+    dead_maxlen: int = 1_000
     results_ttl_s: int = 24 * 3600  # results streams of finished calls expire; refreshed per write
+    ended_results_ttl_s: int = 60  # once a call has ended nobody reads its results
+    ended_marker_ttl_s: int = 2 * 3600  # longer than any task may run (the worker's timeout)
 
     @classmethod
     def with_prefix(cls, prefix: str = DEFAULT_PREFIX, **overrides: Any) -> StreamKeys:
@@ -81,19 +84,31 @@ class StreamKeys:
         # Hash tag = the whole results key: same Redis Cluster slot as the results stream.
         return "{" + self.results(call_id) + "}:seq"
 
+    def ended(self, call_id: str) -> str:
+        """Set when the call ends: its packages are dropped (acked) instead of run."""
+        return "{" + self.results(call_id) + "}:ended"
 
-# KEYS[1] results stream, KEYS[2] state hash, KEYS[3] ctx stream (only to acknowledge)
-# ARGV[1] package_id, ARGV[2] maxlen, ARGV[3] ttl seconds, ARGV[4] group, ARGV[5] ctx entry id to
-# XACK once the package is done (or ""), then per result, in order:
+
+# KEYS[1] results stream, KEYS[2] state hash, KEYS[3] the call's ended marker, KEYS[4] ctx stream
+# (only to acknowledge). ARGV[1] package_id, ARGV[2] maxlen, ARGV[3] ttl seconds, ARGV[4] group,
+# ARGV[5] ctx entry id to XACK and XDEL once the package is done (or ""), then per result, in order:
 #   seq or "next", JSON head, JSON tail, "1" if terminal
-# Returns, per result: the seq written, -1 (the package is done: not written) or -2 (that seq was
-# already written, a retry: not written).
+# Returns, per result: the seq written, -1 (the package is done: not written), -2 (that seq was
+# already written, a retry: not written) or -3 (the call has ended: not written, package acked).
 EMIT_SCRIPT = """
 local pid = ARGV[1]
+local out = {}
+if redis.call('EXISTS', KEYS[3]) == 1 then
+  for i = 6, #ARGV, 4 do out[#out + 1] = -3 end
+  if ARGV[5] ~= '' then
+    redis.call('XACK', KEYS[4], ARGV[4], ARGV[5])
+    redis.call('XDEL', KEYS[4], ARGV[5])
+  end
+  return out
+end
 local done = redis.call('HEXISTS', KEYS[2], pid .. ':done') == 1
 local last = tonumber(redis.call('HGET', KEYS[2], pid) or '-1')
 local wrote = false
-local out = {}
 for i = 6, #ARGV, 4 do
   if done then
     out[#out + 1] = -1
@@ -121,7 +136,8 @@ if wrote then
   redis.call('EXPIRE', KEYS[2], ARGV[3])
 end
 if done and ARGV[5] ~= '' then
-  redis.call('XACK', KEYS[3], ARGV[4], ARGV[5])
+  redis.call('XACK', KEYS[4], ARGV[4], ARGV[5])
+  redis.call('XDEL', KEYS[4], ARGV[5])
 end
 return out
 """
@@ -145,6 +161,7 @@ end
 return lost
 """
 
+DEAD_PACKAGE_BYTES = 64 * 1024
 RELEASE_IDLE_MS = 10**9  # "idle for 11 days": reclaimable by anyone immediately
 
 
@@ -214,7 +231,7 @@ def emit_arguments(
     for r in results:
         head, tail = encode_result_parts(package_id, r.kind, r.text, r.data)
         args += ["next" if r.seq is None else r.seq, head, tail, "1" if r.kind in TERMINAL else "0"]
-    script_keys = [keys.results(call_id), keys.results_state(call_id)]
+    script_keys = [keys.results(call_id), keys.results_state(call_id), keys.ended(call_id)]
     if ack:
         script_keys.append(keys.ctx)
     return script_keys, args
@@ -235,7 +252,7 @@ async def emit_many(
     (its terminal result written now or before): the final result and its XACK are atomic, and
     cost one round trip. Needs the ctx stream on the same Redis node as the results (always
     true without Cluster); leave it None to XACK separately.
-    Returns per result the seq written, EMIT_DONE or EMIT_DUPLICATE.
+    Returns per result the seq written, EMIT_DONE, EMIT_DUPLICATE or EMIT_ENDED.
     """
     script_keys, args = emit_arguments(keys, call_id, package_id, results, ack=ack)
     codes = await scripts.emit(keys=script_keys, args=args)
@@ -269,11 +286,15 @@ async def dead_letter(
     reason: str,
     deliveries: int,
 ) -> None:
-    """Move one ctx entry to the dead-letter stream, then acknowledge it.
+    """Move one ctx entry to the dead-letter stream, then acknowledge and delete it.
 
     Not atomic (two keys, possibly two cluster slots): a crash in between dead-letters it twice,
-    never zero times.
+    never zero times. The package is kept up to DEAD_PACKAGE_BYTES (marked when cut), so the
+    dead-letter stream stays bounded (dead_maxlen entries of at most that).
     """
+    if len(raw_package) > DEAD_PACKAGE_BYTES:
+        raw_package = raw_package[:DEAD_PACKAGE_BYTES]
+        reason = f"{reason} (package cut to its first {DEAD_PACKAGE_BYTES} bytes)"
     await redis.xadd(
         keys.dead,
         {
@@ -286,7 +307,36 @@ async def dead_letter(
         maxlen=keys.dead_maxlen,
         approximate=True,
     )
-    await redis.xack(keys.ctx, keys.group, entry_id)
+    await ack_and_delete(redis, keys, [entry_id])
+
+
+async def ack_and_delete(redis: aioredis.Redis, keys: StreamKeys, entry_ids: Sequence[str]) -> None:
+    """XACK then XDEL: a finished package leaves the ctx stream, so the stream holds only work
+    that is waiting or running (bounded by the calls and their per-call limit)."""
+    pipe = redis.pipeline(transaction=False)
+    pipe.xack(keys.ctx, keys.group, *entry_ids)
+    pipe.xdel(keys.ctx, *entry_ids)
+    await pipe.execute()
+
+
+async def mark_call_ended(redis: aioredis.Redis, keys: StreamKeys, call_id: str) -> None:
+    """The call is over: workers drop its packages (queued or running) and its results expire."""
+    pipe = redis.pipeline(transaction=False)
+    pipe.set(keys.ended(call_id), "1", ex=keys.ended_marker_ttl_s)
+    pipe.expire(keys.results(call_id), keys.ended_results_ttl_s)
+    pipe.expire(keys.results_state(call_id), keys.ended_results_ttl_s)
+    await pipe.execute()
+
+
+async def ended_calls(redis: aioredis.Redis, keys: StreamKeys, call_ids: Sequence[str]) -> set[str]:
+    """Which of `call_ids` have ended (one round trip)."""
+    if not call_ids:
+        return set()
+    pipe = redis.pipeline(transaction=False)
+    for call_id in call_ids:
+        pipe.exists(keys.ended(call_id))
+    flags = await pipe.execute()
+    return {call_id for call_id, flag in zip(call_ids, flags, strict=True) if flag}
 
 
 def raise_if_cancelling() -> None:

@@ -9,6 +9,10 @@ retries with backoff; nothing is ever dropped, and a full outbox refuses new wor
 rather than losing old work. `results` reads from the last stream id it saw, so a reconnect neither
 loses nor repeats entries; it also drops any (package_id, seq) it has already yielded, because
 workers are at-least-once.
+
+A call has at most `max_in_flight` tasks without a final result (`TooManyTasks` beyond), and when
+it closes it marks itself ended in Redis: workers then drop its queued and running packages (acked,
+not retried) and its results expire.
 """
 
 from __future__ import annotations
@@ -29,6 +33,7 @@ from agent.bus import (
     Backoff,
     Outage,
     StreamKeys,
+    mark_call_ended,
     publish_many,
     raise_if_cancelling,
 )
@@ -37,6 +42,9 @@ from agent.types import AgentResult, ContextPackage, PackageError, Turn, TurnLik
 log = logging.getLogger(__name__)
 
 DEFAULT_MAX_OUTBOX = 256  # packages waiting for Redis; beyond this, submit refuses
+DEFAULT_MAX_IN_FLIGHT = 8  # a call's tasks without a final result; beyond this, submit refuses
+END_MARK_TIMEOUT_S = 1.0
+_MARK_ERRORS: tuple[type[BaseException], ...] = (TimeoutError, ResponseError, *TRANSIENT_ERRORS)
 PUBLISH_BATCH = 64  # packages sent in one pipeline when several are waiting
 READ_BLOCK_MS = 1000
 READ_COUNT = 100
@@ -53,6 +61,10 @@ class OutboxFull(AgentError):
 
 class ClientClosed(AgentError):
     """The client is closed."""
+
+
+class TooManyTasks(AgentError):
+    """The call already has `max_in_flight` background tasks without a final result."""
 
 
 class InvalidPackage(PackageError, AgentError):
@@ -88,6 +100,7 @@ class AgentClient:
         *,
         keys: StreamKeys | None = None,
         max_outbox: int = DEFAULT_MAX_OUTBOX,
+        max_in_flight: int = DEFAULT_MAX_IN_FLIGHT,
         read_block_ms: int = READ_BLOCK_MS,
         start_id: str = "0-0",
     ) -> None:
@@ -96,6 +109,7 @@ class AgentClient:
         self.keys = keys or StreamKeys()
         self.results_key = self.keys.results(call_id)
         self.max_outbox = max_outbox
+        self.max_in_flight = max_in_flight
         self.read_block_ms = read_block_ms
         self.last_id = start_id  # the last results entry read; resume point
         self._outbox: deque[tuple[str, str]] = deque()  # (package_id, encoded package)
@@ -127,11 +141,17 @@ class AgentClient:
         """Queue a context package for the background model; returns its package_id at once.
 
         Raises OutboxFull when Redis has been away so long that `max_outbox` packages are
-        waiting, InvalidPackage (a PackageError) when the input is not a valid package,
-        ClientClosed after close(); all three are AgentErrors.
+        waiting, TooManyTasks when `max_in_flight` tasks have no final result yet, InvalidPackage
+        (a PackageError) when the input is not a valid package, ClientClosed after close(); all
+        are AgentErrors.
         """
         if self._closed:
             raise ClientClosed(f"call {self.call_id}: agent client is closed")
+        if len(self._open) >= self.max_in_flight:
+            raise TooManyTasks(
+                f"this call already has {len(self._open)} background tasks running (the limit); "
+                "wait for one to finish"
+            )
         if len(self._outbox) >= self.max_outbox:
             raise OutboxFull(
                 f"call {self.call_id}: {len(self._outbox)} background tasks are waiting for "
@@ -173,13 +193,21 @@ class AgentClient:
                 self._publish_outage.failed(exc)
                 await backoff.sleep()
                 continue
-            except Exception:
-                log.exception(
-                    "call %s: publishing package %s failed; retrying",
-                    self.call_id,
-                    self._outbox[0][0],
-                )
+            except ResponseError as exc:
+                # e.g. OOM: Redis at its maxmemory refuses writes; keep the work and retry.
+                self._publish_outage.failed(exc)
                 await backoff.sleep()
+                continue
+            except Exception:
+                # Not Redis' fault (the batch cannot be sent at all): retrying would loop forever.
+                package_id, _ = self._outbox.popleft()
+                self._open.discard(package_id)
+                self._failed += 1
+                log.exception(
+                    "call %s: package %s cannot be published; dropped", self.call_id, package_id
+                )
+                if not self._outbox:
+                    self._drained.set()
                 continue
             self._publish_outage.ok()
             backoff.reset()
@@ -302,3 +330,16 @@ class AgentClient:
             # asyncio.wait does not re-raise the task's CancelledError, only our own.
             await asyncio.wait([self._publisher])
             self._publisher = None
+        await self._mark_ended()
+
+    async def _mark_ended(self) -> None:
+        """Tell the workers this call is over (best effort: without Redis, its tasks finish and
+        their results expire with the stream's TTL)."""
+        if self._submitted == 0:
+            return
+        try:
+            await asyncio.wait_for(
+                mark_call_ended(self.redis, self.keys, self.call_id), END_MARK_TIMEOUT_S
+            )
+        except _MARK_ERRORS as exc:
+            log.info("call %s: could not mark the call ended in Redis (%s)", self.call_id, exc)

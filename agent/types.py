@@ -7,7 +7,12 @@
 Both are versioned JSON (api.md, "Redis Streams"). Decoding is strict about what the contract
 requires (types, enums, the version) and tolerant of extra fields, so a v1 reader keeps working when
 a writer adds something. Anything else raises `PackageError` with a short machine-readable `code`,
-which the worker writes into the dead-letter stream as the reason.
+which the worker writes into the dead-letter stream as the reason; decoding never raises anything
+else, whatever the bytes (huge integers, NaN, lone surrogates, deep nesting).
+
+Both are bounded: a package's conversation keeps its newest turns within MAX_CONVERSATION_CHARS
+(the text, not only the number of turns), a package is at most MAX_PACKAGE_BYTES, and a result
+that would pass MAX_RESULT_BYTES has its text cut (and its data dropped) by the writer.
 """
 
 from __future__ import annotations
@@ -19,12 +24,13 @@ import math
 import time
 import uuid
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Literal, Protocol, cast, get_args
 
 WIRE_VERSION = 1
-MAX_PACKAGE_BYTES = 4 * 1024 * 1024  # a conversation plus one camera frame fits easily
-MAX_RESULT_BYTES = 1024 * 1024
+MAX_CONVERSATION_CHARS = 32_000  # newest turns first; ~8k tokens of context for the background
+MAX_PACKAGE_BYTES = 256 * 1024  # the conversation (<= 4 bytes a char) plus one small camera frame
+MAX_RESULT_BYTES = 64 * 1024
 
 Role = Literal["user", "model", "agent"]
 TurnKind = Literal["text", "speech", "event"]
@@ -133,15 +139,19 @@ class ContextPackage:
         *,
         package_id: str | None = None,
         created_at: float | None = None,
+        max_conversation_chars: int = MAX_CONVERSATION_CHARS,
     ) -> ContextPackage:
-        """A fresh package with a new id, stamped now."""
+        """A fresh package with a new id, stamped now; the conversation keeps its newest turns
+        within `max_conversation_chars`."""
+        _check_text(request_text, "request.text")
+        turns = newest_within([Turn.coerce(t) for t in conversation], max_conversation_chars)
         return cls(
             package_id=package_id or uuid.uuid4().hex,
             call_id=call_id,
             created_at=time.time() if created_at is None else created_at,
             microturn=microturn,
             request=AgentRequest(request_text),
-            conversation=tuple(Turn.coerce(t) for t in conversation),
+            conversation=turns,
             frame_jpeg_b64=base64.b64encode(frame_jpeg).decode("ascii") if frame_jpeg else None,
         )
 
@@ -174,7 +184,16 @@ class ContextPackage:
 
     @classmethod
     def decode(cls, raw: str | bytes) -> ContextPackage:
-        """Parse and validate one package, or raise PackageError."""
+        """Parse and validate one package, or raise PackageError (never anything else)."""
+        try:
+            return cls._decode(raw)
+        except PackageError:
+            raise
+        except Exception as exc:  # ValueError, OverflowError, TypeError, RecursionError, ...
+            raise PackageError("bad_json", f"undecodable ({type(exc).__name__})") from None
+
+    @classmethod
+    def _decode(cls, raw: str | bytes) -> ContextPackage:
         if len(raw) > MAX_PACKAGE_BYTES:
             raise PackageError("too_large", f"package is larger than {MAX_PACKAGE_BYTES} bytes")
         obj = _load_object(raw)
@@ -250,6 +269,19 @@ class AgentResult:
 
     @classmethod
     def decode(cls, raw: str | bytes) -> AgentResult:
+        """Parse one result, or raise PackageError (never anything else). Text that is not valid
+        Unicode (a lone surrogate) is repaired rather than refused: a result must reach its call."""
+        try:
+            result = cls._decode(raw)
+        except PackageError:
+            raise
+        except Exception as exc:
+            raise PackageError("bad_json", f"undecodable ({type(exc).__name__})") from None
+        text = clean_text(result.text)
+        return result if text == result.text else replace(result, text=text)
+
+    @classmethod
+    def _decode(cls, raw: str | bytes) -> AgentResult:
         if len(raw) > MAX_RESULT_BYTES:
             raise PackageError("too_large", f"result is larger than {MAX_RESULT_BYTES} bytes")
         obj = _load_object(raw)
@@ -271,12 +303,48 @@ def encode_result_parts(
     """The JSON of a result split around its seq value: `head + str(seq) + tail` is the result.
 
     The worker's emit script fills in seq on the Redis side, so a result is encoded once per
-    attempt-independent content and the script never parses JSON.
+    attempt-independent content and the script never parses JSON. A result that would pass
+    MAX_RESULT_BYTES loses its data and has its text cut, so every reader can decode it.
     """
-    full = AgentResult(package_id, 0, kind, text, data).encode()
+    full = AgentResult(package_id, 0, kind, clean_text(text), data).encode()
+    if len(full.encode("utf-8")) > MAX_RESULT_BYTES - 32:  # room for the seq digits
+        cut = clean_text(text)[: MAX_RESULT_BYTES // 8] + " […]"
+        full = AgentResult(package_id, 0, kind, cut, {"truncated": True}).encode()
     marker = '"seq":0,'
     at = full.index(marker) + len('"seq":')
     return full[:at], full[at + 1 :]
+
+
+def clean_text(text: str) -> str:
+    """`text` with any lone surrogate replaced by U+FFFD, so it can always be UTF-8 encoded."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return text.encode("utf-8", "surrogatepass").decode("utf-8", "replace")
+    return text
+
+
+def newest_within(turns: list[Turn], max_chars: int) -> tuple[Turn, ...]:
+    """The newest turns whose texts add up to at most `max_chars` (the newest one cut if alone
+    it is longer)."""
+    kept: list[Turn] = []
+    budget = max_chars
+    for turn in reversed(turns):
+        if len(turn.text) > budget:
+            if not kept and budget > 0:
+                kept.append(replace(turn, text=turn.text[:budget]))
+            break
+        kept.append(turn)
+        budget -= len(turn.text)
+    return tuple(reversed(kept))
+
+
+def _check_text(text: object, where: str) -> None:
+    if isinstance(text, str):
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError:
+            raise PackageError("bad_field", f"{where} is not valid Unicode") from None
 
 
 def _load_object(raw: str | bytes) -> dict[str, Any]:
@@ -325,6 +393,7 @@ def _check_turn(microturn: object, role: object, kind: object, text: object) -> 
         )
     if not isinstance(text, str):
         raise PackageError("bad_field", "turn text must be a string")
+    _check_text(text, "turn text")
 
 
 def _decode_turn(obj: object, index: int) -> Turn:

@@ -7,6 +7,7 @@ AgentClient.results() --> task_event(result)  --> `agent.task` event to the brow
 
 from __future__ import annotations
 
+import uuid
 from typing import Any
 
 from agent.types import AgentResult
@@ -35,6 +36,16 @@ def strip_ask(text: str) -> str:
 def queued_event(package_id: str, request_text: str) -> dict[str, Any]:
     """Payload of the `agent.task` event sent when a task is submitted."""
     return {"task_id": package_id, "status": "queued", "text": request_text}
+
+
+def refused_event(request_text: str, reason: str) -> dict[str, Any]:
+    """Payload of the `agent.task` event for a task the call may not start (too many running)."""
+    return {
+        "task_id": uuid.uuid4().hex,
+        "status": "failed",
+        "text": f"not started: {reason}",
+        "data": {"reason": "too_many_tasks", "request": request_text[:200]},
+    }
 
 
 def task_event(result: AgentResult) -> dict[str, Any]:

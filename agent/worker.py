@@ -7,7 +7,11 @@
                         -> started, partial..., final|error (EMIT script) -> XACK
     heartbeat:   resets the idle time of the entries this worker is running, so a long task
                  (a timer, a slow model) is not reclaimed from a live worker; an entry that is no
-                 longer ours (reclaimed after we stalled) is cancelled here
+                 longer ours (reclaimed after we stalled) is cancelled here, and so is one whose
+                 call has ended (then acked: nobody is listening)
+    slots:       `concurrency` packages *working* at once; a package that only waits (a timer,
+                 inside `slots.waiting()`) gives its slot back meanwhile, up to `max_waiting`
+                 more packages held in all
     stop():      stop fetching, let running tasks finish for `grace_s`, cancel the rest and
                  release them (idle set high) so a live worker takes them over at once
 
@@ -36,9 +40,11 @@ from typing import Any
 import redis.asyncio as aioredis
 from redis.exceptions import NoScriptError, ResponseError
 
+from agent import slots
 from agent.backends import BACKEND_NAMES, Backend, BackendEvent, make_backend
 from agent.bus import (
     EMIT_DONE,
+    EMIT_ENDED,
     EMIT_SCRIPT,
     RELEASE_IDLE_MS,
     TRANSIENT_ERRORS,
@@ -47,9 +53,11 @@ from agent.bus import (
     Outage,
     Scripts,
     StreamKeys,
+    ack_and_delete,
     dead_letter,
     emit,
     emit_arguments,
+    ended_calls,
     ensure_group,
     raise_if_cancelling,
 )
@@ -58,6 +66,7 @@ from agent.types import TERMINAL_KINDS, ContextPackage, PackageError, ResultKind
 log = logging.getLogger(__name__)
 
 DEFAULT_CONCURRENCY = 4
+DEFAULT_MAX_WAITING = 256  # packages that only wait (timers) held beyond `concurrency`
 DEFAULT_CLAIM_IDLE_MS = 30_000
 DEFAULT_MAX_DELIVERIES = 5
 DEFAULT_BLOCK_MS = 1000
@@ -78,7 +87,9 @@ class WorkerStats:
     lost: int = 0  # running entries reclaimed by another worker (this one had stalled)
     released: int = 0  # entries handed back at stop
     trimmed: int = 0  # pending entries the stream had trimmed away before they ran
+    call_ended: int = 0  # packages dropped (acked, not run on) because their call had ended
     in_flight: int = 0
+    waiting: int = 0  # of in_flight, packages only waiting (their slot is free for others)
 
     def as_dict(self) -> dict[str, int]:
         return asdict(self)
@@ -88,6 +99,7 @@ class WorkerStats:
 class _Job:
     entry_id: str
     task: asyncio.Task[None]
+    lease: slots.Lease
     call_id: str = "?"
     finishing: bool = False  # terminal result written; only the ack is left
 
@@ -115,6 +127,7 @@ class Worker:
         backend: Backend,
         *,
         concurrency: int = DEFAULT_CONCURRENCY,
+        max_waiting: int = DEFAULT_MAX_WAITING,
         consumer_name: str | None = None,
         claim_idle_ms: int = DEFAULT_CLAIM_IDLE_MS,
         max_deliveries: int = DEFAULT_MAX_DELIVERIES,
@@ -132,6 +145,7 @@ class Worker:
         self.redis_url = redis_url
         self.backend = backend
         self.concurrency = concurrency
+        self.max_jobs = concurrency + max(0, max_waiting)
         self.consumer = consumer_name or default_consumer_name()
         self.claim_idle_ms = claim_idle_ms
         self.max_deliveries = max_deliveries
@@ -157,6 +171,7 @@ class Worker:
         self._scripts: Scripts | None = None
         self._acker = _Acker(self)
         self._batcher = _EmitBatcher(self)
+        self._ending: set[asyncio.Task[None]] = set()  # acks of packages whose call ended
 
     # -- lifetime ---------------------------------------------------------------------------------
     async def run(self) -> None:
@@ -275,7 +290,7 @@ class Worker:
         group_ready = False
         while not self._shutdown.requested.is_set():
             raise_if_cancelling()
-            free = self.concurrency - len(self._jobs)
+            free = min(self.concurrency - self._working(), self.max_jobs - len(self._jobs))
             if free <= 0:
                 self._slot_free.clear()
                 await self._slot_free.wait()
@@ -396,7 +411,7 @@ class Worker:
             if entry_id in self._jobs:
                 continue
             if not await self._redis.xrange(self.keys.ctx, entry_id, entry_id):
-                await self._redis.xack(self.keys.ctx, self.keys.group, entry_id)
+                await ack_and_delete(self._redis, self.keys, [entry_id])
                 self.stats.trimmed += 1
                 log.error(
                     "agent worker %s: pending package %s was trimmed from %s before it ran",
@@ -406,14 +421,22 @@ class Worker:
                 )
 
     def _start(self, entry: _Entry) -> None:
-        task = asyncio.create_task(self._handle(entry), name=f"agent-{entry.entry_id}")
-        self._jobs[entry.entry_id] = _Job(entry.entry_id, task)
+        lease = slots.Lease(self._lease_changed)
+        task = asyncio.create_task(self._handle(entry, lease), name=f"agent-{entry.entry_id}")
+        self._jobs[entry.entry_id] = _Job(entry.entry_id, task, lease)
         self.stats.in_flight = len(self._jobs)
         task.add_done_callback(functools.partial(self._job_done, entry.entry_id))
 
     def _job_done(self, entry_id: str, _task: asyncio.Task[None]) -> None:
         self._jobs.pop(entry_id, None)
+        self._lease_changed()
+
+    def _working(self) -> int:
+        return sum(1 for job in self._jobs.values() if not job.lease.waiting)
+
+    def _lease_changed(self) -> None:
         self.stats.in_flight = len(self._jobs)
+        self.stats.waiting = len(self._jobs) - self._working()
         self._slot_free.set()
 
     # -- heartbeat --------------------------------------------------------------------------------
@@ -444,9 +467,30 @@ class Worker:
                         job.entry_id,
                     )
                     job.task.cancel()
+            await self._drop_ended_calls()
+
+    async def _drop_ended_calls(self) -> None:
+        """Stop the running packages of calls that have ended, and acknowledge them."""
+        assert self._redis is not None
+        running = {job.call_id for job in self._jobs.values() if not job.finishing}
+        running.discard("?")
+        try:
+            ended = await ended_calls(self._redis, self.keys, sorted(running))
+        except _RELEASE_ERRORS:
+            return
+        for job in list(self._jobs.values()):
+            if job.call_id in ended and not job.finishing:
+                job.finishing = True
+                self.stats.call_ended += 1
+                log.info("call %s: ended; stopping its package %s", job.call_id, job.entry_id)
+                job.task.cancel()
+                ack = asyncio.create_task(self._acker.ack(job.entry_id))
+                self._ending.add(ack)
+                ack.add_done_callback(self._ending.discard)
 
     # -- one package ------------------------------------------------------------------------------
-    async def _handle(self, entry: _Entry) -> None:
+    async def _handle(self, entry: _Entry, lease: slots.Lease) -> None:
+        slots.bind(lease)  # this task's context: the backend's `slots.waiting()` finds it
         try:
             await self._handle_inner(entry)
         except asyncio.CancelledError:
@@ -509,10 +553,12 @@ class Worker:
                     codes = await self._emit_many(
                         package, [started, Emission(quick.kind, quick.text, quick.data)], ack=ack
                     )
-                    outcome = "done" if codes[0] == EMIT_DONE else quick.kind
+                    outcome = _outcome(codes[0], quick.kind)
                 else:
                     written = (await self._emit_many(package, [started], ack=ack))[0]
-                    if written == EMIT_DONE:
+                    if written == EMIT_ENDED:
+                        outcome = "ended"
+                    elif written == EMIT_DONE:
                         outcome = (
                             "done"  # finished before (died before its ack, or published twice)
                         )
@@ -547,6 +593,9 @@ class Worker:
             self.stats.finished += 1
         elif outcome == "error":
             self.stats.failed += 1
+        elif outcome == "ended":
+            self.stats.call_ended += 1
+            log.info("call %s: ended; package %s dropped", call, package.package_id)
         else:
             self.stats.already_done += 1
             log.info("call %s: package %s was already finished; acking", call, package.package_id)
@@ -576,8 +625,8 @@ class Worker:
                 ack=ack,
             )
             seq += 1
-            if written == EMIT_DONE:
-                return "done"
+            if written in (EMIT_DONE, EMIT_ENDED):
+                return "done" if written == EMIT_DONE else "ended"
             if is_terminal:
                 return event.kind
             event = await _next_event(events)
@@ -587,7 +636,7 @@ class Worker:
         self, package: ContextPackage, text: str, reason: str, ack: str | None
     ) -> str:
         written = await self._emit(package, "error", text, {"reason": reason}, ack=ack)
-        return "done" if written == EMIT_DONE else "error"
+        return _outcome(written, "error")
 
     async def _reject_unparseable(self, entry: _Entry, raw: bytes, exc: PackageError) -> None:
         """Dead-letter a package that is not v1; tell its call when its ids can be read."""
@@ -660,6 +709,11 @@ class Worker:
                 continue
             self._outage.ok()
             return result
+
+
+def _outcome(code: int, kind: str) -> str:
+    """What one terminal EMIT did: wrote `kind`, found the package done, or found its call ended."""
+    return {EMIT_DONE: "done", EMIT_ENDED: "ended"}.get(code, kind)
 
 
 async def _next_event(events: AsyncIterator[BackendEvent]) -> BackendEvent | None:
@@ -774,9 +828,7 @@ class _Acker:
             assert redis is not None
             ids = list(batch)
             try:
-                await worker._retry(
-                    functools.partial(redis.xack, worker.keys.ctx, worker.keys.group, *ids)
-                )
+                await worker._retry(functools.partial(ack_and_delete, redis, worker.keys, ids))
             except BaseException:
                 for future in batch.values():
                     future.cancel()  # the worker is stopping; the entry stays pending

@@ -389,8 +389,16 @@ class Engine:
         session.needs_reset = True
         _deliver(item, exc)
 
+    def warm_up(self) -> None:
+        """One throw-away step on an unused slot so the first call's first step is not late.
+        Call it before start() (the server does, before it says it is serving); else the engine
+        thread does it first thing. Blocking: run it off the event loop."""
+        assert not self._running, "warm up before start()"
+        if not self._warmed:
+            torch.set_num_threads(self.num_threads)
+            self._warm_up()
+
     def _warm_up(self) -> None:
-        """One throw-away step on an unused slot so the first call's first step is not late."""
         with self._cond:
             free = [i for i, s in enumerate(self._slots) if s is None]
         if free:

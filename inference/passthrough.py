@@ -32,6 +32,9 @@ class EchoEngine:
     def active(self) -> int:
         return len(self._slots)
 
+    def warm_up(self) -> None:
+        return None
+
     def start(self) -> None:
         self._running = True
 

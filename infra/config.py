@@ -102,6 +102,21 @@ class Config:
             "help": "comma-separated origins that may embed and call (`*` for any)",
         },
     )
+    allowed_hosts: tuple[str, ...] = field(
+        default=(),
+        metadata={
+            "env": "MICROTURN_ALLOWED_HOSTS",
+            "help": "host names this server answers to when auth is off, beyond localhost, IP "
+            "addresses and --public-url's (DNS-rebinding guard; `*` for any)",
+        },
+    )
+    trusted_proxies: tuple[str, ...] = field(
+        default=(),
+        metadata={
+            "env": "MICROTURN_TRUSTED_PROXIES",
+            "help": "proxy addresses or networks (CIDR) whose X-Forwarded-For names the client",
+        },
+    )
     agent_workers: int = field(
         default=1,
         metadata={
@@ -150,6 +165,20 @@ class Config:
     connect_timeout_s: float = field(
         default=10.0,
         metadata={"env": "MICROTURN_CONNECT_TIMEOUT_S", "help": "a call must connect within this"},
+    )
+    connect_timeout_lan_s: float = field(
+        default=4.0,
+        metadata={
+            "env": "MICROTURN_CONNECT_TIMEOUT_LAN_S",
+            "help": "the same for offers whose candidates are all loopback/LAN (no STUN, no TURN)",
+        },
+    )
+    max_connecting_per_client: int = field(
+        default=2,
+        metadata={
+            "env": "MICROTURN_MAX_CONNECTING_PER_CLIENT",
+            "help": "calls one client address may have offered but not yet connected (429 beyond)",
+        },
     )
     idle_timeout_s: float = field(
         default=30.0,
@@ -219,6 +248,15 @@ class Config:
             raise ValueError(f"log_format must be text or json, not {self.log_format!r}")
         if self.max_calls < 1:
             raise ValueError("max_calls must be at least 1")
+        if self.max_connecting_per_client < 1:
+            raise ValueError("max_connecting_per_client must be at least 1")
+        for proxy in self.trusted_proxies:
+            try:
+                ipaddress.ip_network(proxy, strict=False)
+            except ValueError:
+                raise ValueError(
+                    f"trusted_proxies: {proxy!r} is not an address or network"
+                ) from None
         if not self.token_secret:
             object.__setattr__(self, "token_secret", secrets.token_urlsafe(32))
 

@@ -23,6 +23,9 @@ from pathlib import Path
 log = logging.getLogger(__name__)
 
 START_TIMEOUT_S = 15.0
+# Redis' memory is bounded: past this, writes are refused (noeviction), never an unacked package
+# silently evicted; publishers keep their packages and retry (agent.client).
+DEFAULT_MAXMEMORY_MB = 256
 
 
 class RedisBootstrapError(RuntimeError):
@@ -83,6 +86,7 @@ class EmbeddedRedis:
         port: int | None = None,
         persist: bool = False,
         data_dir: str | None = None,
+        maxmemory_mb: int = DEFAULT_MAXMEMORY_MB,
     ) -> None:
         self.binary = find_redis_server()
         self._own_dir = data_dir is None
@@ -90,6 +94,7 @@ class EmbeddedRedis:
         self.tcp = tcp or port is not None
         self.port = (port or free_port()) if self.tcp else 0
         self.persist = persist
+        self.maxmemory_mb = maxmemory_mb
         self.socket_path = os.path.join(self.data_dir, "redis.sock")
         self.proc: subprocess.Popen[bytes] | None = None
 
@@ -116,6 +121,10 @@ class EmbeddedRedis:
             "yes",
             "--loglevel",
             "warning",
+            "--maxmemory",
+            f"{self.maxmemory_mb}mb",
+            "--maxmemory-policy",
+            "noeviction",
         ]
         if self.persist:
             args += ["--appendfsync", "always"]

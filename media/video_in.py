@@ -5,11 +5,18 @@ with its arrival time on the session clock in a short bounded history. For micro
 picks the newest frame that arrived inside slice k, centre-crops it to a square (the model sees the
 middle of the picture undistorted; letterboxing would spend its few pixels on black bars) and
 resizes it to the engine's frame size. A slice in which no frame arrived gets `None`.
+
+A peer chooses its frame sizes, so the cost of a frame is capped whatever its shape: a frame of
+more than MAX_FRAME_PIXELS is skipped (counted), and the intermediate scaled size is at most
+MAX_ASPECT x the model's frame on its long side (a 16382x2 frame would otherwise scale to
+327,640x40). The conversion runs on a small thread pool (`pick_async`), not on the event loop.
 """
 
 from __future__ import annotations
 
+import asyncio
 from collections import deque
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import av
@@ -18,6 +25,10 @@ import numpy as np
 from media.clock import SessionClock
 
 HISTORY_FRAMES = 16  # ~0.5 s at 30 fps: enough to cover one slice plus the grace period
+MAX_FRAME_PIXELS = 4096 * 2304  # 4K-ish; larger frames are skipped
+MAX_ASPECT = 4  # the scaled frame is at most this many model frames long before the crop
+
+_converter = ThreadPoolExecutor(max_workers=2, thread_name_prefix="video-in")
 
 
 @dataclass
@@ -25,13 +36,16 @@ class VideoInStats:
     frames: int = 0
     frames_used: int = 0
     slices_without_frame: int = 0
+    oversize: int = 0  # frames skipped for their size
 
 
 def to_model_frame(frame: av.VideoFrame, size: int) -> np.ndarray:
     """Centre-crop to a square and resize to `size` x `size`: uint8 RGB [size, size, 3]."""
     w, h = frame.width, frame.height
     scale = size / min(w, h)
-    sw, sh = max(size, round(w * scale)), max(size, round(h * scale))
+    longest = size * MAX_ASPECT  # beyond that a frame is squeezed: it is absurd anyway
+    sw = min(longest, max(size, round(w * scale)))
+    sh = min(longest, max(size, round(h * scale)))
     rgb = frame.reformat(width=sw, height=sh, format="rgb24").to_ndarray()  # [sh, sw, 3]
     top, left = (sh - size) // 2, (sw - size) // 2
     return np.ascontiguousarray(rgb[top : top + size, left : left + size])
@@ -48,8 +62,7 @@ class VideoSampler:
         self.stats.frames += 1
         self._history.append((arrival, frame))
 
-    def pick(self, index: int) -> np.ndarray | None:
-        """The model-sized frame for micro-turn `index`, or None when no frame arrived in it."""
+    def _choose(self, index: int) -> av.VideoFrame | None:
         start, end = self.clock.slice_start(index), self.clock.slice_end(index)
         chosen = None
         for arrival, frame in self._history:
@@ -57,8 +70,24 @@ class VideoSampler:
                 chosen = frame  # history is in arrival order: the last match is the newest
         while self._history and self._history[0][0] < end:
             self._history.popleft()
+        if chosen is not None and chosen.width * chosen.height > MAX_FRAME_PIXELS:
+            self.stats.oversize += 1
+            chosen = None
         if chosen is None:
             self.stats.slices_without_frame += 1
             return None
         self.stats.frames_used += 1
-        return to_model_frame(chosen, self.frame_size)
+        return chosen
+
+    def pick(self, index: int) -> np.ndarray | None:
+        """The model-sized frame for micro-turn `index`, or None when no frame arrived in it."""
+        chosen = self._choose(index)
+        return None if chosen is None else to_model_frame(chosen, self.frame_size)
+
+    async def pick_async(self, index: int) -> np.ndarray | None:
+        """`pick`, with the conversion on the video thread pool instead of the event loop."""
+        chosen = self._choose(index)
+        if chosen is None:
+            return None
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(_converter, to_model_frame, chosen, self.frame_size)

@@ -13,15 +13,20 @@ import logging
 import os
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import jinja2
 import redis.asyncio as aioredis
 from aiohttp import web
+from aiohttp.typedefs import Middleware
 
 import web as web_package
 from infra.config import Config
 from infra.embedded_redis import EmbeddedRedis
 from infra.ice import enable_loopback_candidates
+from infra.logs import limit_client_facing_errors
+from signaling import channel_guard
+from signaling.addresses import ClientAddresses, host_guard
 from signaling.auth import Auth
 from signaling.call import CallLimits, EngineLike
 from signaling.cors import cors
@@ -29,6 +34,7 @@ from signaling.errors import json_errors
 from signaling.keys import (
     AUTH,
     CALLS,
+    CLIENTS,
     CONFIG,
     ENGINE,
     LOAD,
@@ -70,12 +76,18 @@ def create_app(config: Config, *, engine: EngineLike | None = None) -> web.Appli
     """Build the application. Pass `engine` to serve with one built elsewhere (tests, benchmarks)."""
     if config.use_loopback_ice:
         enable_loopback_candidates()
+    channel_guard.install()
+    limit_client_facing_errors()
     limiter = RateLimiter(config.calls_per_minute)
-    app = web.Application(
-        middlewares=[cors, json_errors, rate_limit_middleware(limiter)],
-        client_max_size=config.max_body_bytes,
-    )
+    clients = ClientAddresses(config.trusted_proxies)
+    middlewares: list[Middleware] = [cors, json_errors]
+    if not config.auth_enabled:  # with auth on, a rebinding page has no key or token to use
+        public_host = urlsplit(config.public_url).hostname if config.public_url else None
+        middlewares.append(host_guard([*config.allowed_hosts, *filter(None, [public_host])]))
+    middlewares.append(rate_limit_middleware(limiter, clients.of))
+    app = web.Application(middlewares=middlewares, client_max_size=config.max_body_bytes)
     app[CONFIG] = config
+    app[CLIENTS] = clients
     app[METRICS] = Metrics()
     app[AUTH] = Auth(
         enabled=config.auth_enabled,
@@ -108,8 +120,14 @@ def create_app(config: Config, *, engine: EngineLike | None = None) -> web.Appli
     app.cleanup_ctx.append(redis_health_ctx)
     app.cleanup_ctx.append(engine_ctx(engine))
     app.cleanup_ctx.append(agent_ctx)
+    app.on_startup.append(started)  # after every cleanup context's setup
     app.on_shutdown.append(close_calls)
     return app
+
+
+async def started(app: web.Application) -> None:
+    """Everything is up: start-up's loop stalls (loading the model) are not load."""
+    app[LOAD].reset()
 
 
 async def widget(request: web.Request) -> web.FileResponse:
@@ -144,6 +162,8 @@ def engine_ctx(given: EngineLike | None) -> Callable[[web.Application], AsyncIte
             engine = await loop.run_in_executor(None, load_engine, app[CONFIG])
         app[ENGINE] = engine
         app[METRICS].watch(engine.stats, app[CALLS].all)
+        if given is None:  # a given engine may already be running
+            await asyncio.get_running_loop().run_in_executor(None, engine.warm_up)
         engine.start()
         log.info("model %s ready", engine.model_name)
         yield

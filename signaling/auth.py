@@ -3,25 +3,34 @@
 - API keys (configuration) are for backends; compared in constant time.
 - Call tokens are for browsers: `mt1.<payload>.<signature>`, the payload `{"jti", "exp", "origin"?}`
   signed with HMAC-SHA256 under the server's token secret. They expire, may be bound to one origin,
-  and are single-use: the first call that presents one consumes it. The page that started a call
-  with a token may still read and hang up that call with it (GET/DELETE /v1/calls/{id}).
+  and are single-use: the first call that presents one consumes it, claimed in Redis
+  (`SET microturn:token:<jti> NX` for the token's remaining lifetime), so a token is spent on every
+  node sharing the secret and across restarts; when Redis is away, this node's memory still refuses
+  a second use. The page that started a call with a token may still read and hang up that call
+  with it (GET/DELETE /v1/calls/{id}).
 - Origins: a browser request whose Origin is neither this server nor in `allowed_origins` is refused.
   Requests without an Origin header (server-side clients, aiortc) are not browser requests and pass.
 """
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import hashlib
 import hmac
 import json
+import logging
 import secrets
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
+import redis.asyncio as aioredis
+
 from signaling.errors import ApiError
+
+log = logging.getLogger(__name__)
 
 TOKEN_PREFIX = "mt1"
 DEFAULT_TOKEN_TTL_S = 600
@@ -29,6 +38,8 @@ MAX_TOKEN_TTL_S = 3600
 # A used token is remembered this long past its expiry, so the page that started a call with it can
 # still read and hang up that call (GET/DELETE /v1/calls/{id}) after the token itself expired.
 CALL_MANAGEMENT_GRACE_S = 6 * 3600
+USED_TOKEN_KEY = "microturn:token:{jti}"
+REDIS_TIMEOUT_S = 1.0
 
 
 def _b64(data: bytes) -> str:
@@ -115,6 +126,36 @@ class Auth:
         if used:
             raise ApiError(401, "token_used", "token was already used for a call")
 
+    async def refuse_if_spent(self, token: Token, redis: aioredis.Redis) -> None:
+        """`refuse_if_used`, also against the tokens other nodes (or this one before a restart)
+        spent."""
+        self.refuse_if_used(token)
+        try:
+            spent = await asyncio.wait_for(
+                redis.exists(USED_TOKEN_KEY.format(jti=token.jti)), REDIS_TIMEOUT_S
+            )
+        except Exception as exc:  # Redis away: local memory is the fallback
+            log.info("token check without Redis (%s): this node's record only", exc)
+            return
+        if spent:
+            raise ApiError(401, "token_used", "token was already used for a call")
+
+    async def claim(self, token: Token, call_id: str, redis: aioredis.Redis) -> None:
+        """Spend the token for `call_id`: in Redis (SET NX, for its remaining lifetime plus the
+        management grace) and in this node's memory. A second claim anywhere is refused."""
+        self.consume(token, call_id)
+        ttl_s = max(1, int(token.expires_at - self._now() + CALL_MANAGEMENT_GRACE_S))
+        try:
+            first = await asyncio.wait_for(
+                redis.set(USED_TOKEN_KEY.format(jti=token.jti), call_id, nx=True, ex=ttl_s),
+                REDIS_TIMEOUT_S,
+            )
+        except Exception as exc:
+            log.warning("token claimed without Redis (%s): single use on this node only", exc)
+            return
+        if not first:
+            raise ApiError(401, "token_used", "token was already used for a call")
+
     def consume(self, token: Token, call_id: str | None = None) -> None:
         """Mark a token used (by `call_id`); a second use is refused."""
         now = self._now()
@@ -141,7 +182,7 @@ class Auth:
         if not authorization:
             return None
         scheme, _, value = authorization.partition(" ")
-        if scheme.lower() != "bearer" or not value.strip():
+        if scheme.lower() != "bearer" or not value.strip() or not authorization.isascii():
             raise ApiError(
                 401, "invalid_authorization", "use 'Authorization: Bearer <token or key>'"
             )

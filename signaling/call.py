@@ -31,14 +31,15 @@ from aiortc import RTCDataChannel, RTCPeerConnection
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 
 from agent import weave
-from agent.client import AgentClient, AgentError
+from agent.client import AgentClient, AgentError, TooManyTasks
+from agent.types import clean_text
 from inference.types import MICROTURN_MS, SAMPLE_RATE_HZ, MicroTurnInput, MicroTurnOutput
 from media.audio_in import AudioInput, AudioInStats, AudioTimeline
 from media.audio_out import PacedAudioTrack
 from media.clock import SessionClock
 from media.playback import PlaybackTracker
 from media.video_in import VideoSampler
-from signaling import events
+from signaling import channel_guard, events
 from signaling.metrics import Metrics
 from signaling.ratelimit import TokenBucket
 
@@ -74,6 +75,7 @@ class EngineLike(Protocol):
     model_name: str
     frame_size: int
 
+    def warm_up(self) -> None: ...
     def start(self) -> None: ...
     def stop(self) -> None: ...
     def open(self, call_id: str) -> int: ...
@@ -112,6 +114,7 @@ class Call:
     agent: AgentClient | None = None
     on_closed: Callable[[Call], Awaitable[None] | None] | None = None
     limits: CallLimits = field(default_factory=CallLimits)
+    client: str = "?"  # the address that offered it (per-client limits)
     created_at: float = field(default_factory=time.time)
     state: str = "new"  # new -> connecting -> active -> closed
     stats: CallStats = field(default_factory=CallStats)
@@ -167,6 +170,11 @@ class Call:
                 self._start_media()
             elif state in {"failed", "closed"}:
                 await self.close(f"connection {state}")
+
+    @property
+    def connecting(self) -> bool:
+        """Offered, not connected yet (holds a slot until `limits.connect_timeout_s`)."""
+        return self.state in {"new", "connecting"}
 
     def begin(self) -> None:
         """Called once the answer is sent: free everything if the peer never connects."""
@@ -254,10 +262,11 @@ class Call:
             audio, gaps = self.timeline.take(index)
             self.metrics.audio_gap_samples.inc(gaps)
             self.playback.on_sent(self.outbound.sent_position)
+            frame = await self.video.pick_async(index)
             inp = MicroTurnInput(
                 index=index,
                 audio=audio,
-                frame=self.video.pick(index),
+                frame=frame,
                 text=self._take_text(),
                 played_ms=self.playback.played_ms(time.monotonic()),
             )
@@ -337,7 +346,8 @@ class Call:
         return self.clock.microturn_at() if self.clock else 0
 
     def _remember(self, microturn: int, role: str, kind: str, text: str) -> None:
-        self.transcript.append(TranscriptTurn(microturn, role, kind, text))
+        # Clean: one lone surrogate here would make every later context package unencodable.
+        self.transcript.append(TranscriptTurn(microturn, role, kind, clean_text(text)))
 
     def delegate(self, request: str, microturn: int) -> None:
         """Hand work to the background model: a context package with the whole conversation."""
@@ -351,6 +361,9 @@ class Call:
         conversation = [vars(turn) for turn in self.transcript]
         try:
             task_id = await self.agent.submit(request, conversation, microturn)
+        except TooManyTasks as exc:
+            self.send_event("agent.task", **weave.refused_event(request, str(exc)))
+            return
         except AgentError as exc:
             self.send_event("error", code="agent_unavailable", message=str(exc))
             return
@@ -380,7 +393,18 @@ class Call:
 
         @channel.on("message")
         def on_message(message: str | bytes) -> None:
-            self._on_client_message(message)
+            try:
+                self._on_client_message(message)
+            except Exception:  # an exception here would end the call: aiortc's SCTP reader dies
+                log.exception("call %s: handling a client message failed", self.call_id)
+                self._send_repeating_error("internal_error", "the server could not handle that")
+
+        @channel.on(channel_guard.INVALID_MESSAGE)
+        def on_invalid(reason: str) -> None:
+            self.last_activity = time.monotonic()
+            self.stats.event_errors += 1
+            self.metrics.event_errors.labels("invalid_text").inc()
+            self._send_repeating_error("invalid_text", reason)
 
         def created() -> None:
             self.send_event(

@@ -9,6 +9,7 @@ import redis.asyncio as aioredis
 from aiohttp import web
 
 from infra.config import Config
+from signaling.addresses import ClientAddresses
 from signaling.auth import Auth
 from signaling.call import EngineLike
 from signaling.metrics import Metrics
@@ -26,3 +27,4 @@ REDIS_URL = web.AppKey("redis_url", str)
 # Returns the reasons the server cannot take a call now ([] when ready).
 READINESS: web.AppKey[Callable[[], Awaitable[list[str]]]] = web.AppKey("readiness")
 LOAD = web.AppKey("load", LoopLagMonitor)
+CLIENTS = web.AppKey("clients", ClientAddresses)

@@ -119,6 +119,11 @@ class RuntimeCollector(Collector):
         for queue, value in queues.items():
             depth.add_metric([queue], float(value))
         yield depth
+        yield GaugeMetricFamily(
+            "microturn_calls_connecting",
+            "calls offered that have not connected yet (they hold a slot until connect timeout)",
+            value=float(sum(1 for c in calls if c.connecting)),
+        )
         media = CounterMetricFamily(
             "microturn_media_dropped",
             "media dropped by calls in progress (late audio ms, ring overflow samples)",

@@ -30,6 +30,11 @@ class LoopLagMonitor:
             await asyncio.sleep(TICK_S)
             self._lags_ms.append(max(0.0, (time.monotonic() - start - TICK_S) * 1000))
 
+    def reset(self) -> None:
+        """Forget what was measured so far (start-up: loading the model stalls the loop once;
+        that is not load, and must not refuse the first calls)."""
+        self._lags_ms.clear()
+
     @property
     def lag_p95_ms(self) -> float:
         return float(np.percentile(self._lags_ms, 95)) if self._lags_ms else 0.0

@@ -9,6 +9,7 @@ from __future__ import annotations
 import math
 import time
 from collections import OrderedDict
+from collections.abc import Callable
 
 from aiohttp import web
 from aiohttp.typedefs import Middleware
@@ -55,12 +56,21 @@ class RateLimiter:
         return bucket.take(now)
 
 
-def rate_limit_middleware(limiter: RateLimiter) -> Middleware:
+def rate_limit_middleware(
+    limiter: RateLimiter, client: Callable[[web.Request], str] | None = None
+) -> Middleware:
+    """429 beyond the limit, per `client(request)` (default: the peer address) and route."""
+
+    def peer(request: web.Request) -> str:
+        return request.remote or "?"
+
+    client_of = client or peer
+
     @web.middleware
     async def rate_limit(request: web.Request, handler: Handler) -> web.StreamResponse:
         route = (request.method, request.path)
         if route in LIMITED:
-            wait = limiter.check((request.remote or "?", request.path))
+            wait = limiter.check((client_of(request), request.path))
             if wait > 0:
                 raise ApiError(
                     429,

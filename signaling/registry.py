@@ -26,8 +26,7 @@ class CallRegistry:
         return len(self._calls) >= self.max_calls
 
     def add(self, call: Call) -> None:
-        """Register a call (before `call.begin()`); it runs under the configured limits."""
-        call.limits = self.limits
+        """Register a call (before `call.begin()`)."""
         self._calls[call.call_id] = call
         self.metrics.calls_active.set(len(self._calls))
 
@@ -37,6 +36,14 @@ class CallRegistry:
     def remove(self, call: Call) -> None:
         self._calls.pop(call.call_id, None)
         self.metrics.calls_active.set(len(self._calls))
+
+    def connecting_from(self, client: str) -> int:
+        """Calls this client address offered that have not connected yet."""
+        return sum(1 for c in self._calls.values() if c.client == client and c.connecting)
+
+    @property
+    def connecting(self) -> int:
+        return sum(1 for c in self._calls.values() if c.connecting)
 
     def all(self) -> list[Call]:
         return list(self._calls.values())

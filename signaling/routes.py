@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
+import dataclasses
+import ipaddress
 import json
 import logging
 import re
@@ -16,13 +19,25 @@ from media.jitter import set_audio_prefetch
 from signaling.auth import DEFAULT_TOKEN_TTL_S
 from signaling.call import Call
 from signaling.errors import ApiError
-from signaling.keys import AUTH, CALLS, CONFIG, ENGINE, LOAD, METRICS, READINESS, REDIS, TEMPLATES
+from signaling.keys import (
+    AUTH,
+    CALLS,
+    CLIENTS,
+    CONFIG,
+    ENGINE,
+    LOAD,
+    METRICS,
+    READINESS,
+    REDIS,
+    TEMPLATES,
+)
 
 log = logging.getLogger(__name__)
 
 RETRY_AFTER_S = 5
 MAX_M_LINES = 8
 MAX_CANDIDATES = 32  # a browser offers a handful; each one costs connectivity checks
+BODY_READ_TIMEOUT_S = 10.0  # an offer trickled slower than this is refused (408)
 
 routes = web.RouteTableDef()
 
@@ -55,6 +70,47 @@ def validate_offer(sdp: str) -> None:
         )
 
 
+def lan_only(sdp: str) -> bool:
+    """True when every ICE candidate of the offer is a host candidate on a loopback, private or
+    link-local address (or an mDNS `.local` name): such a peer can only connect over a LAN path,
+    where ICE and DTLS take well under a second, so its connect timeout can be short."""
+    candidates = [line.split() for line in sdp.splitlines() if line.startswith("a=candidate:")]
+    if not candidates:
+        return False
+    for fields in candidates:
+        if len(fields) < 8 or fields[6] != "typ" or fields[7] != "host":
+            return False
+        address = fields[4]
+        if address.lower().endswith(".local"):
+            continue
+        try:
+            ip = ipaddress.ip_address(address)
+        except ValueError:
+            return False
+        if not (ip.is_loopback or ip.is_private or ip.is_link_local):
+            return False
+    return True
+
+
+async def read_offer(request: web.Request, limit: int) -> bytes:
+    """The whole body (a read returns what is buffered, not `limit` bytes), at most `limit`."""
+    if request.content_length is not None and request.content_length > limit:
+        raise ApiError(413, "payload_too_large", f"offers are limited to {limit} B")
+    body = bytearray()
+    try:
+        async with asyncio.timeout(BODY_READ_TIMEOUT_S):
+            while len(body) <= limit:
+                chunk = await request.content.read(limit + 1 - len(body))
+                if not chunk:
+                    break
+                body += chunk
+    except TimeoutError:
+        raise ApiError(408, "request_timeout", "the offer was not sent in time") from None
+    if len(body) > limit:
+        raise ApiError(413, "payload_too_large", f"offers are limited to {limit} B")
+    return bytes(body)
+
+
 def at_capacity(app: web.Application, why: str, message: str) -> ApiError:
     """The 503 of a call we cannot take now, counted by why."""
     app[METRICS].calls.labels(f"refused_{why}").inc()
@@ -70,14 +126,10 @@ async def create_call(request: web.Request) -> web.Response:
     origin = check_origin(request)
     token = app[AUTH].authorize_call(request.headers.get("Authorization"), origin)
     if token is not None:
-        app[AUTH].refuse_if_used(token)  # early; consume() below has the final word
+        await app[AUTH].refuse_if_spent(token, app[REDIS])  # early; claim() has the final word
     if request.content_type != "application/sdp":
         raise ApiError(415, "unsupported_media_type", "send the SDP offer as application/sdp")
-    if request.content_length is not None and request.content_length > config.max_body_bytes:
-        raise ApiError(413, "payload_too_large", f"offers are limited to {config.max_body_bytes} B")
-    body = await request.content.read(config.max_body_bytes + 1)
-    if len(body) > config.max_body_bytes:
-        raise ApiError(413, "payload_too_large", f"offers are limited to {config.max_body_bytes} B")
+    body = await read_offer(request, config.max_body_bytes)
     try:
         sdp = body.decode("utf-8")
     except UnicodeDecodeError:
@@ -86,6 +138,16 @@ async def create_call(request: web.Request) -> web.Response:
 
     calls = app[CALLS]
     engine = app[ENGINE]
+    client = app[CLIENTS].of(request)
+    if calls.connecting_from(client) >= config.max_connecting_per_client:
+        app[METRICS].calls.labels("refused_connecting").inc()
+        raise ApiError(
+            429,
+            "too_many_connecting",
+            f"this client already has {config.max_connecting_per_client} calls that have not "
+            "connected yet; connect or close them first",
+            {"Retry-After": "1"},
+        )
     if calls.full:
         raise at_capacity(app, "full", "the server is serving as many calls as it can")
     if app[LOAD].overloaded:
@@ -100,7 +162,22 @@ async def create_call(request: web.Request) -> web.Response:
 
     pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
     agent = AgentClient(app[REDIS], call_id)
-    call = Call(call_id, pc, engine, slot, app[METRICS], agent=agent, on_closed=calls.remove)
+    limits = calls.limits
+    if lan_only(sdp):
+        timeout = min(limits.connect_timeout_s, config.connect_timeout_lan_s)
+        limits = dataclasses.replace(limits, connect_timeout_s=timeout)
+    call = Call(
+        call_id,
+        pc,
+        engine,
+        slot,
+        app[METRICS],
+        agent=agent,
+        on_closed=calls.remove,
+        limits=limits,
+        client=client,
+    )
+    calls.add(call)  # counted at once: concurrent offers of one client see each other
     try:
         await pc.setRemoteDescription(RTCSessionDescription(sdp=sdp, type="offer"))
         set_audio_prefetch(pc, config.jitter_prefetch)
@@ -116,11 +193,10 @@ async def create_call(request: web.Request) -> web.Response:
         raise ApiError(400, "invalid_sdp", f"unusable offer: {exc}"[:300]) from None
     if token is not None:
         try:
-            app[AUTH].consume(token, call_id)
+            await app[AUTH].claim(token, call_id, app[REDIS])
         except ApiError:
             await call.close("token reused")
             raise
-    calls.add(call)
     call.begin()
     app[METRICS].calls.labels("created").inc()
     log.info("call %s: created (slot %d)", call_id, slot)

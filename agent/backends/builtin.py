@@ -4,6 +4,10 @@ It routes the request to one tool by pattern (timer, clock, notes, unit conversi
 streams the tool's progress as `partial`s and ends with its answer as `final` (with structured
 `data` for cards). Anything it cannot route becomes a notes search when a notes folder is set,
 else a short `final` saying what it can do.
+
+Routing is pattern matching over up to 4,000 characters of user text, so it runs in the toolbox's
+sandbox like the tools themselves; every pattern is linear in its input (whitespace is collapsed
+first, and the clock's time-zone tail is found by a scan rather than by backtracking).
 """
 
 from __future__ import annotations
@@ -26,9 +30,12 @@ from agent.weave import strip_ask
 
 _CLOCK = re.compile(
     r"\b(what\s+time|time\s+is\s+it|the\s+time|current\s+time|local\s+time|what\s+day|"
-    r"the\s+date|today'?s\s+date|what\s+date)\b(?:.*?\bin\s+([a-z_/ ]+?))?\s*[?.!]?$",
+    r"the\s+date|today'?s\s+date|what\s+date)\b",
     re.IGNORECASE,
 )
+_CLOCK_AT_END = re.compile(_CLOCK.pattern + r"$", re.IGNORECASE)
+_ZONE_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ_/ ")
+_IN = re.compile(r"\bin\s+", re.IGNORECASE)
 _NOTES = re.compile(
     r"^(?:please\s+)?(?:(?:search|find|look\s+up|check|look\s+in|look\s+through)\b.*?\bnotes?\b"
     r"(?:\s+(?:for|about|on|regarding))?|what\s+do\s+(?:my|the)\s+notes\s+say\s+(?:about|on)|"
@@ -42,16 +49,35 @@ HELP_TEXT = (
 )
 
 
-def route(request: str, *, notes: bool) -> tuple[str, dict[str, Any]] | None:
+def clock_request(text: str) -> tuple[bool, str | None]:
+    """(is it a clock request, time zone): a clock phrase, then nothing but an optional
+    "in ZONE" and one closing mark. Linear in the text (whitespace already collapsed)."""
+    m = _CLOCK.search(text)
+    if m is None:
+        return False, None
+    body = text.rstrip()
+    if body[-1:] in {"?", ".", "!"}:
+        body = body[:-1].rstrip()
+    if _CLOCK_AT_END.search(body):
+        return True, None
+    allowed_from = len(body)  # body[allowed_from:] holds only time-zone characters
+    while allowed_from > 0 and body[allowed_from - 1] in _ZONE_CHARS:
+        allowed_from -= 1
+    for found in _IN.finditer(body, m.end()):
+        if allowed_from <= found.end() < len(body):
+            return True, body[found.end() :].strip()
+    return False, None
+
+
+def route(request: str, notes: bool = False) -> tuple[str, dict[str, Any]] | None:
     """(tool name, arguments) for a request, or None when no tool fits."""
-    text = request.strip()
+    text = " ".join(request.split())  # one space between words: no pattern backtracks on runs
     timer = parse_timer(text)
     if timer is not None:
         seconds, label = timer
         return "set_timer", {"seconds": seconds, "label": label}
-    m = _CLOCK.search(text)
-    if m:
-        zone = m.group(2).strip() if m.group(2) else None
+    is_clock, zone = clock_request(text)
+    if is_clock:
         return "current_time", {"timezone": zone}
     m = _NOTES.match(text)
     if m and notes:
@@ -76,7 +102,11 @@ class BuiltinBackend:
 
     async def run(self, package: ContextPackage) -> AsyncIterator[BackendEvent]:
         request = strip_ask(package.request.text)
-        routed = route(request, notes=self.toolbox.notes is not None)
+        try:
+            routed = await self.toolbox.sandbox.call(route, request, self.toolbox.notes is not None)
+        except ToolError as exc:
+            yield BackendEvent("error", f"could not read the request: {exc}", {"tool": None})
+            return
         if routed is None:
             notes = ", and searching your notes" if self.toolbox.notes is not None else ""
             yield BackendEvent("final", HELP_TEXT.format(notes=notes), {"tool": None})
@@ -95,4 +125,4 @@ class BuiltinBackend:
         yield BackendEvent("error", f"{tool} returned no result", {"tool": tool})
 
     async def aclose(self) -> None:
-        return None
+        await self.toolbox.aclose()

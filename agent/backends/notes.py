@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from agent.backends.tools import ToolError, ToolEvent, ToolProgress, ToolResult
+from agent.backends.tool_types import ToolError, ToolEvent, ToolProgress, ToolResult
 
 log = logging.getLogger(__name__)
 
@@ -32,6 +32,7 @@ MAX_FILES = 2000
 MAX_FILE_BYTES = 1_000_000
 RESCAN_INTERVAL_S = 2.0
 EMBED_DIM = 384
+MAX_QUERY_CHARS = 1000  # the model reads 256 word pieces at most anyway
 
 _model: Any = None
 _model_lock = threading.Lock()
@@ -203,7 +204,8 @@ class NotesIndex:
 
     async def search_events(self, query: str, k: int = 3) -> AsyncIterator[ToolEvent]:
         """Progress while the model loads or files are indexed, then the hits."""
-        if not query.strip():
+        query = " ".join(query.split())[:MAX_QUERY_CHARS]
+        if not query:
             raise ToolError("empty notes query")
         loop = asyncio.get_running_loop()
         async with self._lock:
@@ -226,9 +228,7 @@ class NotesIndex:
         yield ToolProgress(
             f"Searching {len(chunks)} passage(s) for “{query}”…", {"stage": "searching"}
         )
-        q = await loop.run_in_executor(None, embed, [query])
-        scores = matrix @ q[0]  # [N]
-        top = np.argsort(-scores)[:k]
+        top, scores = await loop.run_in_executor(None, _rank, matrix, query, k)
         hits = [
             NoteHit(chunks[i].path, chunks[i].line, round(float(scores[i]), 4), chunks[i].text)
             for i in top
@@ -245,3 +245,13 @@ class NotesIndex:
             if isinstance(event, ToolResult):
                 return [NoteHit(**h) for h in event.data["hits"]]
         return []
+
+
+def _rank(matrix: np.ndarray, query: str, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """The top-k passage indices and all scores (on a worker thread: embedding and the [N] dot
+    products are numpy and torch work that releases the GIL, never loop work)."""
+    q = embed([query])
+    scores = matrix @ q[0]  # [N]
+    top = np.argpartition(-scores, min(k, len(scores) - 1))[:k] if len(scores) > k else None
+    order = np.argsort(-scores) if top is None else top[np.argsort(-scores[top])]
+    return order[:k], scores

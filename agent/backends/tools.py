@@ -7,8 +7,10 @@ function-calling schema and one calling convention for both backends:
         ...
 
 The calculator walks a Python `ast` with a whitelist of nodes and functions; nothing is ever
-`eval`ed, and exponents, integer sizes and the expression length are bounded so a request cannot
-pin a CPU.
+`eval`ed, and exponents, integer sizes, `round`'s digits and the expression length are bounded so
+a request cannot pin a CPU. Even so, `Toolbox.invoke` runs the calculator and the unit converter
+in the `Sandbox` (child processes with a hard time limit), never on the event loop: a bound that
+was missed costs a killed child, not stalled media. The parsers here are linear in their input.
 """
 
 from __future__ import annotations
@@ -20,39 +22,27 @@ import operator
 import re
 import time
 from collections.abc import AsyncIterator, Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from agent import slots
+from agent.backends.tool_types import ToolError, ToolEvent, ToolProgress, ToolResult
+from agent.sandbox import Sandbox
+
 if TYPE_CHECKING:
     from agent.backends.notes import NotesIndex
+
+__all__ = ["ToolError", "ToolEvent", "ToolProgress", "ToolResult", "Toolbox"]
 
 MAX_EXPRESSION_CHARS = 300
 MAX_AST_NODES = 200
 MAX_INT_BITS = 4096  # about 1233 decimal digits
 MAX_EXPONENT = 10_000
 MAX_FACTORIAL = 1000
+MAX_ROUND_DIGITS = 1000  # round(x, -n) computes 10**n
 MAX_TIMER_S = 3600.0
-
-
-class ToolError(Exception):
-    """The tool could not do what was asked; the message is fit to show a user."""
-
-
-@dataclass(frozen=True)
-class ToolProgress:
-    text: str
-    data: dict[str, Any] = field(default_factory=dict)
-
-
-@dataclass(frozen=True)
-class ToolResult:
-    text: str
-    data: dict[str, Any] = field(default_factory=dict)
-
-
-ToolEvent = ToolProgress | ToolResult
 
 
 # -- calculator ------------------------------------------------------------------------------------
@@ -85,6 +75,16 @@ def _factorial(n: Number) -> int:
     return math.factorial(int(n))
 
 
+def _round(x: Number, ndigits: Number | None = None) -> Number:
+    if ndigits is None:
+        return round(x)
+    if not isinstance(ndigits, int):
+        raise ToolError("round's digits must be a whole number")
+    if abs(ndigits) > MAX_ROUND_DIGITS:
+        raise ToolError(f"round's digits are limited to -{MAX_ROUND_DIGITS}..{MAX_ROUND_DIGITS}")
+    return round(x, ndigits)
+
+
 _FUNCTIONS: dict[str, Callable[..., Number]] = {
     "sqrt": math.sqrt,
     "sin": math.sin,
@@ -99,7 +99,7 @@ _FUNCTIONS: dict[str, Callable[..., Number]] = {
     "log2": math.log2,
     "exp": math.exp,
     "abs": abs,
-    "round": round,
+    "round": _round,
     "floor": math.floor,
     "ceil": math.ceil,
     "min": min,
@@ -111,6 +111,8 @@ _CONSTANTS: dict[str, float] = {"pi": math.pi, "e": math.e, "tau": math.tau}
 
 
 def _check_int(value: Number) -> Number:
+    if not isinstance(value, int | float):  # (-8) ** 0.5 is complex
+        raise ToolError("the result is not a real number")
     if isinstance(value, int) and value.bit_length() > MAX_INT_BITS:
         raise ToolError("the result is too large")
     if isinstance(value, float) and not math.isfinite(value):
@@ -140,7 +142,7 @@ def _eval(node: ast.AST) -> Number:
         except OverflowError:
             raise ToolError("the result is too large") from None
     if isinstance(node, ast.UnaryOp) and type(node.op) in _UNARY:
-        return _UNARY[type(node.op)](_eval(node.operand))
+        return _check_int(_UNARY[type(node.op)](_eval(node.operand)))
     if isinstance(node, ast.Name):
         if node.id in _CONSTANTS:
             return _CONSTANTS[node.id]
@@ -211,7 +213,9 @@ def extract_expression(text: str) -> str | None:
         return None
     s = s.replace("×", "*").replace("÷", "/").replace("^", "**").replace("−", "-")
     s = re.sub(r"(\d)\s*x\s*(?=[\d(])", r"\1*", s)  # 12 x 7
-    s = re.sub(r"([\d.]+)\s*%\s*of\s*", r"\1/100*", s)  # 15% of 80
+    s = re.sub(
+        r"(?<![\d.])([\d.]+)\s*%\s*of\s*", r"\1/100*", s
+    )  # 15% of 80 (linear: a run starts once)
     for pattern, repl in _WORD_OPS:
         s = re.sub(pattern, repl, s)
     s = re.sub(r"sqrt\s+([\d.]+)", r"sqrt(\1)", s)
@@ -448,9 +452,9 @@ _DURATION_UNITS = {
     "hour": 3600.0,
     "hours": 3600.0,
 }
-_TIMER = re.compile(
-    r"\b(?:timer|remind\s+me|alarm|countdown|wake\s+me)\b.*?\b(?:for|in|of)?\s*"
-    r"(\d+(?:\.\d+)?)\s*(seconds?|secs?|s|minutes?|mins?|m|hours?|hrs?|h)\b"
+_TIMER_WORD = re.compile(r"\b(?:timer|remind\s+me|alarm|countdown|wake\s+me)\b", re.IGNORECASE)
+_TIMER_LENGTH = re.compile(
+    r"\b(\d+(?:\.\d+)?)\s*(seconds?|secs?|s|minutes?|mins?|m|hours?|hrs?|h)\b"
     r"(?:\s+(?:to|about|for)\s+(.+))?",
     re.IGNORECASE,
 )
@@ -461,17 +465,24 @@ _TIMER_ALT = re.compile(
 
 
 def parse_timer(text: str) -> tuple[float, str | None] | None:
-    """(seconds, label) from "set a timer for 10 seconds" / "remind me in 5 min to ...", else None."""
-    m = _TIMER.search(text) or _TIMER_ALT.search(text)
-    if not m:
+    """(seconds, label) from "set a timer for 10 seconds" / "remind me in 5 min to ...", else None.
+
+    The first timer word, then the first length after it: two linear searches (one regex with a
+    lazy gap between them backtracks once per timer word, quadratic in the input)."""
+    m: re.Match[str] | None = None
+    word = _TIMER_WORD.search(text)
+    if word is not None:
+        m = _TIMER_LENGTH.search(text, word.end())
+    if m is None:
+        m = _TIMER_ALT.search(text)
+        if m is None:
+            return None
+    try:
+        seconds = float(m.group(1)) * _DURATION_UNITS[m.group(2).lower()]
+    except (OverflowError, ValueError):
         return None
-    seconds = float(m.group(1)) * _DURATION_UNITS[m.group(2).lower()]
-    label = (
-        m.group(3).strip().rstrip(".?!")
-        if m.lastindex and m.lastindex >= 3 and m.group(3)
-        else None
-    )
-    return seconds, label
+    label = m.group(3).strip().rstrip(".?!") if m.lastindex and m.lastindex >= 3 else None
+    return seconds, label or None
 
 
 def _tick_s(total_s: float) -> float:
@@ -515,7 +526,8 @@ async def run_timer(
             break
         # Sleep to the next whole tick of remaining time (or to the end), on the loop clock.
         step = remaining - (math.ceil(remaining / tick) - 1) * tick
-        await asyncio.sleep(step if step > 0.01 else tick)
+        async with slots.waiting():  # only waiting: the worker may run other packages meanwhile
+            await asyncio.sleep(step if step > 0.01 else tick)
         left = round(fire_loop - loop.time())
         if left > 0 and left % tick == 0:
             yield ToolProgress(f"Timer{what}: {_fmt_s(left)} left.", {**base, "remaining_s": left})
@@ -600,11 +612,29 @@ _NOTES_SPEC = ToolSpec(
 )
 
 
-class Toolbox:
-    """The tools a backend may call. Notes search is offered only when a notes folder is set."""
+def calculate_tool(expression: str) -> tuple[str, dict[str, Any]]:
+    """The calculator as a tool: (text, data). Runs in the sandbox."""
+    expr, value = calculate(expression)
+    return f"{expr} = {format_number(value)}", {"expression": expr, "value": value}
 
-    def __init__(self, notes: NotesIndex | None = None) -> None:
+
+def convert_tool(value: float, from_unit: str, to_unit: str) -> tuple[str, dict[str, Any]]:
+    """The unit converter as a tool: (text, data). Runs in the sandbox."""
+    out, src, dst = convert_units(value, from_unit, to_unit)
+    return (
+        f"{format_number(value)} {src} = {format_number(out)} {dst}",
+        {"input": value, "from": src, "to": dst, "value": out},
+    )
+
+
+class Toolbox:
+    """The tools a backend may call. Notes search is offered only when a notes folder is set.
+
+    CPU-bound tools run in `sandbox` (child processes, hard time limit), never on the loop."""
+
+    def __init__(self, notes: NotesIndex | None = None, sandbox: Sandbox | None = None) -> None:
         self.notes = notes
+        self.sandbox = sandbox or Sandbox()
 
     @property
     def specs(self) -> list[ToolSpec]:
@@ -613,24 +643,28 @@ class Toolbox:
     def openai_tools(self) -> list[dict[str, Any]]:
         return [spec.openai_schema() for spec in self.specs]
 
+    async def aclose(self) -> None:
+        await self.sandbox.aclose()
+
     async def invoke(
         self, name: str, args: Mapping[str, Any], *, started_at: float | None = None
     ) -> AsyncIterator[ToolEvent]:
         """Run one tool: ToolProgress events, then exactly one ToolResult; ToolError on failure."""
         if name == "calculate":
-            expr, value = calculate(_arg(args, "expression", str))
-            yield ToolResult(
-                f"{expr} = {format_number(value)}", {"expression": expr, "value": value}
-            )
+            expression = _arg(args, "expression", str)
+            if len(expression) > MAX_EXPRESSION_CHARS:  # refused here, without a process hop
+                raise ToolError(f"expressions are limited to {MAX_EXPRESSION_CHARS} characters")
+            text, data = await self.sandbox.call(calculate_tool, expression)
+            yield ToolResult(text, data)
         elif name == "convert_units":
-            value = _arg(args, "value", (int, float))
-            out, src, dst = convert_units(
-                float(value), _arg(args, "from_unit", str), _arg(args, "to_unit", str)
+            value = _finite(_arg(args, "value", (int, float)))
+            text, data = await self.sandbox.call(
+                convert_tool,
+                value,
+                _arg(args, "from_unit", str)[:100],
+                _arg(args, "to_unit", str)[:100],
             )
-            yield ToolResult(
-                f"{format_number(value)} {src} = {format_number(out)} {dst}",
-                {"input": value, "from": src, "to": dst, "value": out},
-            )
+            yield ToolResult(text, data)
         elif name == "current_time":
             zone = args.get("timezone")
             text, data = current_time(zone if isinstance(zone, str) and zone else None)
@@ -638,7 +672,7 @@ class Toolbox:
         elif name == "set_timer":
             label = args.get("label")
             async for event in run_timer(
-                float(_arg(args, "seconds", (int, float))),
+                _finite(_arg(args, "seconds", (int, float))),
                 label if isinstance(label, str) and label else None,
                 started_at=started_at,
             ):
@@ -651,6 +685,16 @@ class Toolbox:
                 yield event
         else:
             raise ToolError(f"unknown tool {name!r}")
+
+
+def _finite(value: Number) -> float:
+    try:
+        number = float(value)
+    except OverflowError:
+        raise ToolError("the value is too large") from None
+    if not math.isfinite(number):
+        raise ToolError("the value must be a finite number")
+    return number
 
 
 def _arg(args: Mapping[str, Any], name: str, kind: type | tuple[type, ...]) -> Any:

@@ -319,7 +319,7 @@ async def test_script_cache_loss_is_survived(
     """A Redis that forgot its scripts (restarted without persistence, SCRIPT FLUSH): the
     worker reloads EMIT, alone and in a pipelined batch."""
     await workers.start(concurrency=16)
-    client = AgentClient(redis_client, f"call-{unique}", keys=keys)
+    client = AgentClient(redis_client, f"call-{unique}", keys=keys, max_in_flight=64)
     first = await client.submit("what is 1+1", CONVERSATION, 1)
     await collect(client, lambda rs: finals_for(rs, [first]))
     for round_ in range(2):
