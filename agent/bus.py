@@ -62,7 +62,7 @@ class StreamKeys:
     dead: str = "microturn:ctx:dead"
     group: str = DEFAULT_GROUP
     ctx_maxlen: int = 100_000  # approximate (XADD MAXLEN ~); far above any healthy backlog
-    results_maxlen: int = 2_000  # per call, approximate
+    results_maxlen: int = 500  # per call, approximate (x MAX_RESULT_BYTES: ~32 MiB worst case)
     dead_maxlen: int = 1_000
     results_ttl_s: int = 24 * 3600  # results streams of finished calls expire; refreshed per write
     ended_results_ttl_s: int = 60  # once a call has ended nobody reads its results

@@ -49,3 +49,49 @@ def test_history_is_bounded() -> None:
         sampler.push_frame(solid(16, 16, 1), i * 0.001)
     assert len(sampler._history) <= 16
     assert sampler.stats.frames == 1000
+
+
+def test_an_absurd_aspect_ratio_costs_no_more_than_a_normal_frame() -> None:
+    from media.video_in import MAX_ASPECT
+
+    frame = solid(16382, 2, 200)  # would scale to 327,640 x 40 before the crop
+    out = to_model_frame(frame, 40)
+    assert out.shape == (40, 40, 3) and abs(int(out[20, 20, 0]) - 200) <= 2
+    # the intermediate picture is capped: the work is that of a 160x40 frame at most
+    assert MAX_ASPECT * 40 <= 160
+
+
+def test_a_frame_too_large_is_skipped_and_counted() -> None:
+    from media.video_in import MAX_FRAME_PIXELS
+
+    clock = SessionClock(t0=0.0)
+    sampler = VideoSampler(clock, frame_size=8)
+    huge = av.VideoFrame(4096, 4096, "yuv420p")  # 16.7 M pixels, more than MAX_FRAME_PIXELS
+    assert huge.width * huge.height > MAX_FRAME_PIXELS
+    sampler.push_frame(huge, 0.05)
+    assert sampler.pick(0) is None
+    assert sampler.stats.oversize == 1
+
+
+async def test_pick_async_converts_off_the_event_loop() -> None:
+    import threading
+
+    seen: list[str] = []
+    clock = SessionClock(t0=0.0)
+    sampler = VideoSampler(clock, frame_size=8)
+    sampler.push_frame(solid(64, 48, 90), 0.05)
+    import media.video_in as video_in
+
+    original = video_in.to_model_frame
+
+    def spy(frame: av.VideoFrame, size: int) -> np.ndarray:
+        seen.append(threading.current_thread().name)
+        return original(frame, size)
+
+    video_in.to_model_frame = spy
+    try:
+        out = await sampler.pick_async(0)
+    finally:
+        video_in.to_model_frame = original
+    assert out is not None and out.shape == (8, 8, 3)
+    assert seen and seen[0].startswith("video-in"), seen

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import struct
 import threading
 from collections.abc import Iterator
 from concurrent.futures import Future
@@ -15,7 +16,7 @@ from typing import Any
 
 import pytest
 from aiohttp.test_utils import TestServer
-from aiortc.rtcsctptransport import WEBRTC_STRING
+from aiortc.rtcsctptransport import DATA_CHANNEL_OPEN, WEBRTC_DCEP, WEBRTC_STRING
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -57,6 +58,16 @@ async def send_invalid_utf8(call: CallClient, data: bytes) -> None:
     await transport._data_channel_flush()
 
 
+async def send_duplicate_open(call: CallClient) -> None:
+    """A second DATA_CHANNEL_OPEN for the stream the `events` channel already uses (aiortc
+    asserts it never happens; an assert in its SCTP reader ends the transport)."""
+    label = b"events"
+    open_message = struct.pack("!BBHLHH", DATA_CHANNEL_OPEN, 0, 0, 0, len(label), 0) + label
+    transport = call.channel.transport
+    transport._data_channel_queue.append((call.channel, WEBRTC_DCEP, open_message))
+    await transport._data_channel_flush()
+
+
 async def answered(call: CallClient, marker: str, after: int, timeout: float = 20.0) -> None:
     """Send an unknown event named `marker` and wait for its error: the channel still works, and
     every earlier message was handled (the channel is ordered)."""
@@ -87,6 +98,9 @@ async def test_no_hostile_message_ends_the_call_and_the_transcript_stays_clean(
         error = await call.wait_event("error", timeout=20, after=seen)
         assert error["code"] == "invalid_text", error
         await answered(call, "probe-utf8", seen)
+        await send_duplicate_open(call)  # beyond the issue's list: aiortc internals
+        await answered(call, "probe-dcep", len(call.events))
+        assert (await call.status())["state"] == "active"
         # The transcript (sent whole in every context package) is not poisoned: /ask still works.
         call.send("input_text", text="/ask what is 6*7")
         done = await call.wait_event("agent.task", lambda e: e["status"] == "done", timeout=60)

@@ -1,0 +1,61 @@
+"""The deployment files ship safe defaults: Redis with a password, bound, bounded; a TURN server
+that will not relay into private networks."""
+
+from __future__ import annotations
+
+import ipaddress
+from pathlib import Path
+
+DEPLOY = Path(__file__).resolve().parents[2] / "infra" / "deploy"
+
+
+def test_compose_runs_redis_bound_with_a_password_protected_and_bounded() -> None:
+    compose = (DEPLOY / "compose.yaml").read_text()
+    redis_command = compose.split("redis-server", 1)[1].split("volumes:", 1)[0]
+    assert "--requirepass" in redis_command and "$$REDIS_PASSWORD" in redis_command
+    assert "--bind 127.0.0.1" in redis_command
+    assert "--protected-mode yes" in redis_command and "protected-mode no" not in compose
+    assert "--maxmemory-policy noeviction" in redis_command
+    env = (DEPLOY / "redis.env.example").read_text()
+    password = next(
+        line.split("=", 1)[1] for line in env.splitlines() if line.startswith("REDIS_PASSWORD=")
+    )
+    url = next(line.split("=", 1)[1] for line in env.splitlines() if line.startswith("REDIS_URL="))
+    assert f":{password}@" in url, "the clients' URL carries the same password"
+    assert "TLS" in (DEPLOY / "README.md").read_text()
+
+
+Address = ipaddress.IPv4Address | ipaddress.IPv6Address
+
+
+def _ranges(conf: str) -> list[tuple[Address, Address]]:
+    out: list[tuple[Address, Address]] = []
+    for line in conf.splitlines():
+        if line.startswith("denied-peer-ip="):
+            value = line.split("=", 1)[1].strip()
+            low, _, high = value.partition("-")
+            out.append((ipaddress.ip_address(low), ipaddress.ip_address(high or low)))
+    return out
+
+
+def test_turn_refuses_to_relay_into_private_loopback_and_link_local_ranges() -> None:
+    conf = (DEPLOY / "turnserver.conf").read_text()
+    denied = _ranges(conf)
+    for probe in [
+        "10.1.2.3",
+        "172.20.0.5",
+        "192.168.1.10",
+        "127.0.0.1",
+        "169.254.169.254",
+        "100.64.0.1",
+        "::1",
+        "fd00::1",
+        "fe80::1",
+    ]:
+        ip = ipaddress.ip_address(probe)
+        assert any(
+            low.version == ip.version and int(low) <= int(ip) <= int(high) for low, high in denied
+        ), probe
+    assert not any(line.startswith("allowed-peer-ip=") for line in conf.splitlines()), (
+        "no private range is re-allowed by default"
+    )
