@@ -35,6 +35,7 @@ SYSTEM_PROMPT = (
 )
 MAX_TRANSCRIPT_CHARS = 12_000
 MAX_ERROR_BODY_CHARS = 500
+MAX_EVENT_CHARS = 1024 * 1024  # one server-sent event; a stream that sends more is broken
 
 
 class BackendHTTPError(Exception):
@@ -80,12 +81,13 @@ def build_messages(
 async def iter_sse(response: aiohttp.ClientResponse) -> AsyncIterator[str]:
     """The `data` of each server-sent event, until `[DONE]` or the end of the body."""
     data: list[str] = []
+    size = 0
     async for raw in response.content:
         line = raw.decode("utf-8", errors="replace").rstrip("\r\n")
         if not line:
             if data:
                 payload = "\n".join(data)
-                data = []
+                data, size = [], 0
                 if payload.strip() == "[DONE]":
                     return
                 yield payload
@@ -95,6 +97,9 @@ async def iter_sse(response: aiohttp.ClientResponse) -> AsyncIterator[str]:
         name, _, value = line.partition(":")
         if name == "data":
             data.append(value[1:] if value.startswith(" ") else value)
+            size += len(data[-1])
+            if size > MAX_EVENT_CHARS:
+                raise BackendHTTPError(f"a streamed event passed {MAX_EVENT_CHARS} characters")
     if data and "\n".join(data).strip() != "[DONE]":
         yield "\n".join(data)
 
@@ -156,7 +161,7 @@ class OpenAIBackend:
             async for payload in iter_sse(resp):
                 try:
                     chunk = json.loads(payload)
-                except json.JSONDecodeError:
+                except (ValueError, RecursionError):  # huge integers, deep nesting too
                     raise BackendHTTPError(
                         f"bad SSE data from {self.url}: {payload[:200]}"
                     ) from None
