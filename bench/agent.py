@@ -144,7 +144,7 @@ def start_workers(n: int, url: str, prefix: str) -> list[subprocess.Popen[bytes]
             [
                 sys.executable,
                 "-m",
-                "agent.worker",
+                "agent.cli",
                 "--redis",
                 url,
                 "--key-prefix",

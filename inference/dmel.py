@@ -93,11 +93,6 @@ def quantize(logmel: Tensor) -> Tensor:
     return torch.round((logmel - LOG10_MEL_MIN) / step).long().clamp_(0, DMEL_BINS - 1)
 
 
-def dequantize(bins: Tensor) -> Tensor:
-    step = (LOG10_MEL_MAX - LOG10_MEL_MIN) / (DMEL_BINS - 1)
-    return LOG10_MEL_MIN + bins.float() * step
-
-
 class DMel(nn.Module):
     """The dMel featurizer: streaming (with a per-session 400-sample tail) or offline."""
 

@@ -43,7 +43,6 @@ from inference.types import MICROTURN_SAMPLES
 
 CTX_FRAMES = OUT_WIN_SAMPLES // OUT_HOP_SAMPLES - 1  # 3 earlier frames overlap the new samples
 SEG_FRAMES = CTX_FRAMES + MEL_FRAMES_PER_MICROTURN  # 19
-SEG_SAMPLES = (SEG_FRAMES - 1) * OUT_HOP_SAMPLES + OUT_WIN_SAMPLES  # 4400
 COMMITTED = CTX_FRAMES * OUT_HOP_SAMPLES  # 600 samples already played, held fixed
 TAIL_SAMPLES = 2 * COMMITTED  # state: the 600 played + the 600 provisional samples after them
 OUTPUT_DELAY_SAMPLES = OUT_WIN_SAMPLES // 2  # 400 = 25 ms

@@ -34,10 +34,3 @@ def enable_loopback_candidates() -> None:
 
     setattr(aioice.ice, "get_host_addresses", with_loopback)  # noqa: B010
     log.info("ICE: offering 127.0.0.1 host candidates (loopback bind)")
-
-
-def disable_loopback_candidates() -> None:
-    global _original
-    if _original is not None:
-        setattr(aioice.ice, "get_host_addresses", _original)  # noqa: B010
-        _original = None

@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import os
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -31,12 +30,14 @@ from signaling.auth import Auth
 from signaling.call import CallLimits, EngineLike
 from signaling.cors import cors
 from signaling.errors import json_errors
+from signaling.factory import CallFactory
 from signaling.keys import (
     AUTH,
     CALLS,
     CLIENTS,
     CONFIG,
     ENGINE,
+    FACTORY,
     LOAD,
     METRICS,
     READINESS,
@@ -55,7 +56,7 @@ log = logging.getLogger(__name__)
 WEB_DIR = Path(web_package.__file__).parent
 REDIS_PING_TIMEOUT_S = 1.0
 REDIS_HEALTH_EVERY_S = 5.0
-WORKER_STOP_TIMEOUT_S = 8.0  # in-process workers get this long to finish or release their work
+WORKER_GRACE_S = 2.0  # in-process workers get this long to finish their work, then release it
 
 
 def load_engine(config: Config) -> EngineLike:
@@ -95,17 +96,7 @@ def create_app(config: Config, *, engine: EngineLike | None = None) -> web.Appli
         secret=config.token_secret,
         allowed_origins=config.allowed_origins,
     )
-    app[CALLS] = CallRegistry(
-        config.max_calls,
-        app[METRICS],
-        CallLimits(
-            connect_timeout_s=config.connect_timeout_s,
-            idle_timeout_s=config.idle_timeout_s,
-            max_duration_s=config.max_call_s,
-            events_per_s=config.events_per_s,
-            events_burst=max(1, int(2 * config.events_per_s)),
-        ),
-    )
+    app[CALLS] = CallRegistry(config.max_calls, app[METRICS])
     app[TEMPLATES] = jinja2.Environment(
         loader=jinja2.FileSystemLoader(WEB_DIR / "templates"), autoescape=True
     )
@@ -126,7 +117,24 @@ def create_app(config: Config, *, engine: EngineLike | None = None) -> web.Appli
 
 
 async def started(app: web.Application) -> None:
-    """Everything is up: start-up's loop stalls (loading the model) are not load."""
+    """Everything is up: calls can be built; start-up's loop stalls (loading the model) are not
+    load."""
+    config = app[CONFIG]
+    app[FACTORY] = CallFactory(
+        engine=app[ENGINE],
+        redis=app[REDIS],
+        metrics=app[METRICS],
+        registry=app[CALLS],
+        limits=CallLimits(
+            connect_timeout_s=config.connect_timeout_s,
+            idle_timeout_s=config.idle_timeout_s,
+            max_duration_s=config.max_call_s,
+            events_per_s=config.events_per_s,
+            events_burst=max(1, int(2 * config.events_per_s)),
+        ),
+        jitter_prefetch=config.jitter_prefetch,
+        connect_timeout_lan_s=config.connect_timeout_lan_s,
+    )
     app[LOAD].reset()
 
 
@@ -161,7 +169,7 @@ def engine_ctx(given: EngineLike | None) -> Callable[[web.Application], AsyncIte
             loop = asyncio.get_running_loop()
             engine = await loop.run_in_executor(None, load_engine, app[CONFIG])
         app[ENGINE] = engine
-        app[METRICS].watch(engine.stats, app[CALLS].all)
+        app[METRICS].watch(engine.stats, app[CALLS].snapshots)
         if given is None:  # a given engine may already be running
             await asyncio.get_running_loop().run_in_executor(None, engine.warm_up)
         engine.start()
@@ -207,40 +215,20 @@ async def redis_health_ctx(app: web.Application) -> AsyncIterator[None]:
 
 async def agent_ctx(app: web.Application) -> AsyncIterator[None]:
     """In-process background workers against the same Redis (`--agent-workers`, 0 for none)."""
-    config = app[CONFIG]
-    if config.agent_workers <= 0:
-        yield
-        return
-    from agent.backends import make_backend
-    from agent.worker import Worker, default_consumer_name
+    from agent.backends import BackendSettings
+    from agent.inprocess import in_process_workers
 
-    backend = make_backend(
-        config.agent_backend,
+    config = app[CONFIG]
+    settings = BackendSettings.from_env(
+        name=config.agent_backend,
         notes_dir=config.notes_dir,
         openai_base_url=config.openai_base_url,
-        openai_api_key=os.environ.get("MICROTURN_OPENAI_API_KEY")
-        or os.environ.get("OPENAI_API_KEY"),
         openai_model=config.openai_model,
     )
-    workers = [
-        Worker(app[REDIS_URL], backend, consumer_name=f"{default_consumer_name()}-inproc{i}")
-        for i in range(config.agent_workers)
-    ]
-    tasks = [asyncio.create_task(w.run(), name=f"agent-worker-{i}") for i, w in enumerate(workers)]
-    yield
-    stopping = asyncio.gather(*(w.stop(grace_s=2.0) for w in workers), return_exceptions=True)
-    try:
-        await asyncio.wait_for(stopping, WORKER_STOP_TIMEOUT_S)
-    except TimeoutError:
-        log.error(
-            "background workers did not stop within %.0f s; cancelling", WORKER_STOP_TIMEOUT_S
-        )
-    for task in tasks:
-        task.cancel()
-    _, stuck = await asyncio.wait(tasks, timeout=WORKER_STOP_TIMEOUT_S / 4)
-    if stuck:
-        log.error("%d background worker task(s) ignored cancellation; leaving them", len(stuck))
-    await backend.aclose()
+    async with in_process_workers(
+        app[REDIS_URL], config.agent_workers, backend=settings, grace_s=WORKER_GRACE_S
+    ):
+        yield
 
 
 async def close_calls(app: web.Application) -> None:

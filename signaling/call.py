@@ -40,7 +40,7 @@ from media.clock import SessionClock
 from media.playback import PlaybackTracker
 from media.video_in import VideoSampler
 from signaling import channel_guard, events
-from signaling.metrics import Metrics
+from signaling.metrics import CallSnapshot, Metrics
 from signaling.ratelimit import TokenBucket
 
 log = logging.getLogger(__name__)
@@ -126,7 +126,6 @@ class Call:
         self.video: VideoSampler | None = None
         self.outbound = PacedAudioTrack()
         self.channel: RTCDataChannel | None = None
-        self.instructions = ""
         self.transcript: deque[TranscriptTurn] = deque(maxlen=TRANSCRIPT_TURNS)
         self._text_queue: deque[str] = deque()
         self._text_chars = 0
@@ -445,7 +444,8 @@ class Call:
                 self.queue_text(event.text)
         elif isinstance(event, events.SessionUpdate):
             if event.instructions is not None:
-                self.instructions = event.instructions
+                # The model reads them in its text stream; the background model in the transcript.
+                self._remember(self.microturn_now, "user", "event", event.instructions)
                 self.queue_text(event.instructions)
         elif isinstance(event, events.OutputAudioPlayed):
             self.playback.on_report(event.microturn, event.played_ms, time.monotonic())
@@ -481,6 +481,17 @@ class Call:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(drained.wait(), GOODBYE_FLUSH_S)
         await asyncio.sleep(0.02)  # let SCTP put it on the wire before the transport closes
+
+    def snapshot(self) -> CallSnapshot:
+        audio = self.timeline.stats if self.timeline else AudioInStats()
+        return CallSnapshot(
+            connecting=self.connecting,
+            outbound_audio_ms=self.outbound.queued_ms,
+            pending_steps=self.pending_steps,
+            agent_outbox=self.agent_outbox,
+            audio_late_ms=audio.late_samples * 1000 // SAMPLE_RATE_HZ,
+            outbound_overflow_samples=self.outbound.stats.dropped_samples,
+        )
 
     def describe(self) -> dict[str, Any]:
         audio = self.timeline.stats if self.timeline else AudioInStats()

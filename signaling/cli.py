@@ -80,7 +80,7 @@ def main(argv: list[str] | None = None) -> int:
         "eval", help="evaluate a checkpoint through the streaming engine", add_help=False
     )
     if argv[:1] == ["agent"]:
-        from agent.worker import main as agent_main
+        from agent.cli import main as agent_main
 
         return agent_main(argv[1:])
     if argv[:1] == ["train"]:

@@ -12,6 +12,7 @@ from infra.config import Config
 from signaling.addresses import ClientAddresses
 from signaling.auth import Auth
 from signaling.call import EngineLike
+from signaling.factory import CallFactory
 from signaling.metrics import Metrics
 from signaling.overload import LoopLagMonitor
 from signaling.registry import CallRegistry
@@ -28,3 +29,4 @@ REDIS_URL = web.AppKey("redis_url", str)
 READINESS: web.AppKey[Callable[[], Awaitable[list[str]]]] = web.AppKey("readiness")
 LOAD = web.AppKey("load", LoopLagMonitor)
 CLIENTS = web.AppKey("clients", ClientAddresses)
+FACTORY = web.AppKey("factory", CallFactory)

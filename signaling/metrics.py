@@ -8,14 +8,25 @@ so the hot path pays nothing for them.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from typing import TYPE_CHECKING, Any
+from dataclasses import dataclass
+from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-if TYPE_CHECKING:
-    from signaling.call import Call
+
+@dataclass(frozen=True)
+class CallSnapshot:
+    """What a call publishes for the scrape (`Call.snapshot()`): metrics never reach into it."""
+
+    connecting: bool
+    outbound_audio_ms: float
+    pending_steps: int
+    agent_outbox: int
+    audio_late_ms: int
+    outbound_overflow_samples: int
+
 
 STEP_BUCKETS_MS = (5, 10, 20, 40, 60, 80, 100, 125, 150, 200, 300, 500, 1000)
 AGENT_BUCKETS_S = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120)
@@ -69,7 +80,9 @@ class Metrics:
         )
 
     def watch(
-        self, engine_stats: Callable[[], dict[str, Any]], calls: Callable[[], list[Call]]
+        self,
+        engine_stats: Callable[[], dict[str, Any]],
+        calls: Callable[[], list[CallSnapshot]],
     ) -> None:
         """Read the engine's counters and every call's queues at scrape time."""
         self.registry.register(RuntimeCollector(engine_stats, calls))
@@ -80,7 +93,9 @@ class Metrics:
 
 class RuntimeCollector(Collector):
     def __init__(
-        self, engine_stats: Callable[[], dict[str, Any]], calls: Callable[[], list[Call]]
+        self,
+        engine_stats: Callable[[], dict[str, Any]],
+        calls: Callable[[], list[CallSnapshot]],
     ) -> None:
         self.engine_stats = engine_stats
         self.calls = calls
@@ -107,7 +122,7 @@ class RuntimeCollector(Collector):
                 yield CounterMetricFamily(name, doc, value=float(stats[key]))
         calls = self.calls()
         queues = {
-            "outbound_audio_ms": sum(c.outbound.queued_ms for c in calls),
+            "outbound_audio_ms": sum(c.outbound_audio_ms for c in calls),
             "pending_steps": sum(c.pending_steps for c in calls),
             "agent_outbox": sum(c.agent_outbox for c in calls),
         }
@@ -129,11 +144,8 @@ class RuntimeCollector(Collector):
             "media dropped by calls in progress (late audio ms, ring overflow samples)",
             labels=["kind"],
         )
+        media.add_metric(["audio_late_ms"], float(sum(c.audio_late_ms for c in calls)))
         media.add_metric(
-            ["audio_late_ms"], float(sum(c.describe()["audio_late_ms"] for c in calls))
-        )
-        media.add_metric(
-            ["outbound_overflow_samples"],
-            float(sum(c.outbound.stats.dropped_samples for c in calls)),
+            ["outbound_overflow_samples"], float(sum(c.outbound_overflow_samples for c in calls))
         )
         yield media

@@ -6,16 +6,14 @@ import asyncio
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from signaling.call import Call, CallLimits
-    from signaling.metrics import Metrics
+    from signaling.call import Call
+    from signaling.metrics import CallSnapshot, Metrics
 
 
 class CallRegistry:
-    def __init__(self, max_calls: int, metrics: Metrics, limits: CallLimits | None = None) -> None:
-
+    def __init__(self, max_calls: int, metrics: Metrics) -> None:
         self.max_calls = max_calls
         self.metrics = metrics
-        self.limits = limits or CallLimits()
         self._calls: dict[str, Call] = {}
 
     def __len__(self) -> int:
@@ -44,6 +42,9 @@ class CallRegistry:
     @property
     def connecting(self) -> int:
         return sum(1 for c in self._calls.values() if c.connecting)
+
+    def snapshots(self) -> list[CallSnapshot]:
+        return [call.snapshot() for call in self._calls.values()]
 
     def all(self) -> list[Call]:
         return list(self._calls.values())

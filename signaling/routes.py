@@ -3,28 +3,24 @@
 from __future__ import annotations
 
 import asyncio
-import dataclasses
-import ipaddress
 import json
 import logging
 import re
-import secrets
 from typing import Any
 
 from aiohttp import web
-from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
 
-from agent.client import AgentClient
-from media.jitter import set_audio_prefetch
 from signaling.auth import DEFAULT_TOKEN_TTL_S
 from signaling.call import Call
 from signaling.errors import ApiError
+from signaling.factory import EngineBusy
 from signaling.keys import (
     AUTH,
     CALLS,
     CLIENTS,
     CONFIG,
     ENGINE,
+    FACTORY,
     LOAD,
     METRICS,
     READINESS,
@@ -68,28 +64,6 @@ def validate_offer(sdp: str) -> None:
         raise ApiError(
             400, "too_many_candidates", f"at most {MAX_CANDIDATES} ICE candidates are accepted"
         )
-
-
-def lan_only(sdp: str) -> bool:
-    """True when every ICE candidate of the offer is a host candidate on a loopback, private or
-    link-local address (or an mDNS `.local` name): such a peer can only connect over a LAN path,
-    where ICE and DTLS take well under a second, so its connect timeout can be short."""
-    candidates = [line.split() for line in sdp.splitlines() if line.startswith("a=candidate:")]
-    if not candidates:
-        return False
-    for fields in candidates:
-        if len(fields) < 8 or fields[6] != "typ" or fields[7] != "host":
-            return False
-        address = fields[4]
-        if address.lower().endswith(".local"):
-            continue
-        try:
-            ip = ipaddress.ip_address(address)
-        except ValueError:
-            return False
-        if not (ip.is_loopback or ip.is_private or ip.is_link_local):
-            return False
-    return True
 
 
 async def read_offer(request: web.Request, limit: int) -> bytes:
@@ -137,7 +111,6 @@ async def create_call(request: web.Request) -> web.Response:
     validate_offer(sdp)
 
     calls = app[CALLS]
-    engine = app[ENGINE]
     client = app[CLIENTS].of(request)
     if calls.connecting_from(client) >= config.max_connecting_per_client:
         app[METRICS].calls.labels("refused_connecting").inc()
@@ -154,43 +127,11 @@ async def create_call(request: web.Request) -> web.Response:
         raise at_capacity(
             app, "overloaded", "the server is at its real-time capacity (calls would fall behind)"
         )
-    call_id = secrets.token_urlsafe(9)
     try:
-        slot = engine.open(call_id)
-    except Exception as exc:  # EngineFull, or the engine stopped
+        call = await app[FACTORY].create(sdp, client)
+    except EngineBusy as exc:
         raise at_capacity(app, "full", str(exc)) from None
-
-    pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
-    agent = AgentClient(app[REDIS], call_id)
-    limits = calls.limits
-    if lan_only(sdp):
-        timeout = min(limits.connect_timeout_s, config.connect_timeout_lan_s)
-        limits = dataclasses.replace(limits, connect_timeout_s=timeout)
-    call = Call(
-        call_id,
-        pc,
-        engine,
-        slot,
-        app[METRICS],
-        agent=agent,
-        on_closed=calls.remove,
-        limits=limits,
-        client=client,
-    )
-    calls.add(call)  # counted at once: concurrent offers of one client see each other
-    try:
-        await pc.setRemoteDescription(RTCSessionDescription(sdp=sdp, type="offer"))
-        set_audio_prefetch(pc, config.jitter_prefetch)
-        pc.addTrack(call.outbound)  # joins the offer's audio transceiver, making it sendrecv
-        answer = await pc.createAnswer()
-        await pc.setLocalDescription(answer)
-    except ApiError:
-        await call.close("setup failed")
-        raise
-    except Exception as exc:
-        await call.close("unusable offer")
-        app[METRICS].calls.labels("bad_offer").inc()
-        raise ApiError(400, "invalid_sdp", f"unusable offer: {exc}"[:300]) from None
+    call_id = call.call_id
     if token is not None:
         try:
             await app[AUTH].claim(token, call_id, app[REDIS])
@@ -199,10 +140,10 @@ async def create_call(request: web.Request) -> web.Response:
             raise
     call.begin()
     app[METRICS].calls.labels("created").inc()
-    log.info("call %s: created (slot %d)", call_id, slot)
+    log.info("call %s: created", call_id)
     return web.Response(
         status=201,
-        text=pc.localDescription.sdp,
+        text=call.pc.localDescription.sdp,
         content_type="application/sdp",
         # Calls are sticky to this node: with --public-url the Location says which node it is.
         headers={"Location": f"{config.public_url.rstrip('/')}/v1/calls/{call_id}"},

@@ -16,7 +16,7 @@ import re
 from collections.abc import AsyncIterator
 from typing import Any
 
-from agent.backends import BackendEvent
+from agent.backends.base import BackendEvent
 from agent.backends.tools import (
     Toolbox,
     ToolError,

@@ -19,7 +19,7 @@ from typing import Any
 
 import aiohttp
 
-from agent.backends import BackendEvent
+from agent.backends.base import BackendEvent
 from agent.backends.tools import Toolbox, ToolError, ToolResult
 from agent.types import ContextPackage
 from agent.weave import strip_ask

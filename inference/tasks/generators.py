@@ -484,10 +484,6 @@ def hash_family(family: str) -> int:
     return sum((i + 1) * ord(c) for i, c in enumerate(family))
 
 
-def voice_of(rng: np.random.Generator) -> Voice:
-    return random_user_voice(rng)
-
-
 __all__ = ["FAMILIES", "HOLD", "encode_message", "make"]
 
 

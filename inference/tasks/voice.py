@@ -25,7 +25,6 @@ from scipy.signal import resample_poly
 from inference.config import MEL_FRAMES_PER_MICROTURN, N_MELS, OUT_HOP_SAMPLES
 from inference.types import MICROTURN_SAMPLES, SAMPLE_RATE_HZ
 
-ESPEAK_RATE_HZ = 22_050
 TRIM_LEVEL = 1e-3  # |sample| below this at the ends counts as silence
 
 

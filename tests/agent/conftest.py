@@ -14,8 +14,8 @@ from agent.backends import Backend
 from agent.backends.builtin import BuiltinBackend
 from agent.bus import StreamKeys
 from agent.client import AgentClient
+from agent.consumer import Worker
 from agent.types import AgentResult
-from agent.worker import Worker
 
 WAIT_S = 30.0  # generous: the machine may be loaded; every wait ends on an event, not a clock
 

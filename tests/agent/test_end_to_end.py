@@ -128,7 +128,7 @@ async def test_in_process_workers_on_an_embedded_unix_socket_redis() -> None:
     """What `microturn serve` does by default: private Redis on a unix socket, workers as tasks."""
     import asyncio
 
-    from agent.worker import in_process_workers
+    from agent.inprocess import in_process_workers
     from infra.embedded_redis import EmbeddedRedis
 
     loop = asyncio.get_running_loop()

@@ -84,7 +84,7 @@ async def test_killed_worker_process_mid_task_is_taken_over(
     proc = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
-        "agent.worker",
+        "agent.cli",
         "--redis",
         redis_url,
         "--key-prefix",
@@ -279,7 +279,7 @@ async def test_worker_process_stops_cleanly_on_sigterm(
     proc = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
-        "agent.worker",
+        "agent.cli",
         "--key-prefix",
         prefix,
         "--concurrency",

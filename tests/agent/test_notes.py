@@ -75,7 +75,7 @@ def test_the_model_is_not_loaded_without_notes() -> None:
     notes folder is searched: `microturn agent` starts fast and small."""
     code = (
         "import asyncio, sys\n"
-        "import agent.worker\n"
+        "import agent.consumer, agent.cli\n"
         "from agent.backends import make_backend\n"
         "from agent.types import ContextPackage\n"
         "b = make_backend('builtin')\n"

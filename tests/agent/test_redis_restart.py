@@ -12,8 +12,8 @@ import redis.asyncio as aioredis
 from agent.backends.builtin import BuiltinBackend
 from agent.bus import StreamKeys
 from agent.client import AgentClient
+from agent.consumer import Worker
 from agent.types import AgentResult, Turn
-from agent.worker import Worker
 from infra.embedded_redis import EmbeddedRedis
 from tests.agent.conftest import WAIT_S, finals_for, stream_results
 
