@@ -37,7 +37,9 @@ import torch
 from inference.config import FRAME_SIZE, TOKENS_PER_MICROTURN
 from inference.engine import Engine, EngineConfig, default_threads
 from inference.kvcache import SINK_POS
-from inference.types import MICROTURN_MS, MICROTURN_SAMPLES, MicroTurnInput
+from inference.model import InteractionModel
+from inference.protocol import MICROTURN_MS, MICROTURN_SAMPLES, MicroTurnInput
+from inference.reference import ReferenceModel
 
 RESULTS = Path(__file__).parent / "results"
 CALLS = (1, 2, 4, 8, 16)
@@ -61,9 +63,15 @@ def inputs_for(n_calls: int, index: int, rng: np.random.Generator) -> list[Micro
     return out
 
 
+def reference(engine: Engine) -> InteractionModel:
+    """The network behind the engine (fast-forwarding writes its KV window directly)."""
+    assert isinstance(engine.model, ReferenceModel), "the benchmark serves the reference model"
+    return engine.model.net
+
+
 def fast_forward(engine: Engine, slots: list[int], age_microturns: int, seed: int) -> None:
     """Make these (already stepped once) calls look `age_microturns` old to the model."""
-    state, cfg = engine.state, engine.model.cfg
+    state, cfg = engine.state, reference(engine).cfg
     if age_microturns == 0:
         return
     gen = torch.Generator().manual_seed(seed)
@@ -217,9 +225,9 @@ async def live_run(engine: Engine, n_calls: int, seconds: float) -> dict[str, An
         "latency_ms_p50": round(float(np.percentile(arr, 50)), 2),
         "latency_ms_p99": round(float(np.percentile(arr, 99)), 2),
         "late_outputs": late,
-        "dropped_inputs": after["dropped_inputs"] - before["dropped_inputs"],
-        "steps": after["steps"] - before["steps"],
-        "mean_batch": round(len(latencies) / max(1, after["steps"] - before["steps"]), 2),
+        "dropped_inputs": after.dropped_inputs - before.dropped_inputs,
+        "steps": after.steps - before.steps,
+        "mean_batch": round(len(latencies) / max(1, after.steps - before.steps), 2),
         "loop_lag_ms_p50": round(float(np.percentile(lags, 50)), 2),
         "loop_lag_ms_p99": round(float(np.percentile(lags, 99)), 2),
         "loop_lag_ms_max": round(float(np.max(lags)), 2),
@@ -270,7 +278,7 @@ def main(argv: list[str] | None = None) -> int:
     engine = Engine.from_checkpoint(
         args.checkpoint, EngineConfig(max_sessions=capacity, num_threads=threads)
     )
-    cfg = engine.model.cfg
+    cfg = reference(engine).cfg
     print(
         f"{engine.model_name}: d {cfg.d_model}, {cfg.n_layers} layers, window {cfg.window_microturns} "
         f"micro-turns, flow {cfg.flow_steps} Euler steps, Griffin-Lim {cfg.griffin_lim_iters} iterations; "

@@ -14,7 +14,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, fields, replace
 from typing import Any
 
-from inference.types import MICROTURN_MS, MICROTURN_SAMPLES, SAMPLE_RATE_HZ
+from inference.protocol import MICROTURN_MS, MICROTURN_SAMPLES, SAMPLE_RATE_HZ
 
 # ---- audio in: dMel (Bai et al. 2024) -------------------------------------------------------------
 DMEL_N_FFT = 1024

@@ -37,7 +37,7 @@ from inference.config import (
     N_MELS,
 )
 from inference.pitch import PITCH_STATE, pitch_bins
-from inference.types import MICROTURN_SAMPLES, SAMPLE_RATE_HZ
+from inference.protocol import MICROTURN_SAMPLES, SAMPLE_RATE_HZ
 
 DMEL_TAIL_SAMPLES = DMEL_WIN_SAMPLES - DMEL_HOP_SAMPLES  # 400 samples carried between micro-turns
 

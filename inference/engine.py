@@ -1,5 +1,9 @@
 """The streaming-session engine: every call's state resident in a slot, all due calls in one step.
 
+It serves any `inference.protocol.StreamingModel` and knows slots, its thread, batching and
+deadlines only; what the model's state holds and what its outputs mean are the model's (and its
+per-call `Session`'s) business.
+
     event loop (signaling/media)                 engine thread (torch)
     ─────────────────────────────                ─────────────────────────────────────────────
     open(call_id) -> slot        (bookkeeping)
@@ -9,25 +13,21 @@
                                                  that has one (any ages, any slots)
                                                  reset slots of new sessions
                                                  ONE batched model.step on the device
-    future resolved  ◄── call_soon_threadsafe ── outputs: text, audio, speaking, delegate, late
+    future resolved  ◄── call_soon_threadsafe ── MicroTurnOutput: the model's Reply + timing
     close(slot)                  (frees the slot at once; pending appends are cancelled)
 
 Continuous batching: the thread steps whenever it is free, so calls join and leave at any tick and
-a call's 200 ms boundaries need not line up with anyone else's. State lives in preallocated
-per-slot tensors (KV window, dMel tail, vocoder tail, own last output), nothing grows with call
-length, and a slot is reset on the engine thread before its new session's first step. Each session
-draws the flow head's noise from its own generator seeded from (engine seed, call id), so a call's
-output does not depend on who else is in the batch.
+a call's 200 ms boundaries need not line up with anyone else's. State is the model's, preallocated
+for every slot (`new_state`); a slot is reset on the engine thread before its new session's first
+step. Each session gets a seed from (engine seed, call id) for whatever sampling it does.
 
 Deadlines: an output is late when it is ready more than `deadline_ms` after its append(). Steps with
 late outputs are counted (`late_steps`); a session that falls behind has at most `max_pending`
 inputs waiting, so the engine never builds a backlog: it drops the oldest and catches up.
 
-Text: MicroTurnInput.text joins the session's bounded text queue (bytes + EOU per message); each
-micro-turn feeds the next `text_in_slots` ids to the model. Delegation: when the control head fires
-(and at most once per `delegate_cooldown_microturns`), `delegate` carries the user text received
-since the last delegation, or else the last things the model said; nothing to say, no delegation.
-MicroTurnInput.played_ms is not used yet.
+Sessions: `Session.accept(inp)` at append and `Session.take_turn()` as an input enters a step,
+both under the engine's lock, so what a call queues (its typed text) and what a step consumes never
+race, and the text of an input the engine drops is not lost.
 
 CPU: float32 on `num_threads` torch threads (default: all cores but one, so media keeps a core;
 note torch's thread count is process-wide). CUDA: bfloat16 autocast and a bfloat16 KV cache.
@@ -52,16 +52,21 @@ from typing import Any
 import numpy as np
 import torch
 
-from inference.config import FRAME_SIZE
-from inference.kvcache import Rows
-from inference.model import CONTROL_DELEGATE, MEL_DIM, InteractionModel, StepInput
-from inference.text import TextDecoder, TextQueue
-from inference.types import MICROTURN_SAMPLES, MicroTurnInput, MicroTurnOutput
+from inference.protocol import (
+    MICROTURN_MS,
+    MICROTURN_SAMPLES,
+    SAMPLE_RATE_HZ,
+    EngineStats,
+    MicroTurnInput,
+    MicroTurnOutput,
+    Session,
+    StreamingModel,
+    silence,
+)
 
 log = logging.getLogger(__name__)
 
 STEP_HISTORY = 1000  # steps kept for the latency percentiles
-RECENT_TEXT_CHARS = 1000
 LATE_LOG_EVERY_S = 5.0  # late-step warnings are rate-limited
 
 
@@ -81,8 +86,6 @@ class EngineConfig:
     num_threads: int | None = None  # torch threads; None: all cores but one (1 on 2 cores)
     seed: int = 0
     max_pending: int = 2  # inputs a session may have waiting; more drops the oldest
-    max_text_ids: int = 4096  # per-session text-in queue bound (bytes + EOU marks)
-    delegate_cooldown_microturns: int = 25  # at most one delegation per 5 s
     gc_freeze: bool = True  # on start(), move existing objects out of the GC's full collections
 
 
@@ -114,20 +117,13 @@ class _Item:
 class _Session:
     call_id: str
     slot: int
-    seed: int
-    text: TextQueue
+    policy: Session  # the model's per-call decode state
     pending: deque[_Item] = field(default_factory=deque)
-    decoder: TextDecoder = field(default_factory=TextDecoder)
-    generator: torch.Generator | None = None  # made on the engine thread at the first step
     needs_reset: bool = True
     closed: bool = False
     microturns: int = 0
     late: int = 0
     dropped: int = 0
-    delegations: int = 0
-    last_delegate_mt: int = -(10**9)
-    user_text: str = ""  # received since the last delegation (bounded)
-    said_text: str = ""  # what the model said lately (bounded)
 
     def stats(self) -> dict[str, Any]:
         return {
@@ -135,21 +131,13 @@ class _Session:
             "microturns": self.microturns,
             "late_steps": self.late,
             "dropped_inputs": self.dropped,
-            "dropped_text_ids": self.text.dropped,
             "pending": len(self.pending),
-            "delegations": self.delegations,
+            **self.policy.stats(),
         }
 
 
-def silent_output(index: int, late: bool, **extras: float) -> MicroTurnOutput:
-    return MicroTurnOutput(
-        index=index,
-        text="",
-        audio=np.zeros(MICROTURN_SAMPLES, dtype=np.float32),
-        speaking=False,
-        late=late,
-        extras=dict(extras),
-    )
+def dropped_output(index: int) -> MicroTurnOutput:
+    return MicroTurnOutput(index, "", silence(), False, late=True, dropped=True)
 
 
 def _resolve(
@@ -177,19 +165,24 @@ def _deliver(item: _Item, result: MicroTurnOutput | BaseException | None) -> Non
 
 
 class Engine:
-    def __init__(self, model: InteractionModel, config: EngineConfig) -> None:
+    def __init__(self, model: StreamingModel, config: EngineConfig) -> None:
         assert config.max_sessions >= 1 and config.max_pending >= 1
+        spec = model.spec
+        if spec.sample_rate_hz != SAMPLE_RATE_HZ or spec.microturn_ms != MICROTURN_MS:
+            raise ValueError(
+                f"model {spec.name} takes {spec.sample_rate_hz} Hz in {spec.microturn_ms} ms "
+                f"micro-turns; this engine serves {SAMPLE_RATE_HZ} Hz in {MICROTURN_MS} ms"
+            )
         self.config = config
         self.device = pick_device(config.device)
-        self.cuda = self.device.type == "cuda"
-        self.model = model.to(self.device).eval()
-        self.model_name: str = model.cfg.name
-        self.frame_size: int = FRAME_SIZE
+        self.model = model
+        model.to_device(self.device)
+        self.model_name: str = spec.name
+        self.frame_size: int = spec.frame_size
         self.capacity: int = config.max_sessions
         self.num_threads = config.num_threads or default_threads()
-        cache_dtype = torch.bfloat16 if self.cuda else torch.float32
         with torch.no_grad():
-            self.state = model.new_state(self.capacity, self.device, cache_dtype)
+            self.state = model.new_state(self.capacity, self.device)
         self._slots: list[_Session | None] = [None] * self.capacity
         self._cond = threading.Condition()
         self._thread: threading.Thread | None = None
@@ -205,10 +198,11 @@ class Engine:
 
     @classmethod
     def from_checkpoint(cls, path: str | Path | None, config: EngineConfig) -> Engine:
-        """path None: the shipped `small` checkpoint (inference/checkpoints/small)."""
-        from inference.checkpoint import load
+        """The model a checkpoint directory holds (its config.json names the class); path None:
+        the shipped `small` checkpoint (inference/checkpoints/small)."""
+        from inference.checkpoint import load_model
 
-        return cls(load(path, device="cpu"), config)
+        return cls(load_model(path), config)
 
     # ---- sessions (any thread) --------------------------------------------------------------------
     @property
@@ -221,9 +215,8 @@ class Engine:
             for slot, session in enumerate(self._slots):
                 if session is None:
                     seed = session_seed(self.config.seed, call_id)
-                    self._slots[slot] = _Session(
-                        call_id, slot, seed, TextQueue(self.config.max_text_ids)
-                    )
+                    policy = self.model.new_session(call_id, seed)
+                    self._slots[slot] = _Session(call_id, slot, policy)
                     log.info("call %s: opened slot %d", call_id, slot)
                     return slot
         raise EngineFull(f"all {self.capacity} model slots are taken")
@@ -256,31 +249,30 @@ class Engine:
         with self._cond:
             return self._session(slot).stats()
 
-    def stats(self) -> dict[str, Any]:
+    def stats(self) -> EngineStats:
         with self._cond:
             times = np.array(self._step_ms, dtype=np.float64)
             batches = np.array(self._batch, dtype=np.float64)
-            return {
-                "model": self.model_name,
-                "device": str(self.device),
-                "threads": self.num_threads,
-                "active": sum(s is not None for s in self._slots),
-                "capacity": self.capacity,
-                "steps": self._steps,
-                "late_steps": self._late_steps,
-                "late_outputs": self._late_outputs,
-                "dropped_inputs": self._dropped,
-                "step_ms_p50": float(np.percentile(times, 50)) if times.size else 0.0,
-                "step_ms_p99": float(np.percentile(times, 99)) if times.size else 0.0,
-                "step_ms_max": float(times.max()) if times.size else 0.0,
-                "batch_mean": float(batches.mean()) if batches.size else 0.0,
-            }
+            return EngineStats(
+                model=self.model_name,
+                device=str(self.device),
+                threads=self.num_threads,
+                active=sum(s is not None for s in self._slots),
+                capacity=self.capacity,
+                steps=self._steps,
+                late_steps=self._late_steps,
+                late_outputs=self._late_outputs,
+                dropped_inputs=self._dropped,
+                step_ms_p50=float(np.percentile(times, 50)) if times.size else 0.0,
+                step_ms_p99=float(np.percentile(times, 99)) if times.size else 0.0,
+                step_ms_max=float(times.max()) if times.size else 0.0,
+                batch_mean=float(batches.mean()) if batches.size else 0.0,
+            )
 
     async def append(self, slot: int, inp: MicroTurnInput) -> MicroTurnOutput:
-        if inp.frame is not None and inp.frame.shape != (FRAME_SIZE, FRAME_SIZE, 3):
-            raise ValueError(
-                f"frame must be [{FRAME_SIZE}, {FRAME_SIZE}, 3], got {inp.frame.shape}"
-            )
+        size = self.frame_size
+        if inp.frame is not None and inp.frame.shape != (size, size, 3):
+            raise ValueError(f"frame must be [{size}, {size}, 3], got {inp.frame.shape}")
         loop = asyncio.get_running_loop()
         item = _Item(inp, time.perf_counter(), loop.create_future(), loop)
         dropped: _Item | None = None
@@ -288,11 +280,7 @@ class Engine:
             if not self._running:
                 raise EngineStopped("the engine is not running (call start())")
             session = self._session(slot)
-            if inp.text:
-                session.text.push(inp.text)
-                session.user_text = (session.user_text + " " + inp.text).strip()[
-                    -RECENT_TEXT_CHARS:
-                ]
+            session.policy.accept(inp)
             session.pending.append(item)
             if len(session.pending) > self.config.max_pending:
                 dropped = session.pending.popleft()
@@ -303,7 +291,7 @@ class Engine:
         if dropped is not None:
             log.debug("call %s: behind, dropped micro-turn %d", session.call_id, dropped.inp.index)
             assert dropped.future is not None
-            _resolve(dropped.future, silent_output(dropped.inp.index, late=True, dropped=1.0))
+            _resolve(dropped.future, dropped_output(dropped.inp.index))
         assert item.future is not None
         return await item.future
 
@@ -364,9 +352,10 @@ class Engine:
                 batch = [
                     (s, s.pending.popleft()) for s in self._slots if s is not None and s.pending
                 ]
-                text_in = [s.text.take(self.model.cfg.text_in_slots) for s, _ in batch]
+                for s, _ in batch:
+                    s.policy.take_turn()
             try:
-                self._step(batch, text_in)
+                self._step(batch)
             except Exception as exc:  # a broken step fails its calls, not the engine
                 if len(batch) == 1:
                     self._fail(batch[0], exc)
@@ -376,9 +365,9 @@ class Engine:
                 log.warning(
                     "batched step failed (%s); stepping its %d calls alone", exc, len(batch)
                 )
-                for pair, ids in zip(batch, text_in, strict=True):
+                for pair in batch:
                     try:
-                        self._step([pair], [ids])
+                        self._step([pair])
                     except Exception as alone:
                         self._fail(pair, alone)
 
@@ -403,11 +392,11 @@ class Engine:
             free = [i for i, s in enumerate(self._slots) if s is None]
         if free:
             dummy = MicroTurnInput(index=0, audio=np.zeros(MICROTURN_SAMPLES, dtype=np.float32))
-            session = _Session("warm-up", free[0], 0, TextQueue(1))
-            text_in = [session.text.take(self.model.cfg.text_in_slots)]
-            self._step([(session, _Item(dummy, time.perf_counter()))], text_in, record=False)
+            session = _Session("warm-up", free[0], self.model.new_session("warm-up", 0))
+            session.policy.take_turn()
+            self._step([(session, _Item(dummy, time.perf_counter()))], record=False)
             with torch.no_grad():
-                self.model.reset_state(self.state, torch.tensor([free[0]], device=self.device))
+                self.model.reset(self.state, [free[0]])
         self._warmed = True
 
     def step_sync(self, inputs: dict[int, MicroTurnInput]) -> dict[int, MicroTurnOutput]:
@@ -418,92 +407,51 @@ class Engine:
             batch = []
             for slot, inp in sorted(inputs.items()):
                 session = self._session(slot)
-                if inp.text:
-                    session.text.push(inp.text)
-                    session.user_text = (session.user_text + " " + inp.text).strip()[
-                        -RECENT_TEXT_CHARS:
-                    ]
+                session.policy.accept(inp)
+                session.policy.take_turn()
                 batch.append((session, _Item(inp, now)))
-            text_in = [s.text.take(self.model.cfg.text_in_slots) for s, _ in batch]
-        outputs = self._step(batch, text_in)
+        outputs = self._step(batch)
         return {s.slot: out for (s, _), out in zip(batch, outputs, strict=True)}
 
     @torch.inference_mode()
     def _step(
-        self, batch: list[tuple[_Session, _Item]], text_in: list[list[int]], record: bool = True
+        self, batch: list[tuple[_Session, _Item]], record: bool = True
     ) -> list[MicroTurnOutput]:
         t0 = time.perf_counter()
-        dev = self.device
-        fresh = [s.slot for s, _ in batch if s.needs_reset]
+        fresh = [s for s, _ in batch if s.needs_reset]
         if fresh:
-            self.model.reset_state(self.state, torch.tensor(fresh, device=dev))
-        for session, _ in batch:
-            if session.needs_reset or session.generator is None:
-                session.generator = torch.Generator(dev).manual_seed(session.seed)
+            self.model.reset(self.state, [s.slot for s in fresh])
+            for session in fresh:
+                session.policy.reset()
                 session.needs_reset = False
-        inputs = [item.inp for _, item in batch]
-        blank = np.zeros((FRAME_SIZE, FRAME_SIZE, 3), dtype=np.uint8)
-        step_in = StepInput(
-            audio=torch.from_numpy(np.stack([i.audio for i in inputs])).to(dev),
-            frames=torch.from_numpy(
-                np.stack([blank if i.frame is None else i.frame for i in inputs])
-            ).to(dev),
-            has_frame=torch.tensor([i.frame is not None for i in inputs], device=dev),
-            text_in=torch.tensor(text_in, dtype=torch.long, device=dev),
-            index=torch.tensor([i.index for i in inputs], dtype=torch.long, device=dev),
-            noise=torch.stack(
-                [torch.randn(MEL_DIM, generator=s.generator, device=dev) for s, _ in batch]
-            ),
+        replies = self.model.step(
+            self.state,
+            [s.slot for s, _ in batch],
+            [item.inp for _, item in batch],
+            [s.policy for s, _ in batch],
         )
-        rows = Rows.of([s.slot for s, _ in batch], dev)
-        with torch.autocast(device_type=dev.type, dtype=torch.bfloat16, enabled=self.cuda):
-            out = self.model.step(self.state, rows, step_in)
-        text_ids = out.text_ids.cpu().tolist()
-        delegate = (out.control_logits.argmax(-1) == CONTROL_DELEGATE).cpu().tolist()
-        level = out.logmel.float().mean(dim=(1, 2)).cpu().tolist()
-        audio = out.audio.float().cpu().numpy()
+        assert len(replies) == len(batch), "a model step gives one reply per row"
         t_done = time.perf_counter()
         step_ms = (t_done - t0) * 1000.0
 
         outputs: list[MicroTurnOutput] = []
         late_any = False
-        cfg = self.model.cfg
         with self._cond:
-            for b, (session, item) in enumerate(batch):
-                text, eou = session.decoder.feed(text_ids[b])
+            for (session, item), reply in zip(batch, replies, strict=True):
                 session.microturns += 1
-                if text:
-                    session.said_text = (session.said_text + text)[-RECENT_TEXT_CHARS:]
-                request = None
-                if (
-                    delegate[b]
-                    and session.microturns - session.last_delegate_mt
-                    >= self.config.delegate_cooldown_microturns
-                ):
-                    request = session.user_text or session.said_text[-200:] or None
-                    if request:
-                        session.user_text = ""
-                        session.last_delegate_mt = session.microturns
-                        session.delegations += 1
                 late = (t_done - item.t_append) * 1000.0 > self.config.deadline_ms
                 if late:
                     session.late += 1
                     late_any = True
                     self._late_outputs += 1
                 outputs.append(
-                    MicroTurnOutput(
-                        index=item.inp.index,
-                        text=text,
-                        audio=audio[b].copy(),
-                        speaking=level[b] > cfg.speak_threshold_log10,
-                        delegate=request,
+                    MicroTurnOutput.of(
+                        item.inp.index,
+                        reply,
                         step_ms=step_ms,
                         late=late,
-                        extras={
-                            "batch": float(len(batch)),
-                            "wait_ms": (t0 - item.t_append) * 1000.0,
-                            "end_of_utterance": float(eou),
-                        },
+                        batch=len(batch),
+                        wait_ms=(t0 - item.t_append) * 1000.0,
                     )
                 )
             if record:

@@ -42,10 +42,11 @@ import torch
 
 from inference.engine import Engine, EngineConfig
 from inference.model import InteractionModel
+from inference.protocol import MICROTURN_SAMPLES, MicroTurnInput, MicroTurnOutput
+from inference.reference import ReferenceModel
 from inference.tasks.episode import Episode
 from inference.tasks.generators import BACKCHANNEL, HOLD, make, utter_mts
 from inference.text import TextQueue
-from inference.types import MICROTURN_SAMPLES, MicroTurnInput, MicroTurnOutput
 
 EVAL_SEED_BASE = 1_000  # eval seeds: (seed + 1) * 1000 + i, far below training's 10_000_000+
 VOCODER_DELAY = 400  # samples: the streaming vocoder plays 25 ms behind
@@ -73,7 +74,7 @@ class Run:
                 if cur is None:
                     cur = Said(m, "")
                 cur.text += o.text
-            if cur is not None and (o.extras.get("end_of_utterance") or not o.text):
+            if cur is not None and (o.end_of_utterance or not o.text):
                 cur.text = cur.text.strip()
                 if cur.text:
                     out.append(cur)
@@ -95,7 +96,7 @@ def run_episodes(
 ) -> list[Run]:
     """Every episode through one Engine, `sessions` calls at a time, stepped in lock-step."""
     engine = Engine(
-        model,
+        ReferenceModel(model),
         EngineConfig(
             max_sessions=sessions, num_threads=torch.get_num_threads(), gc_freeze=False, seed=0
         ),

@@ -61,8 +61,8 @@ from inference.dmel import DMEL_TAIL_SAMPLES, DMel, DMelEmbedding
 from inference.flow import FlowHead
 from inference.kvcache import KVCache, Rows
 from inference.pitch import PITCH_STATE
+from inference.protocol import MICROTURN_MS
 from inference.text import EOU, N_BYTES, PAD, SIL, TextHead, TextSlotsEmbedding
-from inference.types import MICROTURN_MS
 from inference.video import VideoEmbedding
 from inference.vocoder import CTX_FRAMES, TAIL_SAMPLES, StreamingGriffinLim
 

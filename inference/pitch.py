@@ -24,7 +24,7 @@ import torch
 from torch import Tensor
 
 from inference.config import DMEL_BINS, DMEL_WIN_SAMPLES
-from inference.types import SAMPLE_RATE_HZ
+from inference.protocol import SAMPLE_RATE_HZ
 
 LAG_LO = SAMPLE_RATE_HZ // 400  # 40 samples: 400 Hz
 LAG_HI = SAMPLE_RATE_HZ // 70  # 228 samples: 70 Hz

@@ -39,7 +39,7 @@ from inference.config import (
     OUT_WIN_SAMPLES,
 )
 from inference.dmel import log10_mel, mel_filterbank
-from inference.types import MICROTURN_SAMPLES
+from inference.protocol import MICROTURN_SAMPLES
 
 CTX_FRAMES = OUT_WIN_SAMPLES // OUT_HOP_SAMPLES - 1  # 3 earlier frames overlap the new samples
 SEG_FRAMES = CTX_FRAMES + MEL_FRAMES_PER_MICROTURN  # 19

@@ -35,7 +35,7 @@ from dataclasses import dataclass
 import av
 import numpy as np
 
-from inference.types import MICROTURN_SAMPLES, SAMPLE_RATE_HZ
+from inference.protocol import MICROTURN_SAMPLES, SAMPLE_RATE_HZ
 from media.clock import SessionClock
 
 log = logging.getLogger(__name__)

@@ -18,7 +18,7 @@ import av
 import numpy as np
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 
-from inference.types import SAMPLE_RATE_HZ
+from inference.protocol import SAMPLE_RATE_HZ
 
 AUDIO_PTIME_S = 0.020
 FRAME_SAMPLES = int(SAMPLE_RATE_HZ * AUDIO_PTIME_S)  # 320

@@ -12,7 +12,7 @@ import asyncio
 import time
 from collections.abc import Callable
 
-from inference.types import MICROTURN_MS, MICROTURN_SAMPLES, SAMPLE_RATE_HZ
+from inference.protocol import MICROTURN_MS, MICROTURN_SAMPLES, SAMPLE_RATE_HZ
 
 MICROTURN_S = MICROTURN_MS / 1000
 

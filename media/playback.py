@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from inference.types import MICROTURN_MS, SAMPLE_RATE_HZ
+from inference.protocol import MICROTURN_MS, SAMPLE_RATE_HZ
 
 DOWNSTREAM_MS = 80.0  # sent but not yet heard: network + the browser's jitter buffer (loopback)
 REPORT_FRESH_S = 1.5  # a browser report older than this gives way to the sender's estimate

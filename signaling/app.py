@@ -20,6 +20,7 @@ from aiohttp import web
 from aiohttp.typedefs import Middleware
 
 import web as web_package
+from inference.protocol import Engine
 from infra.config import Config
 from infra.embedded_redis import EmbeddedRedis
 from infra.ice import enable_loopback_candidates
@@ -27,7 +28,7 @@ from infra.logs import limit_client_facing_errors
 from signaling import channel_guard
 from signaling.addresses import ClientAddresses, host_guard
 from signaling.auth import Auth
-from signaling.call import CallLimits, EngineLike
+from signaling.call import CallLimits
 from signaling.cors import cors
 from signaling.errors import json_errors
 from signaling.factory import CallFactory
@@ -59,21 +60,19 @@ REDIS_HEALTH_EVERY_S = 5.0
 WORKER_GRACE_S = 2.0  # in-process workers get this long to finish their work, then release it
 
 
-def load_engine(config: Config) -> EngineLike:
-    """The engine `config.model` names: a checkpoint directory, the shipped model, or `echo`."""
-    from inference.engine import Engine, EngineConfig
+def load_engine(config: Config) -> Engine:
+    """The engine serving the model `config.model` names: a checkpoint directory (its config.json
+    may name any StreamingModel class), the shipped model (unset), or `echo`."""
+    from inference import engine as engines
+    from inference.checkpoint import load_model
 
-    engine_config = EngineConfig(
+    engine_config = engines.EngineConfig(
         max_sessions=config.max_calls, device=config.device, num_threads=config.engine_threads
     )
-    if config.model == "echo":
-        from inference.passthrough import EchoEngine
-
-        return EchoEngine(engine_config)
-    return Engine.from_checkpoint(config.model, engine_config)
+    return engines.Engine(load_model(config.model), engine_config)
 
 
-def create_app(config: Config, *, engine: EngineLike | None = None) -> web.Application:
+def create_app(config: Config, *, engine: Engine | None = None) -> web.Application:
     """Build the application. Pass `engine` to serve with one built elsewhere (tests, benchmarks)."""
     if config.use_loopback_ice:
         enable_loopback_candidates()
@@ -162,14 +161,14 @@ async def redis_ctx(app: web.Application) -> AsyncIterator[None]:
         await asyncio.get_running_loop().run_in_executor(None, embedded.close)
 
 
-def engine_ctx(given: EngineLike | None) -> Callable[[web.Application], AsyncIterator[None]]:
+def engine_ctx(given: Engine | None) -> Callable[[web.Application], AsyncIterator[None]]:
     async def ctx(app: web.Application) -> AsyncIterator[None]:
         engine = given
         if engine is None:
             loop = asyncio.get_running_loop()
             engine = await loop.run_in_executor(None, load_engine, app[CONFIG])
         app[ENGINE] = engine
-        app[METRICS].watch(engine.stats, app[CALLS].snapshots)
+        app[METRICS].watch(lambda: engine.stats().as_dict(), app[CALLS].snapshots)
         if given is None:  # a given engine may already be running
             await asyncio.get_running_loop().run_in_executor(None, engine.warm_up)
         engine.start()

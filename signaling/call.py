@@ -25,7 +25,7 @@ import time
 from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any
 
 from aiortc import RTCDataChannel, RTCPeerConnection
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
@@ -33,7 +33,7 @@ from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 from agent import weave
 from agent.client import AgentClient, AgentError, TooManyTasks
 from agent.types import clean_text
-from inference.types import MICROTURN_MS, SAMPLE_RATE_HZ, MicroTurnInput, MicroTurnOutput
+from inference.protocol import MICROTURN_MS, SAMPLE_RATE_HZ, Engine, MicroTurnInput, MicroTurnOutput
 from media.audio_in import AudioInput, AudioInStats, AudioTimeline
 from media.audio_out import PacedAudioTrack
 from media.clock import SessionClock
@@ -71,20 +71,6 @@ class CallLimits:
     events_burst: int = 40  # ... and in a burst; beyond, messages are dropped with an error
 
 
-class EngineLike(Protocol):
-    model_name: str
-    frame_size: int
-
-    def warm_up(self) -> None: ...
-    def start(self) -> None: ...
-    def stop(self) -> None: ...
-    def open(self, call_id: str) -> int: ...
-    async def append(self, slot: int, inp: MicroTurnInput) -> MicroTurnOutput: ...
-    def close(self, slot: int) -> None: ...
-    def session_stats(self, slot: int) -> dict[str, Any]: ...
-    def stats(self) -> dict[str, Any]: ...
-
-
 @dataclass
 class TranscriptTurn:
     microturn: int
@@ -108,7 +94,7 @@ class CallStats:
 class Call:
     call_id: str
     pc: RTCPeerConnection
-    engine: EngineLike
+    engine: Engine
     slot: int
     metrics: Metrics
     agent: AgentClient | None = None

@@ -22,8 +22,9 @@ import redis.asyncio as aioredis
 from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
 
 from agent.client import AgentClient
+from inference.protocol import Engine
 from media.jitter import set_audio_prefetch
-from signaling.call import Call, CallLimits, EngineLike
+from signaling.call import Call, CallLimits
 from signaling.errors import ApiError
 from signaling.metrics import Metrics
 from signaling.registry import CallRegistry
@@ -61,7 +62,7 @@ class CallFactory:
     def __init__(
         self,
         *,
-        engine: EngineLike,
+        engine: Engine,
         redis: aioredis.Redis,
         metrics: Metrics,
         registry: CallRegistry,

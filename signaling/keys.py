@@ -8,10 +8,10 @@ import jinja2
 import redis.asyncio as aioredis
 from aiohttp import web
 
+from inference.protocol import Engine
 from infra.config import Config
 from signaling.addresses import ClientAddresses
 from signaling.auth import Auth
-from signaling.call import EngineLike
 from signaling.factory import CallFactory
 from signaling.metrics import Metrics
 from signaling.overload import LoopLagMonitor
@@ -21,7 +21,7 @@ CONFIG = web.AppKey("config", Config)
 AUTH = web.AppKey("auth", Auth)
 METRICS = web.AppKey("metrics", Metrics)
 TEMPLATES = web.AppKey("templates", jinja2.Environment)
-ENGINE = web.AppKey("engine", EngineLike)
+ENGINE = web.AppKey("engine", Engine)
 CALLS = web.AppKey("calls", CallRegistry)
 REDIS = web.AppKey("redis", aioredis.Redis)
 REDIS_URL = web.AppKey("redis_url", str)

@@ -18,10 +18,10 @@ import pytest
 import redis.asyncio as aioredis
 from aiohttp.test_utils import TestServer
 
+from inference.protocol import Engine as EngineLike
 from infra.config import Config
 from infra.embedded_redis import EmbeddedRedis
 from signaling.app import create_app, load_engine
-from signaling.call import EngineLike
 
 
 @pytest.fixture(scope="session")

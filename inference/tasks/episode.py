@@ -20,10 +20,10 @@ from typing import Any
 import numpy as np
 
 from inference.config import FRAME_SIZE, LOG10_MEL_MIN, MEL_FRAMES_PER_MICROTURN, N_MELS
+from inference.protocol import MICROTURN_SAMPLES, MicroTurnInput
 from inference.tasks.vocab import word_class
 from inference.tasks.voice import model_mel
 from inference.text import EOU, PAD, SIL, TextQueue
-from inference.types import MICROTURN_SAMPLES, MicroTurnInput
 
 
 @dataclass

@@ -29,6 +29,7 @@ from collections.abc import Callable
 import numpy as np
 from scipy.signal import lfilter
 
+from inference.protocol import MICROTURN_SAMPLES
 from inference.tasks.episode import Episode, Utterance
 from inference.tasks.motion import harness_motion, noise_slice, random_motion, render, still_frames
 from inference.tasks.vocab import (
@@ -41,7 +42,6 @@ from inference.tasks.vocab import (
 )
 from inference.tasks.voice import Voice, model_mel, random_user_voice, speech
 from inference.text import encode_message
-from inference.types import MICROTURN_SAMPLES
 
 MT = MICROTURN_SAMPLES
 PER_S = 5  # micro-turns per second

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from inference.config import FRAME_SIZE
-from inference.types import MICROTURN_MS
+from inference.protocol import MICROTURN_MS
 
 S = FRAME_SIZE
 DT = MICROTURN_MS / 1000

@@ -23,7 +23,7 @@ import torch
 from scipy.signal import resample_poly
 
 from inference.config import MEL_FRAMES_PER_MICROTURN, N_MELS, OUT_HOP_SAMPLES
-from inference.types import MICROTURN_SAMPLES, SAMPLE_RATE_HZ
+from inference.protocol import MICROTURN_SAMPLES, SAMPLE_RATE_HZ
 
 TRIM_LEVEL = 1e-3  # |sample| below this at the ends counts as silence
 

@@ -9,7 +9,7 @@ import torch
 from inference.checkpoint import init_model
 from inference.config import FRAME_SIZE, preset
 from inference.model import InteractionModel
-from inference.types import MICROTURN_SAMPLES, MicroTurnInput
+from inference.protocol import MICROTURN_SAMPLES, MicroTurnInput
 
 
 @pytest.fixture(scope="module")

@@ -21,6 +21,7 @@ from inference.checkpoint import (
 )
 from inference.config import DMEL_BINS, preset
 from inference.engine import Engine, EngineConfig
+from inference.reference import ReferenceModel
 from tests.inference.conftest import make_inputs, random_tiny
 
 
@@ -40,7 +41,7 @@ def test_save_load_round_trip(tmp_path: Path) -> None:
     inps = make_inputs(3, seed=5)
     outs = []
     for m in (model, loaded):
-        engine = Engine(m, EngineConfig(max_sessions=1, num_threads=1))
+        engine = Engine(ReferenceModel(m), EngineConfig(max_sessions=1, num_threads=1))
         slot = engine.open("rt")
         outs.append([engine.step_sync({slot: i})[slot].audio for i in inps])
     assert all(np.array_equal(a, b) for a, b in zip(*outs, strict=True))
@@ -55,7 +56,7 @@ def test_widen_adds_the_pitch_channel_at_zero_and_keeps_the_function(tmp_path: P
     inps = make_inputs(6, seed=4)
     outs = []
     for m in (model, wide):
-        engine = Engine(m, EngineConfig(max_sessions=1, num_threads=1))
+        engine = Engine(ReferenceModel(m), EngineConfig(max_sessions=1, num_threads=1))
         slot = engine.open("w")
         outs.append([engine.step_sync({slot: i})[slot] for i in inps])
     for a, b in zip(*outs, strict=True):
@@ -138,7 +139,8 @@ def test_untrained_small_is_silent_in_text_but_audible(untrained_checkpoint: Pat
     engine = Engine.from_checkpoint(
         untrained_checkpoint, EngineConfig(max_sessions=1, num_threads=1)
     )
-    assert engine.model.cfg.d_model == preset("small").d_model
+    assert isinstance(engine.model, ReferenceModel)
+    assert engine.model.net.cfg.d_model == preset("small").d_model
     slot = engine.open("listen")
     outs = [engine.step_sync({slot: inp})[slot] for inp in make_inputs(6, seed=7)]
     audio = np.concatenate([o.audio for o in outs[1:]])
@@ -152,7 +154,8 @@ def test_untrained_small_is_silent_in_text_but_audible(untrained_checkpoint: Pat
 def test_shipped_small_checkpoint_is_the_trained_small() -> None:
     engine = Engine.from_checkpoint(None, EngineConfig(max_sessions=1, num_threads=1))
     assert engine.model_name == "microturn-small-v0"
-    assert engine.model.cfg == preset("small")
+    assert isinstance(engine.model, ReferenceModel)
+    assert engine.model.net.cfg == preset("small")
     doc = json.loads((SHIPPED_DIR / "training.json").read_text())
     assert doc["history"], "the shipped checkpoint says how it was trained"
     # trained: differs from the initialisation it started from

@@ -14,15 +14,17 @@ import torch
 
 from inference.checkpoint import init_model
 from inference.config import preset
+from inference.echo import EchoModel
 from inference.engine import Engine, EngineConfig, EngineFull, EngineStopped
 from inference.model import InteractionModel
-from inference.passthrough import EchoEngine
-from inference.types import MICROTURN_SAMPLES, MicroTurnInput, MicroTurnOutput
+from inference.protocol import MICROTURN_SAMPLES, MicroTurnInput, MicroTurnOutput
+from inference.reference import ReferenceModel
 from tests.inference.conftest import make_inputs
 
 
-def engine_of(model: InteractionModel, **kw: object) -> Engine:
-    return Engine(model, EngineConfig(num_threads=1, **kw))  # type: ignore[arg-type]
+def engine_of(model: InteractionModel, delegate_cooldown: int = 25, **kw: object) -> Engine:
+    served = ReferenceModel(model, delegate_cooldown=delegate_cooldown)
+    return Engine(served, EngineConfig(num_threads=1, **kw))  # type: ignore[arg-type]
 
 
 def run_alone(
@@ -54,8 +56,8 @@ async def test_open_append_close_through_asyncio(tiny_random: InteractionModel) 
                 assert o.audio.shape == (MICROTURN_SAMPLES,) and o.audio.dtype == np.float32
                 assert np.abs(o.audio).max() <= 1.0 and o.step_ms > 0
         stats = engine.stats()
-        assert stats["steps"] >= 6 and stats["active"] == 3
-        assert stats["step_ms_p99"] >= stats["step_ms_p50"] > 0
+        assert stats.steps >= 6 and stats.active == 3
+        assert stats.step_ms_p99 >= stats.step_ms_p50 > 0
         assert engine.session_stats(slots[0])["microturns"] == 6
         engine.close(slots[0])
         assert engine.active == 2
@@ -148,13 +150,13 @@ async def test_a_flooding_session_drops_its_oldest_inputs_and_reports_them(
             asyncio.ensure_future(engine.append(slot, inp)) for inp in make_inputs(12, seed=41)
         ]
         outs = await asyncio.gather(*tasks)
-        dropped = [o for o in outs if o.extras.get("dropped")]
+        dropped = [o for o in outs if o.dropped]
         assert [o.index for o in outs] == list(range(12))
         assert len(dropped) >= 12 - 2 - 2  # at most max_pending waiting + about one in flight
         assert all(o.late and not o.speaking and not o.audio.any() for o in dropped)
         assert engine.session_stats(slot)["dropped_inputs"] == len(dropped)
-        assert engine.stats()["dropped_inputs"] == len(dropped)
-        assert engine.stats()["steps"] == 12 - len(dropped)
+        assert engine.stats().dropped_inputs == len(dropped)
+        assert engine.stats().steps == 12 - len(dropped)
     finally:
         engine.stop()
 
@@ -166,7 +168,7 @@ async def test_late_steps_are_counted(tiny: InteractionModel) -> None:
         slot = engine.open("slow")
         outs = [await engine.append(slot, inp) for inp in make_inputs(3, seed=51)]
         assert all(o.late for o in outs)
-        assert engine.stats()["late_steps"] == 3
+        assert engine.stats().late_steps == 3
         assert engine.session_stats(slot)["late_steps"] == 3
     finally:
         engine.stop()
@@ -175,7 +177,7 @@ async def test_late_steps_are_counted(tiny: InteractionModel) -> None:
     try:
         slot = engine.open("fast")
         outs = [await engine.append(slot, inp) for inp in make_inputs(3, seed=51)]
-        assert not any(o.late for o in outs) and engine.stats()["late_steps"] == 0
+        assert not any(o.late for o in outs) and engine.stats().late_steps == 0
     finally:
         engine.stop()
 
@@ -204,7 +206,7 @@ def test_delegation_carries_the_recent_user_text() -> None:
     model = init_model(preset("tiny"), seed=0)
     with torch.no_grad():
         model.control_head.bias.copy_(torch.tensor([0.0, 9.0]))  # the control head always fires
-    engine = engine_of(model, max_sessions=1, delegate_cooldown_microturns=3)
+    engine = engine_of(model, max_sessions=1, delegate_cooldown=3)
     slot = engine.open("delegating")
     silent = make_inputs(8, seed=71, text_every=10**6)
     outs = [engine.step_sync({slot: silent[0]})[slot]]  # nothing to hand over yet
@@ -247,7 +249,7 @@ def test_a_thousand_steps_allocate_nothing_new(tiny: InteractionModel) -> None:
 
 
 async def test_echo_engine_returns_the_input_audio() -> None:
-    echo = EchoEngine(EngineConfig(max_sessions=1))
+    echo = Engine(EchoModel(), EngineConfig(max_sessions=1, num_threads=1, gc_freeze=False))
     echo.start()
     slot = echo.open("echo")
     with pytest.raises(EngineFull):

@@ -12,8 +12,8 @@ import torch.nn.functional as F
 from inference.config import DMEL_BINS, LOG10_MEL_MAX, LOG10_MEL_MIN, N_MELS
 from inference.dmel import DMEL_TAIL_SAMPLES, DMel, mel_filterbank
 from inference.pitch import PITCH_STATE, REL_HALF, track
+from inference.protocol import MICROTURN_SAMPLES
 from inference.text import EOU, PAD, SIL, TextDecoder, TextQueue
-from inference.types import MICROTURN_SAMPLES
 from inference.vocoder import (
     OUTPUT_DELAY_SAMPLES,
     TAIL_SAMPLES,

@@ -9,8 +9,8 @@ import torch
 from inference.config import TOKENS_PER_MICROTURN
 from inference.kvcache import SINK_POS, Rows
 from inference.model import MEL_DIM, InteractionModel, Sequence, StepInput, StepOutput
+from inference.protocol import MicroTurnInput
 from inference.text import PAD
-from inference.types import MicroTurnInput
 from tests.inference.conftest import make_inputs, random_tiny
 
 

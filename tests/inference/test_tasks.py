@@ -12,11 +12,11 @@ import torch
 
 from inference import evaluate as ev
 from inference.model import InteractionModel
+from inference.protocol import MICROTURN_SAMPLES, MicroTurnOutput
 from inference.tasks.episode import Episode, Utterance, targets
 from inference.tasks.generators import FAMILIES, make
 from inference.tasks.motion import harness_motion, render
 from inference.text import EOU, PAD, SIL
-from inference.types import MICROTURN_SAMPLES, MicroTurnOutput
 
 
 @pytest.mark.parametrize("family", sorted(set(FAMILIES) - {"demo"}))
@@ -80,7 +80,7 @@ def _out(index: int, text: str = "", speaking: bool = False, eou: bool = False) 
         text=text,
         audio=np.zeros(MICROTURN_SAMPLES, np.float32),
         speaking=speaking,
-        extras={"end_of_utterance": float(eou)},
+        end_of_utterance=eou,
     )
 
 

@@ -3,7 +3,7 @@
 import av
 import numpy as np
 
-from inference.types import MICROTURN_SAMPLES
+from inference.protocol import MICROTURN_SAMPLES
 from media.audio_in import MAX_GRACE_S, SLICE_GRACE_S, AudioInput, AudioTimeline
 from media.clock import SessionClock
 

@@ -5,7 +5,7 @@ import time
 
 import numpy as np
 
-from inference.types import MICROTURN_SAMPLES, SAMPLE_RATE_HZ
+from inference.protocol import MICROTURN_SAMPLES, SAMPLE_RATE_HZ
 from media.audio_out import FRAME_SAMPLES, PacedAudioTrack, SampleRing
 
 

@@ -14,10 +14,10 @@ import av
 import numpy as np
 from aiohttp.test_utils import TestServer
 
-from inference.types import MicroTurnInput, MicroTurnOutput
+from inference.protocol import Engine as EngineLike
+from inference.protocol import EngineStats, MicroTurnInput, MicroTurnOutput
 from media.clock import SessionClock
 from media.synthetic import VIDEO_TIME_BASE, SignalAudioTrack, _Paced
-from signaling.call import EngineLike
 from signaling.client import CallClient
 from signaling.keys import CALLS
 
@@ -72,7 +72,7 @@ class Recording:
     def session_stats(self, slot: int) -> dict[str, Any]:
         return self.inner.session_stats(slot)
 
-    def stats(self) -> dict[str, Any]:
+    def stats(self) -> EngineStats:
         return self.inner.stats()
 
 

@@ -12,7 +12,8 @@ from inference.config import preset
 from inference.engine import Engine, EngineConfig
 from inference.kvcache import Rows
 from inference.model import InteractionModel, StepInput, StepOutput
-from inference.types import MICROTURN_SAMPLES, MicroTurnInput
+from inference.protocol import MICROTURN_SAMPLES, MicroTurnInput
+from inference.reference import ReferenceModel
 from infra.embedded_redis import EmbeddedRedis
 from media.synthetic import tone
 from signaling.client import CallClient
@@ -36,7 +37,8 @@ def poisoned_engine(max_sessions: int = 4) -> tuple[Engine, Poisoned]:
     model.__class__ = Poisoned
     assert isinstance(model, Poisoned)
     model.poisoned = set()
-    return Engine(model, EngineConfig(max_sessions=max_sessions, gc_freeze=False)), model
+    served = ReferenceModel(model)
+    return Engine(served, EngineConfig(max_sessions=max_sessions, gc_freeze=False)), model
 
 
 def turn(k: int) -> MicroTurnInput:
