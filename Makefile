@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 TORCH_SPEC ?= torch==2.13.0
 PYTEST_ARGS ?=
 
-.PHONY: run test install install-test system-deps lint format bench bench-inference bench-agent bench-media clean help bench-load train eval validate
+.PHONY: run test install install-test install-lab system-deps lint format bench bench-inference bench-agent bench-media clean help bench-load train eval validate
 
 help:
 	@echo "make run       install into .venv and start the server on http://127.0.0.1:8080"
@@ -37,9 +37,16 @@ $(VENV)/.installed-test: pyproject.toml $(VENV)/.installed
 	$(BIN)/pip install --quiet -e '.[test]'
 	@touch $@
 
+# The lab (training, evaluation): its own extra; the tests install it too.
+$(VENV)/.installed-lab: pyproject.toml $(VENV)/.installed
+	$(BIN)/pip install --quiet -e '.[lab]'
+	@touch $@
+
 install: $(VENV)/.installed
 
 install-test: $(VENV)/.installed-test
+
+install-lab: $(VENV)/.installed-lab
 
 system-deps:
 	@bash infra/install-system-deps.sh
@@ -81,9 +88,9 @@ bench-load: install-test system-deps
 TRAIN_RUN ?= runs/small
 TRAIN_MINUTES ?= 120
 # One stage: $(call train_stage,NAME,STEPS,EXPORT_DIR)
-train_stage = nice -n 15 $(BIN)/python -m inference.train --stage $(1) --steps $(2) --resume \
+train_stage = nice -n 15 $(BIN)/python -m lab.train --stage $(1) --steps $(2) --resume \
 	--run $(TRAIN_RUN) --minutes $(TRAIN_MINUTES) --export $(3)
-train: install-test system-deps
+train: install-lab system-deps
 	$(call train_stage,text,4600,$(TRAIN_RUN)/export-text)
 	$(call train_stage,chain,3200,$(TRAIN_RUN)/export-chain)
 	$(call train_stage,listen,3000,$(TRAIN_RUN)/export-listen)
@@ -100,19 +107,19 @@ train: install-test system-deps
 
 # Held-out episodes through the serving engine; the committed report is bench/results/eval.json.
 EVAL_ARGS ?= --suite all --episodes 32 --seed 1 --baseline
-eval: install-test system-deps
-	$(BIN)/python -m inference.evaluate $(EVAL_ARGS) --json bench/results/eval.json
+eval: install-lab system-deps
+	$(BIN)/python -m lab.eval $(EVAL_ARGS) --json bench/results/eval.json
 
 # More held-out seeds, 128 episodes each, two seeds at a time (one torch thread each):
 # bench/results/validate-sN.json and their numbers side by side against the issue's targets.
 VALIDATE_SEEDS ?= 2 3 4 5
 VALIDATE_ARGS ?= --suite timespeak,cuespeak,repcount,turn --episodes 128
-validate: install-test system-deps
+validate: install-lab system-deps
 	$(MAKE) -j2 $(foreach s,$(VALIDATE_SEEDS),bench/results/validate-s$(s).json)
-	$(BIN)/python -m inference.evaluate --table $(foreach s,$(VALIDATE_SEEDS),bench/results/validate-s$(s).json)
+	$(BIN)/python -m lab.eval --table $(foreach s,$(VALIDATE_SEEDS),bench/results/validate-s$(s).json)
 
 bench/results/validate-s%.json: FORCE
-	$(BIN)/python -m inference.evaluate $(VALIDATE_ARGS) --seed $* --json $@
+	$(BIN)/python -m lab.eval $(VALIDATE_ARGS) --seed $* --json $@
 
 .PHONY: FORCE
 FORCE:

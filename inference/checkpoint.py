@@ -24,10 +24,9 @@ A checkpoint is a directory:
 
 `python -m inference.checkpoint --describe PATH` prints the full table.
 
-Serving another model: a checkpoint directory whose config.json names its class,
-`{"class": "package.module:ClassName", ...}`, is loaded by `load_model()` with
-`ClassName.from_checkpoint(path)`; the class implements `inference.protocol.StreamingModel` (see
-docs/model.md, "Serve your own model"). Without "class" it is this reference model.
+Serving another model: inference.loading.load_model() reads a config.json that names its class
+(`{"class": "package.module:ClassName"}`) and builds that instead (docs/model.md, "Serve your own
+model"). Without "class" it is this reference model.
 
 Loading refuses, with a message naming the difference: an unknown format or newer version, an
 interface that differs from this code's, config fields unknown or missing, a config.json whose
@@ -42,7 +41,6 @@ builds the shipped, untrained checkpoint reproducibly (fixed seed; a later issue
 from __future__ import annotations
 
 import argparse
-import importlib
 import json
 import math
 from pathlib import Path
@@ -63,7 +61,7 @@ from inference.config import (
     preset,
 )
 from inference.model import CONTROL_DELEGATE, InteractionModel
-from inference.protocol import MICROTURN_SAMPLES, SAMPLE_RATE_HZ, StreamingModel
+from inference.protocol import MICROTURN_SAMPLES, SAMPLE_RATE_HZ
 from inference.text import SIL
 from inference.vocoder import output_log10_mel
 
@@ -250,38 +248,6 @@ def load(path: str | Path | None = None, device: str | torch.device = "cpu") -> 
         {k: v.float() if v.is_floating_point() else v for k, v in tensors.items()}
     )
     return model.to(device).eval()
-
-
-def load_model(path: str | Path | None = None) -> StreamingModel:
-    """The StreamingModel a checkpoint directory holds: the class its config.json names
-    ("class": "module:Class", built with `Class.from_checkpoint(dir)`), else the reference model;
-    "echo": the pass-through model; None: the shipped `small`."""
-    if path is not None and str(path) == "echo":
-        from inference.echo import EchoModel
-
-        return EchoModel()
-    from inference.reference import ReferenceModel
-
-    if path is None:
-        return ReferenceModel.from_checkpoint(None)
-    p = Path(path)
-    config = (p if p.is_dir() else p.parent) / CONFIG_FILE
-    try:
-        doc = json.loads(config.read_text())
-    except (OSError, json.JSONDecodeError) as exc:
-        raise CheckpointError(f"{config}: cannot read it ({exc})") from None
-    name = doc.get("class") if isinstance(doc, dict) else None
-    if name is None:
-        return ReferenceModel.from_checkpoint(p)
-    module_name, _, attr = str(name).partition(":")
-    try:
-        cls = getattr(importlib.import_module(module_name), attr)
-    except (ImportError, AttributeError, ValueError) as exc:
-        raise CheckpointError(f"{config}: class {name!r} cannot be imported ({exc})") from None
-    model = cls.from_checkpoint(p if p.is_dir() else p.parent)
-    if not isinstance(model, StreamingModel):
-        raise CheckpointError(f"{name} is not a StreamingModel (inference/protocol.py)")
-    return model
 
 
 def describe(path: str | Path) -> str:

@@ -200,7 +200,7 @@ class Engine:
     def from_checkpoint(cls, path: str | Path | None, config: EngineConfig) -> Engine:
         """The model a checkpoint directory holds (its config.json names the class); path None:
         the shipped `small` checkpoint (inference/checkpoints/small)."""
-        from inference.checkpoint import load_model
+        from inference.loading import load_model
 
         return cls(load_model(path), config)
 

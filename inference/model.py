@@ -1,5 +1,9 @@
 """The interaction model: encoder-free, early fusion, two tokens per 200 ms micro-turn.
 
+Long on purpose: the whole network in one readable file, the gpt-fast / nanoGPT way (its blocks,
+the offline forward for training and the streaming step the engine serves, side by side, so that
+the two can be read against each other).
+
 Token layout. Micro-turn m is two positions of one decoder-only stream (10 positions per second):
 
     self  token (2m)   = what the model itself said last micro-turn:

@@ -12,7 +12,7 @@
 A model is anything that implements `StreamingModel`: batched, preallocated state for `capacity`
 rows with per-row reset, one step for any subset of rows (sessions of any ages), and a `Session`
 per call. The engine never looks inside the state, the inputs' features or the outputs' meaning;
-it knows slots, the engine thread, batching and deadlines. `inference.checkpoint.load_model()`
+it knows slots, the engine thread, batching and deadlines. `inference.loading.load_model()`
 picks the class a checkpoint's `config.json` names. Media and signaling import this module only.
 
 Arrays are plain numpy so callers never touch torch.

@@ -64,7 +64,7 @@ def load_engine(config: Config) -> Engine:
     """The engine serving the model `config.model` names: a checkpoint directory (its config.json
     may name any StreamingModel class), the shipped model (unset), or `echo`."""
     from inference import engine as engines
-    from inference.checkpoint import load_model
+    from inference.loading import load_model
 
     engine_config = engines.EngineConfig(
         max_sessions=config.max_calls, device=config.device, num_threads=config.engine_threads

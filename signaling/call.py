@@ -14,6 +14,10 @@
 The turn loop submits micro-turn k to the engine without waiting for k-1's answer; a second task
 takes the answers in order. So a slow step delays output but never the clock, and the engine (which
 bounds how much it holds per session) decides what to drop when it is behind.
+
+Long on purpose: this is the one place where media, inference and the agent meet
+(architecture.md), one object's whole life (setup, the micro-turn loop, events both ways,
+background results, teardown); split, each half would reach into the other's state.
 """
 
 from __future__ import annotations

@@ -84,11 +84,11 @@ def main(argv: list[str] | None = None) -> int:
 
         return agent_main(argv[1:])
     if argv[:1] == ["train"]:
-        from inference.train import main as train_main
+        from lab.train import main as train_main
 
         return train_main(argv[1:])
     if argv[:1] == ["eval"]:
-        from inference.evaluate import main as eval_main
+        from lab.eval.cli import main as eval_main
 
         return eval_main(argv[1:])
     args = parser.parse_args(argv)

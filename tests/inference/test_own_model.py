@@ -10,8 +10,8 @@ from pathlib import Path
 import numpy as np
 
 from examples.delay_model import DELAY, DelayModel
-from inference.checkpoint import load_model
 from inference.engine import Engine, EngineConfig
+from inference.loading import load_model
 from inference.protocol import StreamingModel
 from infra.embedded_redis import free_port
 from media.synthetic import tone

@@ -12,7 +12,7 @@ VAD-based stacks do:
                             `interrupt_ms` -> it stops at the next micro-turn boundary
 
 Its speaking track goes through the same latency / false-interruption / barge-in scoring as the
-model's (inference/evaluate.py `turn_events`).
+model's (lab/eval/metrics/turns.py `turn_events`).
 """
 
 from __future__ import annotations
@@ -22,8 +22,9 @@ from typing import Any
 import numpy as np
 import torch
 
-from inference.tasks.episode import Episode
-from inference.tasks.generators import LONG_REPLY, TAKE, utter_mts
+from lab.tasks.common import utter_mts
+from lab.tasks.episode import Episode
+from lab.tasks.families.turn import LONG_REPLY, TAKE
 
 CHUNK = 512  # samples at 16 kHz (32 ms), what Silero VAD takes
 SPEECH_ON = 0.5
@@ -89,7 +90,7 @@ def vad_baseline(
 ) -> dict[str, Any]:
     from silero_vad import load_silero_vad
 
-    from inference.evaluate import summarize_turns, turn_events
+    from lab.eval.metrics.turns import summarize_turns, turn_events
 
     torch.set_num_threads(1)
     model = load_silero_vad()

@@ -11,8 +11,8 @@ from __future__ import annotations
 import itertools
 
 from inference.checkpoint import load
-from inference.evaluate import run_episodes
-from inference.tasks.generators import make
+from lab.eval.runner import run_episodes
+from lab.tasks.registry import make
 
 CALLS = 12
 HELLO_PERIOD_MT = 15

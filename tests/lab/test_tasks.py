@@ -10,13 +10,17 @@ import numpy as np
 import pytest
 import torch
 
-from inference import evaluate as ev
 from inference.model import InteractionModel
 from inference.protocol import MICROTURN_SAMPLES, MicroTurnOutput
-from inference.tasks.episode import Episode, Utterance, targets
-from inference.tasks.generators import FAMILIES, make
-from inference.tasks.motion import harness_motion, render
 from inference.text import EOU, PAD, SIL
+from lab.eval.cli import main as eval_main
+from lab.eval.metrics.timing import eval_timespeak, timing_accuracy
+from lab.eval.metrics.turns import eval_monologue, summarize_turns, turn_events
+from lab.eval.runner import Run
+from lab.eval.suites import evaluate
+from lab.tasks.episode import Episode, Utterance, targets
+from lab.tasks.motion import harness_motion, render
+from lab.tasks.registry import FAMILIES, make
 
 
 @pytest.mark.parametrize("family", sorted(set(FAMILIES) - {"demo"}))
@@ -86,7 +90,7 @@ def _out(index: int, text: str = "", speaking: bool = False, eou: bool = False) 
 
 def test_utterances_and_timing_accuracy() -> None:
     ep = Episode(task="timespeak/every", n=8, say=[Utterance(2, "hi"), Utterance(6, "hi")])
-    run = ev.Run(
+    run = Run(
         ep,
         outputs=[
             _out(0),
@@ -101,8 +105,8 @@ def test_utterances_and_timing_accuracy() -> None:
     )
     said = run.utterances()
     assert [(s.mt, s.text) for s in said] == [(3, "hi"), (7, "yo")]
-    assert ev.timing_accuracy([(2, "hi"), (6, "hi")], said) == 0.5  # one hit of two
-    report = ev.eval_timespeak([run])
+    assert timing_accuracy([(2, "hi"), (6, "hi")], said) == 0.5  # one hit of two
+    report = eval_timespeak([run])
     assert report["macro_accuracy"] == 50.0 and report["per_subtype"] == {"every": 50.0}
 
 
@@ -115,28 +119,28 @@ def test_turn_events_latency_false_interruptions_and_barge_in() -> None:
     }
     speaking = np.zeros(30, bool)
     speaking[5:12] = True  # heard from 1.2 s (0.15 s after the turn), silent output at slice 12
-    e = ev.turn_events(ep, speaking)
+    e = turn_events(ep, speaking)
     assert e["latency"] == [pytest.approx(0.15)]
     assert e["false_interruption"] == [0.0]
     assert e["barge_stop"] == [pytest.approx(13 * 0.2 - 2.1)]
     speaking[2] = True  # starting inside the user's turn is a false interruption
-    assert ev.turn_events(ep, speaking)["false_interruption"] == [1.0]
+    assert turn_events(ep, speaking)["false_interruption"] == [1.0]
 
 
 def test_turns_never_taken_report_never_not_nan() -> None:
     taken = {"latency": [0.2, 0.4], "false_interruption": [0.0, 0.0], "barge_stop": []}
     never = {"latency": [float("inf")] * 3, "false_interruption": [0.0] * 3, "barge_stop": []}
-    summary = ev.summarize_turns([taken, never])  # 2 of 5 turns taken: the median is "never"
+    summary = summarize_turns([taken, never])  # 2 of 5 turns taken: the median is "never"
     assert summary["latency_median_s"] is None and summary["latency_p90_s"] is None
     assert summary["took_floor"] == 40.0 and summary["turns"] == 5
-    summary = ev.summarize_turns([taken, taken, never])  # 4 of 7: median 0.4 s, p90 never
+    summary = summarize_turns([taken, taken, never])  # 4 of 7: median 0.4 s, p90 never
     assert summary["latency_median_s"] == 0.4 and summary["latency_p90_s"] is None
     json.dumps(summary, allow_nan=False)  # the report stays valid JSON
 
 
 def test_vad_baseline_on_a_turn_episode() -> None:
     pytest.importorskip("silero_vad")
-    from inference.baseline import vad_baseline
+    from lab.baseline import vad_baseline
 
     report = vad_baseline([make("turn", 1, 80)], settings=((500, 200),))
     cell = report["silence_500ms"]
@@ -144,7 +148,7 @@ def test_vad_baseline_on_a_turn_episode() -> None:
 
 
 def test_evaluate_runs_episodes_through_the_engine(tiny_random: InteractionModel) -> None:
-    report = ev.evaluate(
+    report = evaluate(
         tiny_random,
         ["timespeak", "repcount", "delegate", "idle"],
         count=2,
@@ -165,7 +169,7 @@ def test_evaluate_cli_writes_a_report(tmp_path: Path) -> None:
 
     save(init_model(preset("tiny")), tmp_path / "ck", dtype="float32", preset_name="tiny")
     out = tmp_path / "eval.json"
-    code = ev.main(
+    code = eval_main(
         [
             "--suite",
             "chat,idle",
@@ -189,7 +193,7 @@ def test_evaluate_cli_writes_a_report(tmp_path: Path) -> None:
 
 def test_train_runs_resumes_and_exports(tmp_path: Path) -> None:
     from inference.checkpoint import load
-    from inference.train import main
+    from lab.train import main
 
     run = tmp_path / "run"
     args = [
@@ -269,7 +273,7 @@ def test_a_calls_first_typed_message_is_sometimes_in_its_first_micro_turn(traini
 
 
 def test_only_the_plain_chain_loops_the_harness_speech() -> None:
-    from inference.tasks.generators import harness_mic
+    from lab.tasks.families.demo import harness_mic
 
     loop = harness_mic(120)
     looped = {
@@ -282,7 +286,8 @@ def test_only_the_plain_chain_loops_the_harness_speech() -> None:
 
 
 def test_chain_runs_tasks_one_after_another() -> None:
-    from inference.tasks.generators import STOPS, utter_mts
+    from lab.tasks.common import utter_mts
+    from lab.tasks.families.timespeak import STOPS
 
     seen: set[str] = set()
     stopped_after_saying = 0
@@ -317,7 +322,8 @@ def test_chain_runs_tasks_one_after_another() -> None:
 
 
 def test_turns_get_the_long_reply_and_a_barge_in_gets_okay() -> None:
-    from inference.tasks.generators import LONG_REPLY, TAKE, utter_mts
+    from lab.tasks.common import utter_mts
+    from lab.tasks.families.turn import LONG_REPLY, TAKE
 
     barges = 0
     for seed in range(6):
@@ -334,7 +340,7 @@ def test_turns_get_the_long_reply_and_a_barge_in_gets_okay() -> None:
 
 
 def test_spoken_instructions_are_said_not_typed_and_timed_from_the_speech_end() -> None:
-    from inference.tasks.generators import MT, PER_S
+    from lab.tasks.common import MT, PER_S
 
     for seed in range(8):
         typed, spoken = make("timespeak", seed, 200), make("timespeak_spoken", seed, 200)
@@ -352,7 +358,7 @@ def test_spoken_instructions_are_said_not_typed_and_timed_from_the_speech_end() 
 
 
 def test_timed_timespeak_reads_a_number_once_or_every_and_the_held_out_keeps_three_kinds() -> None:
-    from inference.tasks.generators import PER_S
+    from lab.tasks.common import PER_S
 
     episodes = [make("timespeak_timed", seed, 200) for seed in range(16)]
     assert {ep.task for ep in episodes} == {"timespeak/every", "timespeak/once"}
@@ -373,8 +379,9 @@ def test_timed_timespeak_reads_a_number_once_or_every_and_the_held_out_keeps_thr
 def test_a_detached_heard_word_head_trains_itself_but_leaves_the_trunk_alone() -> None:
     from inference.checkpoint import init_model
     from inference.config import preset
-    from inference.tasks.batch import training_batch
-    from inference.train import Recipe, WordHead, losses
+    from lab.objectives import WordHead, losses
+    from lab.tasks.batch import training_batch
+    from lab.train_recipe import Recipe
 
     cfg = preset("tiny")
     batch = training_batch(cfg, 0, 2, {"cuespeak": 1.0}, (40, 48))
@@ -390,8 +397,8 @@ def test_a_detached_heard_word_head_trains_itself_but_leaves_the_trunk_alone() -
 
 def test_every_stage_mixes_training_families_and_a_typo_is_an_error() -> None:
     from inference.config import preset
-    from inference.tasks.batch import training_batch
-    from inference.train import STAGES
+    from lab.stages import STAGES
+    from lab.tasks.batch import training_batch
 
     for spec in STAGES.values():
         assert set(spec["mix"]) <= set(FAMILIES) - {"demo"}
@@ -401,7 +408,9 @@ def test_every_stage_mixes_training_families_and_a_typo_is_an_error() -> None:
 
 
 def test_backchannels_fall_in_late_pauses_of_a_telling_and_never_in_a_short_turn() -> None:
-    from inference.tasks.generators import BACKCHANNEL, LONG_REPLY, MT, backchannel_mt
+    from lab.tasks.common import MT
+    from lab.tasks.families.monologue import BACKCHANNEL, backchannel_mt
+    from lab.tasks.families.turn import LONG_REPLY
 
     sr, placed = 16_000, 0
     for seed in range(6):
@@ -432,27 +441,27 @@ def test_eval_monologue_counts_backchannels_apart_from_taking_the_floor() -> Non
     ep = Episode(task="monologue", n=30, say=[Utterance(10, "uh-huh", "backchannel")])
     ep.info = {"turns": [{"start": 0, "end": int(4.05 * sr), "take_mt": 21, "long": True}]}
 
-    def run(said: dict[int, str]) -> ev.Run:
+    def run(said: dict[int, str]) -> Run:
         outs = []
         for k in range(30):
             text = said.get(k, "")
             speaking = any(m <= k < m + 2 for m in said)  # each utterance plays 2 micro-turns
             outs.append(_out(k, text, speaking=speaking, eou=bool(text)))
-        return ev.Run(ep, outputs=outs)
+        return Run(ep, outputs=outs)
 
-    good = ev.eval_monologue([run({10: "uh-huh ", 21: "okay "})])
+    good = eval_monologue([run({10: "uh-huh ", 21: "okay "})])
     assert good["backchannel_rate"] == 100.0 and good["false_interruption_rate"] == 0.0
     assert good["misplaced_backchannels_per_episode"] == 0.0 and good["took_floor"] == 100.0
     # the long reply in the pause takes the floor mid-telling; an early "uh-huh" is misplaced
-    bad = ev.eval_monologue([run({4: "uh-huh ", 10: "let me ", 21: "okay "})])
+    bad = eval_monologue([run({4: "uh-huh ", 10: "let me ", 21: "okay "})])
     assert bad["backchannel_rate"] == 0.0 and bad["false_interruption_rate"] == 100.0
     assert bad["misplaced_backchannels_per_episode"] == 1.0
     # speech right after a backchannel is not taken for it: it interrupts the telling
-    rushed = ev.eval_monologue([run({10: "uh-huh ", 12: "let me ", 21: "okay "})])
+    rushed = eval_monologue([run({10: "uh-huh ", 12: "let me ", 21: "okay "})])
     assert rushed["backchannel_rate"] == 100.0 and rushed["false_interruption_rate"] == 100.0
     # a telling the episode's end cuts short: interruptions count, latency does not
     ep.info["turns"].append({"start": int(4.6 * sr), "end": 30 * 3200, "take_mt": None})
-    cut = ev.eval_monologue([run({10: "uh-huh ", 21: "okay ", 26: "let me "})])
+    cut = eval_monologue([run({10: "uh-huh ", 21: "okay ", 26: "let me "})])
     assert cut["false_interruption_rate"] == 50.0 and cut["turns"] == 1
 
 
@@ -462,7 +471,7 @@ def test_cue_words_near_misses_and_their_word_classes() -> None:
     classes put "blue" with "me" and "seven" with "to")."""
     import subprocess
 
-    from inference.tasks.vocab import CUES, VOCABULARY, WORD_CLASSES, word_class
+    from lab.tasks.vocab import CUES, VOCABULARY, WORD_CLASSES, word_class
 
     def phonemes(word: str) -> str:
         out = subprocess.run(["espeak-ng", "-q", "-x", word], capture_output=True, text=True)
@@ -479,7 +488,7 @@ def test_cue_words_near_misses_and_their_word_classes() -> None:
 def test_cuespeak_near_trains_on_more_near_misses() -> None:
     """The training-only cuespeak_near family says more near misses than cues (half its phrases
     hold one, 40 % the cue); the held-out cuespeak fewer (30 % and 50 %)."""
-    from inference.tasks.vocab import CUES
+    from lab.tasks.vocab import CUES
 
     def near_per_cue(family: str) -> float:
         near = cues = 0
@@ -505,7 +514,7 @@ def test_timespeak_late_is_one_late_reminder_and_timespeak_keeps_short_ones() ->
 def test_the_silence_after_a_near_miss_weighs_like_the_answer_to_a_cue() -> None:
     """Each near miss of the cue holds the two micro-turns after it silent at an event's weight
     (an answer's onset has it; plain silence keeps weight 1)."""
-    from inference.tasks.vocab import CUES
+    from lab.tasks.vocab import CUES
 
     held = 0
     for seed in range(8):
@@ -526,8 +535,8 @@ def test_heard_words_label_cues_turn_ends_and_spoken_numbers() -> None:
     """The heard-word targets of the auxiliary loss: in CueSpeak every word, each at the
     micro-turn a response to it would be due (the cue's class exactly where the model answers),
     none between; a turn's last word where the turn ends; a spoken instruction's number."""
-    from inference.tasks.generators import MT
-    from inference.tasks.vocab import WORD_CLASSES, word_class
+    from lab.tasks.common import MT
+    from lab.tasks.vocab import WORD_CLASSES, word_class
 
     ep = make("cuespeak", 4, 200)
     tg = targets(ep, 8, 4)

@@ -16,7 +16,8 @@ import pytest
 import torch
 
 from inference.checkpoint import load
-from inference.evaluate import evaluate, main
+from lab.eval.cli import main
+from lab.eval.suites import evaluate
 
 REPORT = Path(__file__).resolve().parents[2] / "bench" / "results" / "eval.json"
 TOLERANCE = 10.0  # percentage points

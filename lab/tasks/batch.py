@@ -13,8 +13,8 @@ from torch import Tensor
 from inference.config import ModelConfig
 from inference.dmel import DMel
 from inference.model import Sequence
-from inference.tasks.episode import Episode, frames_or_blank, targets
-from inference.tasks.generators import FAMILIES, make
+from lab.tasks.episode import Episode, frames_or_blank, targets
+from lab.tasks.registry import FAMILIES, make
 
 
 @functools.cache

@@ -50,7 +50,7 @@ def cache_dir() -> Path:
         out.mkdir(parents=True, exist_ok=True)
         ignore = root / ".gitignore"
         if not ignore.exists():
-            ignore.write_text("# generated speech renders (inference/tasks/voice.py)\n*\n")
+            ignore.write_text("# generated speech renders (lab/tasks/voice.py)\n*\n")
     return out
 
 

@@ -1,6 +1,6 @@
 """An episode: one synthetic call with its inputs per micro-turn and the model's targets.
 
-Generators (inference/tasks/*.py) describe an episode at the event level: what the user typed and
+Generators (lab/tasks/*.py) describe an episode at the event level: what the user typed and
 when, the user's audio, the camera frames, and what the model should say (text, starting at which
 micro-turn), when it should delegate. `targets()` turns that into the per-micro-turn arrays the
 model trains on, with the same text-queue rules as the engine (8 text-in ids per micro-turn, a
@@ -21,9 +21,9 @@ import numpy as np
 
 from inference.config import FRAME_SIZE, LOG10_MEL_MIN, MEL_FRAMES_PER_MICROTURN, N_MELS
 from inference.protocol import MICROTURN_SAMPLES, MicroTurnInput
-from inference.tasks.vocab import word_class
-from inference.tasks.voice import model_mel
 from inference.text import EOU, PAD, SIL, TextQueue
+from lab.tasks.vocab import word_class
+from lab.tasks.voice import model_mel
 
 
 @dataclass

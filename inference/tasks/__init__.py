@@ -1,1 +1,0 @@
-"""Procedural training and evaluation tasks (see generators.py for the families)."""

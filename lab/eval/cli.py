@@ -1,0 +1,90 @@
+"""`microturn eval` / `python -m lab.eval`: run the suites, write and print the report."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+from lab.eval.report import markdown_table, seeds_table
+from lab.eval.suites import SUITES, evaluate
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="microturn eval", description=__doc__.splitlines()[0])
+    ap.add_argument(
+        "--suite", default="all", help=f"comma-separated of {', '.join(SUITES)}, or all"
+    )
+    ap.add_argument("--episodes", type=int, default=32, help="episodes per suite")
+    ap.add_argument("--seed", type=int, default=1, help="held-out seed (training never uses these)")
+    ap.add_argument(
+        "--checkpoint", default=None, help="checkpoint directory (default: the shipped small)"
+    )
+    ap.add_argument("--sessions", type=int, default=8, help="calls stepped together in the engine")
+    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument(
+        "--baseline", action="store_true", help="also run the VAD baseline on the turn suite"
+    )
+    ap.add_argument(
+        "--json",
+        nargs="?",
+        const="-",
+        default=None,
+        help="write the JSON report (to a file, or stdout)",
+    )
+    ap.add_argument(
+        "--length",
+        type=int,
+        default=None,
+        help="micro-turns per episode (default: per suite, 60-250)",
+    )
+    ap.add_argument("--progress", action="store_true")
+    ap.add_argument(
+        "--table",
+        metavar="REPORT",
+        nargs="+",
+        help="print the markdown table of a JSON report and stop; of several reports (one per "
+        "seed), their numbers side by side against the targets",
+    )
+    args = ap.parse_args(argv)
+    if args.table:
+        reports = [json.loads(Path(f).read_text()) for f in args.table]
+        print(markdown_table(reports[0]) if len(reports) == 1 else seeds_table(reports))
+        return 0
+    torch.set_num_threads(args.threads)
+    suites = list(SUITES) if args.suite == "all" else [s.strip() for s in args.suite.split(",")]
+    unknown = [s for s in suites if s not in SUITES]
+    if unknown:
+        ap.error(f"unknown suite(s) {unknown}; choose from {', '.join(SUITES)}")
+    from inference.checkpoint import SHIPPED_DIR, load, read_config
+
+    path = args.checkpoint or str(SHIPPED_DIR)
+    model = load(path)
+    _, doc = read_config(path)
+    t = time.time()
+    report = evaluate(
+        model,
+        suites,
+        args.episodes,
+        args.seed,
+        args.sessions,
+        args.baseline,
+        args.progress,
+        args.length,
+    )
+    report["checkpoint"] = {"name": doc["name"], "n_params": doc["n_params"], "dtype": doc["dtype"]}
+    print(f"evaluated in {time.time() - t:.0f} s", file=sys.stderr)
+    text = json.dumps(report, indent=2, sort_keys=True)
+    if args.json == "-":
+        print(text)
+    elif args.json:
+        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.json).write_text(text + "\n")
+        print(f"wrote {args.json}", file=sys.stderr)
+    else:
+        print(text)
+    return 0

@@ -1,0 +1,1 @@
+"""Scores of runs, one module per family of metric."""

@@ -1,0 +1,140 @@
+"""Timing metrics: what was said when, against when it was due (TimeSpeak, CueSpeak, RepCount, the demo)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from lab.eval.runner import Run, Said
+
+
+# ---- metrics ---------------------------------------------------------------------------------------
+def match(expected: list[tuple[int, str]], said: list[Said], tol: int = 1) -> tuple[int, list[int]]:
+    """Greedy one-to-one matching of expected (mt, text) to said utterances with equal text and
+    |dt| <= tol. -> (hits, timing errors of the hits)."""
+    used: set[int] = set()
+    hits, errs = 0, []
+    for mt, text in expected:
+        best = None
+        for j, s in enumerate(said):
+            if j in used or norm(s.text) != norm(text) or abs(s.mt - mt) > tol:
+                continue
+            if best is None or abs(s.mt - mt) < abs(said[best].mt - mt):
+                best = j
+        if best is not None:
+            used.add(best)
+            hits += 1
+            errs.append(said[best].mt - mt)
+    return hits, errs
+
+
+def norm(text: str) -> str:
+    return " ".join(text.lower().strip(" .!?,").split())
+
+
+def timing_accuracy(expected: list[tuple[int, str]], said: list[Said]) -> float:
+    if not expected and not said:
+        return 1.0
+    hits, _ = match(expected, said)
+    return hits / max(len(expected), len(said))
+
+
+def pct(x: float) -> float:
+    return round(100.0 * x, 1)
+
+
+def eval_timespeak(runs: list[Run]) -> dict[str, Any]:
+    by: dict[str, list[float]] = {}
+    success = []
+    for r in runs:
+        exp = [(u.mt, u.text) for u in r.ep.say]
+        said = r.utterances()
+        acc = timing_accuracy(exp, said)
+        by.setdefault(r.ep.task.split("/")[1], []).append(acc)
+        success.append(acc == 1.0)
+    per = {k: pct(float(np.mean(v))) for k, v in sorted(by.items())}
+    return {
+        "macro_accuracy": pct(float(np.mean([np.mean(v) for v in by.values()]))) if by else None,
+        "per_subtype": per,
+        "episode_success": pct(float(np.mean(success))) if success else None,
+        "episodes": len(runs),
+    }
+
+
+def eval_cuespeak(runs: list[Run]) -> dict[str, Any]:
+    accs, fa = [], 0
+    for r in runs:
+        exp = [(u.mt, u.text) for u in r.ep.say]
+        said = r.utterances()
+        accs.append(timing_accuracy(exp, said))
+        hits, _ = match(exp, said)
+        fa += len(said) - hits
+    return {
+        "macro_accuracy": pct(float(np.mean(accs))) if accs else None,
+        "false_responses_per_episode": round(fa / max(1, len(runs)), 2),
+        "episodes": len(runs),
+    }
+
+
+def _number(text: str) -> int | None:
+    digits = "".join(c for c in text if c.isdigit())
+    return int(digits) if digits and len(digits) < 4 else None
+
+
+def eval_repcount(runs: list[Run]) -> dict[str, Any]:
+    errs, timing, harness_ok = [], [], []
+    for r in runs:
+        said = r.utterances()
+        q0 = r.ep.info.get("q0")
+        final = None
+        if q0 is not None:
+            after = [s for s in said if s.mt >= q0 - 1 and _number(s.text) is not None]
+            if after:
+                final = _number(after[0].text)
+        if final is None:
+            nums = [n for s in said if (n := _number(s.text)) is not None]
+            final = nums[-1] if nums else 0
+        err = abs(int(final) - int(r.ep.info["total"]))
+        errs.append(err)
+        exp = [(u.mt, u.text) for u in r.ep.say if u.kind == "count"]
+        counts = [s for s in said if q0 is None or s.mt < q0 - 1]
+        timing.append(timing_accuracy(exp, counts))
+        if r.ep.info.get("harness"):
+            harness_ok.append(err <= 1)
+    e = np.array(errs)
+    return {
+        "off_by_one_accuracy": pct(float(np.mean(e <= 1))) if len(e) else None,
+        "exact_accuracy": pct(float(np.mean(e == 0))) if len(e) else None,
+        "mae": round(float(e.mean()), 2) if len(e) else None,
+        "count_timing_accuracy": pct(float(np.mean(timing))) if timing else None,
+        "harness_video_off_by_one": pct(float(np.mean(harness_ok))) if harness_ok else None,
+        "harness_episodes": len(harness_ok),
+        "episodes": len(runs),
+    }
+
+
+def eval_demo(runs: list[Run]) -> dict[str, Any]:
+    """The demo page's acceptance as the page test drives it (the QA harness's circling square on
+    the camera, a quiet room on the mic): hellos on time, counts on time, the right total."""
+    hello, counts, errs, said_log = [], [], [], []
+    for r in runs:
+        said = r.utterances()
+        exp_hello = [(u.mt, u.text) for u in r.ep.say if u.kind == "say"]
+        c0 = r.ep.info["c0"]
+        q0 = r.ep.info["q0"]
+        hello.append(timing_accuracy(exp_hello, [s for s in said if s.mt < c0]))
+        exp_counts = [(u.mt, u.text) for u in r.ep.say if u.kind == "count"]
+        counts.append(timing_accuracy(exp_counts, [s for s in said if c0 <= s.mt < q0 - 1]))
+        answer = next(
+            (_number(s.text) for s in said if s.mt >= q0 - 1 and _number(s.text) is not None), None
+        )
+        errs.append(abs((answer if answer is not None else -100) - r.ep.info["total"]))
+        said_log.append([(s.mt, s.text) for s in said][:40])
+    return {
+        "hello_timing_accuracy": pct(float(np.mean(hello))),
+        "count_timing_accuracy": pct(float(np.mean(counts))),
+        "answer_off_by_one": pct(float(np.mean(np.array(errs) <= 1))),
+        "episodes": len(runs),
+        "first_episode_said": said_log[0] if said_log else [],
+    }

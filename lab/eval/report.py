@@ -1,0 +1,153 @@
+"""The report as markdown: one seed's table (the README's), several seeds against the targets."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+LAB = {  # the lab's published figures (TML-Interaction-Small), for context only
+    "timespeak": "64.7",
+    "cuespeak": "81.7",
+    "repcount": "35.4",
+    "latency": "0.40 s",
+}
+
+
+def markdown_table(report: dict[str, Any]) -> str:
+    """The README's table from a report (`--table bench/results/eval.json`)."""
+    s = report["suites"]
+
+    def get(suite: str, key: str, fmt: str = "{}") -> str:
+        v = s.get(suite, {}).get(key)
+        return "n/a" if v is None else fmt.format(v)
+
+    base = s.get("turn", {}).get("vad_baseline", {})
+    b500 = base.get("silence_500ms", {})
+
+    def latency(res: dict[str, Any]) -> str:
+        if not res.get("turns"):
+            return "n/a / n/a"
+        med, p90 = res.get("latency_median_s"), res.get("latency_p90_s")
+        shown = ["never" if v is None else str(v) for v in (med, p90)]
+        return f"{shown[0]} / {shown[1]} (took {res.get('took_floor')} % of turns)"
+
+    def bget(key: str, fmt: str = "{}") -> str:
+        v = b500.get(key)
+        return "n/a" if v is None else fmt.format(v)
+
+    rows = [
+        (
+            "TimeSpeak macro-accuracy (+-1 micro-turn), %",
+            get("timespeak", "macro_accuracy"),
+            "n/a (turn logic only)",
+            LAB["timespeak"],
+        ),
+        ("CueSpeak macro-accuracy, %", get("cuespeak", "macro_accuracy"), "n/a", LAB["cuespeak"]),
+        (
+            "RepCount off-by-one accuracy, %",
+            get("repcount", "off_by_one_accuracy"),
+            "n/a",
+            LAB["repcount"],
+        ),
+        ("RepCount mean absolute error", get("repcount", "mae"), "", ""),
+        (
+            "RepCount off-by-one on the QA harness video, %",
+            get("repcount", "harness_video_off_by_one"),
+            "",
+            "",
+        ),
+        (
+            "Turn-taking latency median / p90, s",
+            latency(s.get("turn", {})),
+            latency(b500),
+            LAB["latency"],
+        ),
+        (
+            "False interruptions, % of turns",
+            get("turn", "false_interruption_rate"),
+            bget("false_interruption_rate"),
+            "",
+        ),
+        (
+            "Barge-in: stopped within 400 ms, % (median stop, s)",
+            f"{get('turn', 'barge_in_success')} ({get('turn', 'barge_in_stop_median_s')})",
+            f"{bget('barge_in_success')} ({bget('barge_in_stop_median_s')})",
+            "",
+        ),
+        (
+            "Backchannels in long tellings: on time, % (misplaced per episode; false interruptions, % of tellings)",
+            f"{get('monologue', 'backchannel_rate')} ({get('monologue', 'misplaced_backchannels_per_episode')}; "
+            f"{get('monologue', 'false_interruption_rate')})",
+            "",
+            "",
+        ),
+        ("Delegation success, %", get("delegate", "success"), "", ""),
+        ("Small-talk reply accuracy, %", get("chat", "reply_accuracy"), "", ""),
+        ("Idle episodes with false speech, %", get("idle", "false_speech_episodes"), "", ""),
+        (
+            "Spoken instead of typed: TimeSpeak macro-accuracy / small-talk reply accuracy, %",
+            f"{get('timespeak_spoken', 'macro_accuracy')} / {get('chat_spoken', 'reply_accuracy')}",
+            "",
+            "",
+        ),
+    ]
+    sp = report.get("speech", {})
+    rows.append(
+        (
+            "STOI of the model's phrases (vocoder alone)",
+            f"{sp.get('stoi')} ({sp.get('vocoder_ceiling')})",
+            "",
+            "",
+        )
+    )
+    demo = s.get("demo")
+    if demo:
+        rows.append(
+            (
+                "Demo page episode (harness camera): hello timing / count timing / answer off-by-one, %",
+                f"{demo['hello_timing_accuracy']} / {demo['count_timing_accuracy']} / {demo['answer_off_by_one']}",
+                "",
+                "",
+            )
+        )
+    lines = [
+        "| metric | reference model (ours) | VAD harness baseline (500 ms) | lab's TML-Interaction-Small |",
+        "|---|---|---|---|",
+    ]
+    lines += [f"| {a} | {b} | {c} | {d} |" for a, b, c, d in rows]
+    return "\n".join(lines)
+
+
+# The issue's targets: (suite, key, label, bound, whether higher is better)
+TARGETS = [
+    ("timespeak", "macro_accuracy", "TimeSpeak macro-accuracy, %", 80.0, True),
+    ("cuespeak", "macro_accuracy", "CueSpeak macro-accuracy, %", 80.0, True),
+    ("repcount", "off_by_one_accuracy", "RepCount off-by-one accuracy, %", 60.0, True),
+    ("turn", "latency_median_s", "Turn-taking latency median, s", 0.40, False),
+    ("turn", "false_interruption_rate", "False interruptions, % of turns", 5.0, False),
+    ("turn", "barge_in_success", "Barge-in stopped within 400 ms, %", 90.0, True),
+]
+
+
+def seeds_table(reports: list[dict[str, Any]]) -> str:
+    """Several held-out seeds side by side against the issue's targets (`make validate`): a
+    suite a report did not run shows n/a, a latency of turns never taken "never"; the mean is
+    over the seeds with a number."""
+    head = [f"seed {r['seed']} ({r['episodes_per_suite']} ep)" for r in reports]
+    lines = [
+        "| metric | target | " + " | ".join(head) + " | mean |",
+        "|---|---|" + "---|" * (len(reports) + 1),
+    ]
+    for suite, key, label, bound, higher in TARGETS:
+        shown, have = [], []
+        for r in reports:
+            res = r["suites"].get(suite, {})
+            v = res.get(key)
+            if v is not None:
+                have.append(float(v))
+            shown.append(str(v) if v is not None else "never" if key in res else "n/a")
+        mean = f"{round(float(np.mean(have)), 3 if bound < 1 else 1)}" if have else "n/a"
+        target = f"{'>=' if higher else '<='} {bound:g}"
+        lines.append(f"| {label} | {target} | " + " | ".join(shown) + f" | {mean} |")
+    return "\n".join(lines)

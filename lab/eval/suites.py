@@ -1,0 +1,96 @@
+"""The held-out suites, in report order, and `evaluate()`: episodes, runs, scores."""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from collections.abc import Callable
+from typing import Any, NamedTuple
+
+import numpy as np
+
+from inference.model import InteractionModel
+from lab.eval.metrics.requests import eval_chat, eval_delegate, eval_idle, false_delegation
+from lab.eval.metrics.speech import stoi_of_phrases, vocoder_ceiling
+from lab.eval.metrics.timing import (
+    eval_cuespeak,
+    eval_demo,
+    eval_repcount,
+    eval_timespeak,
+)
+from lab.eval.metrics.turns import eval_monologue, eval_turn
+from lab.eval.runner import EVAL_SEED_BASE, Run, run_episodes
+from lab.tasks.episode import Episode
+from lab.tasks.families.delegate import HOLD
+from lab.tasks.registry import make
+
+
+class Suite(NamedTuple):
+    # held-out episode lengths in micro-turns, longer than training's where it matters
+    lengths: tuple[int, int]
+    evaluate: Callable[[list[Run]], dict[str, Any]]
+
+
+# the held-out suites, in report order; each is the generator family of the same name
+SUITES: dict[str, Suite] = {
+    "timespeak": Suite((150, 250), eval_timespeak),
+    "cuespeak": Suite((150, 200), eval_cuespeak),
+    "repcount": Suite((150, 250), eval_repcount),
+    "turn": Suite((200, 200), eval_turn),
+    "monologue": Suite((200, 200), eval_monologue),
+    "delegate": Suite((100, 100), eval_delegate),
+    "chat": Suite((60, 60), eval_chat),
+    "idle": Suite((100, 100), eval_idle),
+    "demo": Suite((200, 200), eval_demo),
+    "timespeak_spoken": Suite((150, 250), eval_timespeak),
+    "chat_spoken": Suite((60, 60), eval_chat),
+}
+
+
+def episodes_for(suite: str, count: int, seed: int, length: int | None = None) -> list[Episode]:
+    lo, hi = (length, length) if length else SUITES[suite].lengths
+    rng = np.random.default_rng([seed, len(suite)])
+    out = []
+    for i in range(count):
+        n = max(10, int(rng.integers(lo, hi + 1)) // 10 * 10)
+        out.append(make(suite, (seed + 1) * EVAL_SEED_BASE + i, n, training=False))
+    return out
+
+
+def evaluate(
+    model: InteractionModel,
+    suites: list[str],
+    count: int,
+    seed: int,
+    sessions: int = 8,
+    baseline: bool = False,
+    progress: bool = False,
+    length: int | None = None,
+) -> dict[str, Any]:
+    report: dict[str, Any] = {
+        "suites": {},
+        "seed": seed,
+        "episodes_per_suite": count,
+        "sessions": sessions,
+    }
+    all_runs: list[Run] = []
+    for suite in suites:
+        t = time.time()
+        episodes = episodes_for(suite, count, seed, length)
+        runs = run_episodes(model, episodes, sessions, progress)
+        res = SUITES[suite].evaluate(runs)
+        if suite != "delegate":
+            res["false_delegation_episodes"] = false_delegation(runs)
+        if baseline and suite == "turn":
+            from lab.baseline import vad_baseline
+
+            res["vad_baseline"] = vad_baseline(episodes)
+        report["suites"][suite] = res
+        all_runs += runs
+        print(f"{suite} ({time.time() - t:.0f} s): {json.dumps(res)}", file=sys.stderr, flush=True)
+    report["speech"] = stoi_of_phrases(all_runs)
+    from lab.tasks.vocab import SAY_WORDS
+
+    report["speech"]["vocoder_ceiling"] = vocoder_ceiling([*SAY_WORDS, HOLD, "hi there", "3", "12"])
+    return report

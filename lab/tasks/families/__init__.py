@@ -1,0 +1,1 @@
+"""One module per task family; lab.tasks.registry names them."""

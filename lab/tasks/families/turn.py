@@ -1,0 +1,116 @@
+"""Turn-taking and barge-in: take the floor after the turn ends, not in its pauses; yield when interrupted."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from lab.tasks.common import (
+    MT,
+    add_video,
+    new_episode,
+    place,
+    speech_gain,
+    utter_mts,
+)
+from lab.tasks.episode import Episode, Utterance
+from lab.tasks.vocab import (
+    SENTENCES,
+)
+from lab.tasks.voice import Voice, random_user_voice, speech
+
+# ---- turn-taking and barge-in (listening) ----------------------------------------------------------
+TAKE = "okay"
+LONG_REPLY = "let me think about that for a moment"
+
+
+def _sentence_parts(rng: np.random.Generator) -> list[str]:
+    words = str(rng.choice(SENTENCES)).split()
+    n_parts = int(rng.choice([1, 2, 3], p=[0.3, 0.45, 0.25]))
+    cuts = (
+        sorted(rng.choice(np.arange(2, len(words) - 1), size=n_parts - 1, replace=False))
+        if n_parts > 1
+        else []
+    )
+    parts, last = [], 0
+    for c in [*cuts, len(words)]:
+        parts.append(" ".join(words[last:c]))
+        last = int(c)
+    return parts
+
+
+def say_turn(
+    rng: np.random.Generator,
+    audio: np.ndarray,
+    parts: list[str],
+    pos: int,
+    voice: Voice,
+    gain: float | None,
+    heard: list[tuple[int, str]],
+) -> tuple[int, float | None, list[tuple[int, int]]]:
+    """The user says a turn's parts from sample `pos` on, with a pause of 0.3-1.2 s after each
+    but the last; a part before a pause ends with a comma (espeak's continuation, rising,
+    intonation), the last with a period (falling). gain None: drawn from the first clip (a call
+    keeps its level). Each part's last word is appended to `heard` at its end.
+    -> (the sample where the turn ends, the gain, the pauses [start, end))."""
+    pauses = []
+    for j, part in enumerate(parts):
+        clip = speech(part + ("," if j < len(parts) - 1 else "."), voice)
+        if gain is None:
+            gain = speech_gain(rng, clip)
+        pos = place(audio, clip, pos, gain)
+        heard.append((pos // MT + 1, part.split()[-1]))
+        if j < len(parts) - 1:
+            gap = int(rng.uniform(0.3, 1.2) * 16000)
+            pauses.append((pos, pos + gap))
+            pos += gap
+    return pos, gain, pauses
+
+
+def turn(rng: np.random.Generator, n: int) -> Episode:
+    """The user speaks turns (with mid-sentence pauses of 0.3-1.2 s); after each turn ends the
+    model answers with its long reply; often the user barges in on it, the model stops, and after
+    the barge-in turn it says "okay"."""
+    ep, audio = new_episode("turn", rng, n)
+    voice = random_user_voice(rng)
+    gain = None
+    pos = int(rng.integers(2, 10)) * MT
+    turns = []
+    barge = []
+    pauses = []
+    while pos < (n - 25) * MT:
+        start = pos
+        end, gain, said_pauses = say_turn(
+            rng, audio, _sentence_parts(rng), pos, voice, gain, ep.heard
+        )
+        pauses += said_pauses
+        m = end // MT + 1  # the first micro-turn whose output can follow the end of the turn
+        if m >= n:  # the episode ends first: nothing to take, but nothing to interrupt either
+            turns.append({"start": start, "end": min(end, n * MT), "take_mt": None, "long": True})
+            break
+        # a turn gets the long reply (what a barge-in can cut short); a barge-in turn gets "okay"
+        ep.say.append(Utterance(m, LONG_REPLY, "take"))
+        reply_mts = utter_mts(LONG_REPLY)
+        turns.append({"start": start, "end": end, "take_mt": m, "long": True})
+        if rng.random() < 0.7 and m + 6 < n:
+            # the user barges in 0.4-1.2 s into the reply; the model stops within 2 micro-turns
+            b = (m + 1) * MT + int(rng.uniform(0.2, 1.0) * 16000)
+            parts2 = _sentence_parts(rng)
+            bpos = b
+            clip = speech(" ".join(parts2) + ".", voice)
+            bend = place(audio, clip, bpos, gain or 1.0)
+            ep.heard.append((bend // MT + 1, parts2[-1].split()[-1]))
+            stop_mt = b // MT + 1
+            ep.silence.append((stop_mt, m + reply_mts + 1))
+            barge.append({"at": b, "stop_mt": stop_mt, "end": bend})
+            # and then takes the floor again after the barge-in turn
+            m2 = bend // MT + 1
+            if m2 < n:
+                ep.say.append(Utterance(m2, TAKE, "take"))
+                turns.append({"start": b, "end": bend, "take_mt": m2, "long": False})
+            pos = (m2 + utter_mts(TAKE)) * MT + int(rng.uniform(0.3, 1.5) * 16000)
+        else:
+            pos = (m + reply_mts) * MT + int(rng.uniform(0.3, 1.5) * 16000)
+    ep.info.update(turns=turns, barge=barge, pauses=pauses)
+    add_video(rng, ep, p_motion=0.3)
+    ep.audio = audio
+    return ep

@@ -1,0 +1,87 @@
+"""The task families by name, and `make(family, seed, n)`: one episode, seeded, deterministic.
+
+Each family lives in its own module under lab/tasks/families/.
+
+    timespeak  typed "say W every N seconds" / "remind me to W in N seconds" / "count down from N";
+               the model says the word at T0 + N s (T0 = the micro-turn whose input completes the
+               instruction), again every N s for "every" until a typed "stop"
+    repcount   typed "count my reps", a periodically moving object on camera (the QA harness's
+               circling square among others); the model says 1, 2, 3 ... as each repetition
+               completes (the object passes the top of its path); "how many?" -> the total
+    delegate   typed requests that need a tool ("what is 12 times 7"): the model delegates at
+               T0, says "one moment", and says the result's value when "[agent] ... = V" arrives
+    chat       typed small talk ("thank you"): a fixed short reply, never a delegation
+    idle       camera motion, noise and speech, no instruction: the model stays silent
+    cuespeak   typed "when I say C, say R" then the user talks; R right after each C, not after
+               near-miss words (needs the dMel input)
+    turn       the user speaks a turn with mid-sentence pauses; the model takes the floor right
+               after the end of the turn (not in the pauses) and stops within 2 micro-turns
+               when the user barges in (needs the dMel input)
+    monologue  the user tells something at length; the model backchannels ("uh-huh") in the
+               pauses late in the telling without taking the floor, then takes it at the end
+
+Every family draws background noise on the microphone; some draw distractor speech.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+
+import numpy as np
+
+from lab.tasks.episode import Episode
+from lab.tasks.families.chain import chain
+from lab.tasks.families.chat import chat, idle
+from lab.tasks.families.cuespeak import cuespeak
+from lab.tasks.families.delegate import add_result_targets, delegate
+from lab.tasks.families.demo import demo
+from lab.tasks.families.monologue import monologue
+from lab.tasks.families.repcount import repcount
+from lab.tasks.families.timespeak import timespeak
+from lab.tasks.families.turn import turn
+
+Generator = Callable[[np.random.Generator, int], Episode]
+FAMILIES: dict[str, Generator] = {
+    "timespeak": timespeak,
+    "repcount": repcount,
+    "delegate": delegate,
+    "chat": chat,
+    "idle": idle,
+    # the same instructions said aloud (one user voice, at the user's level) instead of typed
+    "timespeak_spoken": functools.partial(timespeak, spoken=True),
+    "chat_spoken": functools.partial(chat, spoken=True),
+    # training only: the two kinds that read a number and keep time by it, half each ("in N
+    # seconds" and "every N seconds" differ in one word; the countdown is learnt)
+    "timespeak_timed": functools.partial(timespeak, kinds={"every": 0.5, "once": 0.5}),
+    # training only: the late reminders alone ("in 12-20 seconds"; the settle model said 18-19 s
+    # ones ~2.5 s early, 14-16 s ones 1-2 s late)
+    "timespeak_late": functools.partial(timespeak, kinds={"once": 1.0}, delays=(12, 20)),
+    "cuespeak": cuespeak,
+    "turn": turn,
+    "monologue": monologue,
+    # training only: more near misses, so telling the cue from them carries more of the loss
+    "cuespeak_near": functools.partial(cuespeak, kinds={"cue": 0.4, "near": 0.5, "none": 0.1}),
+    "demo": demo,  # evaluation only (no training mix names it)
+    # training only (the demo suite evaluates the demo page's chain)
+    "chain": chain,
+    "chain_quiet": functools.partial(chain, p_mic=0.0),
+}
+
+
+def make(family: str, seed: int, n: int, training: bool = True) -> Episode:
+    """One episode, fully determined by (family, seed, n).
+
+    training: background results are placed in the typed stream `delay` micro-turns after the
+    expected delegation (teacher forcing); otherwise (evaluation) they stay in `ep.results` and
+    the harness delivers them only when the model really delegates.
+    """
+    rng = np.random.default_rng([hash_family(family), seed, n])
+    ep = FAMILIES[family](rng, n)
+    if training and ep.results:
+        add_result_targets(ep)
+    return ep
+
+
+def hash_family(family: str) -> int:
+    return sum((i + 1) * ord(c) for i, c in enumerate(family))

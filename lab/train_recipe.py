@@ -1,0 +1,23 @@
+"""The optimisation recipe of a stage (lr schedule, weights of the losses)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass
+class Recipe:
+    lr: float = 3e-3
+    warmup: int = 50
+    min_lr_frac: float = 0.1
+    weight_decay: float = 0.01
+    clip: float = 1.0
+    batch_size: int = 16
+    control_pos_weight: float = 10.0
+    flow_weight: float = 1.0
+    flow_silent_frac: float = 0.25
+    flow_draws: int = 2
+    word_weight: float = 0.0  # the heard-word auxiliary loss; 0: no WordHead
+    # a fresh heard-word head learns this many steps on detached features before its loss
+    # reaches the trunk (a random head's gradient is noise: ~75 steps of it at every fresh start)
+    word_warmup: int = 100
