@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 TORCH_SPEC ?= torch==2.13.0
 PYTEST_ARGS ?=
 
-.PHONY: run test install install-test install-lab system-deps lint format bench bench-inference bench-agent bench-media clean help bench-load train eval validate
+.PHONY: run test install install-test install-lab system-deps lint format bench bench-inference bench-agent bench-media clean help bench-load train eval validate eval-live
 
 help:
 	@echo "make run       install into .venv and start the server on http://127.0.0.1:8080"
@@ -16,6 +16,7 @@ help:
 	@echo "make bench     every benchmark (tables on stdout, JSON under bench/results/)"
 	@echo "make train     train the reference model in resumable stages (runs/small), export it"
 	@echo "make eval      evaluate the shipped model + VAD baseline (bench/results/eval.json)"
+	@echo "make eval-live the model through Chromium + WebRTC, live beside offline (bench/results/eval-live.md)"
 	@echo "make validate  the scored suites on more held-out seeds, against the targets (~15 min)"
 
 $(BIN)/python:
@@ -109,6 +110,12 @@ train: install-lab system-deps
 EVAL_ARGS ?= --suite all --episodes 32 --seed 1 --baseline
 eval: install-lab system-deps
 	$(BIN)/python -m lab.eval $(EVAL_ARGS) --json bench/results/eval.json
+
+# The model through Chromium, WebRTC and the codec (lab/live): real calls, scored from the audio
+# the page received, beside the same episodes offline. bench/results/eval-live.{json,md}.
+EVAL_LIVE_ARGS ?= --episodes 8 --seed 10
+eval-live: install-lab install-test system-deps
+	$(BIN)/python -m lab.live $(EVAL_LIVE_ARGS)
 
 # More held-out seeds, 128 episodes each, two seeds at a time (one torch thread each):
 # bench/results/validate-sN.json and their numbers side by side against the issue's targets.

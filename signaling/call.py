@@ -290,7 +290,7 @@ class Call:
             self._speaking = out.speaking
             if out.speaking:
                 self.playback.utterance_started(out.index)
-                self.send_event("output_audio.started", microturn=out.index)
+                self.send_event("output_audio.started", microturn=out.index, **self._timing(out))
             else:
                 # The model went quiet (finished, or yielded to a barge-in): stop at once. What is
                 # still queued is at most the last ~60 ms of the previous micro-turn.
@@ -303,6 +303,19 @@ class Call:
             self._remember(out.index, "model", "text", out.text)
         if out.delegate:
             self.delegate(out.delegate, out.index)
+
+    def _timing(self, out: MicroTurnOutput) -> dict[str, float]:
+        """Where this micro-turn's time went on the server, beyond the contract (docs/api.md): from
+        the end of its audio slice to now, of which the grace waited and the model's step."""
+        if self.clock is None or self.timeline is None:
+            return {}
+        return {
+            "after_slice_end_ms": round(
+                (time.monotonic() - self.clock.slice_end(out.index)) * 1000, 1
+            ),
+            "grace_ms": round(self.timeline.grace_s * 1000, 1),
+            "step_ms": round(out.step_ms, 1),
+        }
 
     # -- text and agent -------------------------------------------------------------------------
     def queue_text(self, text: str) -> None:

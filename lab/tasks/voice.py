@@ -1,4 +1,5 @@
-"""Speech for the task generators: espeak-ng renders, cached on disk, procedurally (never downloaded).
+"""Speech for the task generators: espeak-ng (and, held out, flite) renders, cached on disk, procedurally
+(never downloaded).
 
 User speech uses varied voices, speeds and pitch; the model's own voice is one fixed espeak-ng voice
 (`MODEL_VOICE`), whose 12.5 ms log-mel is the flow head's target.
@@ -13,6 +14,7 @@ import hashlib
 import io
 import os
 import subprocess
+import tempfile
 import wave
 from dataclasses import dataclass
 from functools import lru_cache
@@ -30,9 +32,10 @@ TRIM_LEVEL = 1e-3  # |sample| below this at the ends counts as silence
 
 @dataclass(frozen=True)
 class Voice:
-    name: str  # espeak-ng voice, e.g. "en-us+f3"
+    name: str  # espeak-ng voice, e.g. "en-us+f3"; flite: kal, kal16, awb, rms, slt
     speed: int  # words per minute
-    pitch: int  # 0-99
+    pitch: int  # 0-99 (espeak-ng only; flite keeps its voice's own pitch)
+    engine: str = "espeak-ng"  # or "flite" (held out of training: the live evaluation's voices)
 
 
 MODEL_VOICE = Voice("en-us", 175, 45)
@@ -64,14 +67,31 @@ def random_user_voice(rng: np.random.Generator, held_out: bool = False) -> Voice
     )
 
 
-def _espeak(text: str, voice: Voice) -> np.ndarray:
-    proc = subprocess.run(
-        ["espeak-ng", "-v", voice.name, "-s", str(voice.speed), "-p", str(voice.pitch), "--stdout"],
-        input=text.encode("utf-8"),  # on stdin: a text starting with "-" is not an option
-        check=True,
-        capture_output=True,
-    )
-    x = _read_wav(proc.stdout)
+FLITE_VOICES = ("kal", "kal16", "awb", "rms", "slt")
+FLITE_NATURAL_WPM = 170  # flite's own pace: a voice's `speed` stretches durations from it
+
+
+def _flite(text: str, voice: Voice) -> bytes:
+    """flite's WAV of `text` (through files: flite cannot write a WAV to a pipe)."""
+    stretch = FLITE_NATURAL_WPM / voice.speed
+    with tempfile.TemporaryDirectory(prefix="microturn-flite-") as tmp:
+        src, out = Path(tmp) / "text.txt", Path(tmp) / "speech.wav"
+        src.write_text(text, encoding="utf-8")
+        cmd = ["flite", "-voice", voice.name, "--setf", f"duration_stretch={stretch:.3f}"]
+        subprocess.run([*cmd, "-f", str(src), "-o", str(out)], check=True, capture_output=True)
+        return out.read_bytes()
+
+
+def _render(text: str, voice: Voice) -> np.ndarray:
+    if voice.engine == "flite":
+        wav = _flite(text, voice)
+    else:
+        cmd = ["espeak-ng", "-v", voice.name, "-s", str(voice.speed), "-p", str(voice.pitch)]
+        # the text on stdin: one starting with "-" is not an option
+        wav = subprocess.run(
+            [*cmd, "--stdout"], input=text.encode("utf-8"), check=True, capture_output=True
+        ).stdout
+    x = _read_wav(wav)
     loud = np.flatnonzero(np.abs(x) > TRIM_LEVEL)
     if loud.size == 0:
         return np.zeros(0, np.float32)
@@ -99,12 +119,14 @@ def speech(text: str, voice: Voice) -> np.ndarray:
     got = _memory.get(key)
     if got is not None:
         return got
-    digest = hashlib.sha1(f"{text}|{voice.name}|{voice.speed}|{voice.pitch}".encode()).hexdigest()
+    engine = "" if voice.engine == "espeak-ng" else f"|{voice.engine}"  # espeak keys as before
+    key_text = f"{text}|{voice.name}|{voice.speed}|{voice.pitch}{engine}"
+    digest = hashlib.sha1(key_text.encode()).hexdigest()
     path = cache_dir() / f"{digest[:20]}.npy"
     try:
         audio = np.load(path)
     except (OSError, ValueError):
-        audio = _espeak(text, voice)
+        audio = _render(text, voice)
         tmp = path.with_suffix(f".{os.getpid()}.tmp.npy")
         np.save(tmp, audio)
         os.replace(tmp, path)

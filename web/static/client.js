@@ -133,7 +133,8 @@ export class MicroturnClient extends EventTarget {
   }
 
   /**
-   * Start a call. mic/camera: {on: boolean, deviceId?: string}. The offer always carries an audio
+   * Start a call. mic/camera: {on: boolean, deviceId?: string, track?: MediaStreamTrack} (a
+   * track given is sent instead of asking for the device). The offer always carries an audio
    * and a video m-line, so the microphone and camera can be switched on and off without
    * renegotiating: a muted mic is replaced by silence (the server's audio timeline stays
    * continuous), a camera that is off sends nothing.
@@ -147,13 +148,16 @@ export class MicroturnClient extends EventTarget {
       await this.audioContext.resume().catch(() => {});
       this.micDevice = mic.deviceId ? { deviceId: mic.deviceId } : null;
       this.cameraDevice = camera.deviceId ? { deviceId: camera.deviceId } : null;
+      // A track given (a WebAudio or canvas stream, a processed mic) is sent as it is.
+      this.micTrack = mic.on && mic.track ? mic.track : null;
+      this.cameraTrack = camera.on && camera.track ? camera.track : null;
       const wants = {};
-      if (mic.on) wants.audio = constraint(this.micDevice);
-      if (camera.on) wants.video = constraint(this.cameraDevice);
+      if (mic.on && !this.micTrack) wants.audio = constraint(this.micDevice);
+      if (camera.on && !this.cameraTrack) wants.video = constraint(this.cameraDevice);
       if (wants.audio || wants.video) {
         const stream = await navigator.mediaDevices.getUserMedia(wants);
-        this.micTrack = stream.getAudioTracks()[0] || null;
-        this.cameraTrack = stream.getVideoTracks()[0] || null;
+        this.micTrack = this.micTrack || stream.getAudioTracks()[0] || null;
+        this.cameraTrack = this.cameraTrack || stream.getVideoTracks()[0] || null;
       }
       this._emit("localtracks", this.localTracks);
 

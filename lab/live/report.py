@@ -1,0 +1,98 @@
+"""The live report: each suite's scores live and offline (the same episodes), with bootstrap
+confidence intervals over episodes, and the markdown table against issue 25's targets."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+
+from lab.eval.runner import Run
+from lab.live.score import LATENCY_PARTS
+
+# (suite, metric, label, target, direction): the table's rows
+TARGETS: list[tuple[str, str, str, float, str]] = [
+    ("turn_open", "took_floor", "turns where the model takes the floor (%)", 90, ">="),
+    ("turn_open", "latency_median_s", "end of speech -> first model audio, median (s)", 0.50, "<="),
+    ("turn_open", "latency_p90_s", "end of speech -> first model audio, p90 (s)", 0.70, "<="),
+    ("turn_open", "false_interruption_rate", "false interruptions (% of turns)", 10, "<="),
+    ("turn_open", "barge_in_success", "barge-in: stops within 400 ms (%)", 90, ">="),
+    ("echo", "spoke_unprompted", "own echo only: speaks unprompted (%)", 5, "<="),
+    ("noise", "false_speech_episodes", "noise only: false speech (% of 30 s stretches)", 5, "<="),
+    ("cuespeak", "macro_accuracy", "spoken cues, macro-accuracy (%)", 70, ">="),
+    ("timespeak", "macro_accuracy", "typed timing instructions, macro-accuracy (%)", 60, ">="),
+    ("turn", "took_floor", "lab voices and sentences: takes the floor (%)", 90, ">="),
+    ("turn", "latency_median_s", "lab voices and sentences: latency median (s)", 0.50, "<="),
+    ("turn", "barge_in_success", "lab voices and sentences: barge-in within 400 ms (%)", 90, ">="),
+]
+BOOTSTRAP = 400
+
+
+def bootstrap_ci(
+    runs: list[Run], score: Callable[[list[Run]], dict[str, Any]], key: str, seed: int = 0
+) -> list[float] | None:
+    """95 % interval of a score over episodes resampled with replacement (None: too few)."""
+    if len(runs) < 2:
+        return None
+    rng = np.random.default_rng(seed)
+    values = []
+    for _ in range(BOOTSTRAP):
+        pick = [runs[i] for i in rng.integers(0, len(runs), len(runs))]
+        v = score(pick).get(key)
+        if v is not None:
+            values.append(float(v))
+    if len(values) < BOOTSTRAP // 2:
+        return None
+    lo, hi = np.percentile(values, [2.5, 97.5])
+    digits = 3 if key.endswith("_s") else 1  # seconds to the ms, percentages to a tenth
+    return [round(float(lo), digits), round(float(hi), digits)]
+
+
+def intervals(
+    suite: str, runs: list[Run], score: Callable[[list[Run]], dict[str, Any]]
+) -> dict[str, list[float] | None]:
+    keys = [metric for s, metric, *_ in TARGETS if s == suite]
+    return {k: bootstrap_ci(runs, score, k) for k in keys}
+
+
+def _cell(block: dict[str, Any] | None, metric: str) -> str:
+    if not block:
+        return "n/a"
+    v = block.get(metric)
+    if v is None:
+        return "never" if "latency" in metric and block.get("turns") else "n/a"
+    ci = block.get("ci", {}).get(metric)
+    return f"{v} [{ci[0]}, {ci[1]}]" if ci else f"{v}"
+
+
+def met(v: Any, target: float, direction: str) -> str:
+    if v is None:
+        return ""
+    return "yes" if (v >= target if direction == ">=" else v <= target) else "no"
+
+
+def markdown_table(report: dict[str, Any]) -> str:
+    lines = [
+        "| measure | target | offline | live | live met |",
+        "|---|---|---|---|---|",
+    ]
+    for suite, metric, label, target, direction in TARGETS:
+        got = report["suites"].get(suite)
+        if got is None:
+            continue
+        live = got.get("live")
+        lines.append(
+            f"| {label} | {direction} {target} | {_cell(got.get('offline'), metric)} | "
+            f"{_cell(live, metric)} | {met((live or {}).get(metric), target, direction)} |"
+        )
+    for suite in ("turn_open", "turn"):
+        parts = report["suites"].get(suite, {}).get("latency_parts")
+        if parts and parts.get("turns"):
+            shown = " + ".join(f"{k} {parts[k]}" for k in LATENCY_PARTS)
+            lines.append("")
+            lines.append(
+                f"Live latency of `{suite}`, ms ({parts['turns']} turns taken, means): {shown} "
+                f"= {parts['total']} (median {parts['total_median']})."
+            )
+    return "\n".join(lines)

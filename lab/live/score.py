@@ -1,0 +1,184 @@
+"""Scores of live calls from the heard speech segments, and the same scores offline.
+
+Turn-taking is scored as lab/eval/metrics/turns.py scores it offline, on heard time instead of
+micro-turn indices: a turn is taken when model speech is first heard after the turn's end (within
+3 s); a false interruption is an onset heard inside a (non-barge-in) turn; a barge-in counts when
+model speech was being heard when the user cut in, and succeeds when it stops within 400 ms.
+Offline, a micro-turn k that speaks is heard from (k + 1) * 0.2 s, so the same functions score
+both (`offline_segments`).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from inference.protocol import SAMPLE_RATE_HZ
+from lab.eval.metrics.timing import pct
+from lab.eval.metrics.turns import summarize_turns
+from lab.eval.runner import Run
+from lab.live.heard import MICROTURN_S, LiveRun
+from lab.tasks.episode import Episode
+
+TAKE_WITHIN_S = 3.0
+# latency_parts' keys, in the order time passes
+LATENCY_PARTS = (
+    "network (rtt)",
+    "wait for the micro-turn to close",
+    "model reaction (whole micro-turns)",
+    "grace",
+    "step and queueing",
+    "cushion, jitter buffer, playout",
+)
+
+Segments = list[tuple[float, float]]
+
+
+def offline_segments(run: Run) -> Segments:
+    """An offline run's speaking track as heard-time segments."""
+    out: list[list[float]] = []
+    for k, on in enumerate(run.speaking()):
+        if not on:
+            continue
+        t = (k + 1) * MICROTURN_S
+        if out and abs(out[-1][1] - t) < 1e-9:
+            out[-1][1] = t + MICROTURN_S
+        else:
+            out.append([t, t + MICROTURN_S])
+    return [(a, b) for a, b in out]
+
+
+def segments_of(run: Run) -> Segments:
+    return run.heard if isinstance(run, LiveRun) else offline_segments(run)
+
+
+def turn_events(ep: Episode, segs: Segments) -> dict[str, list[float]]:
+    sr = SAMPLE_RATE_HZ
+    onsets = [a for a, _ in segs]
+    barges = ep.info.get("barge", [])
+    barge_starts = {b["at"] for b in barges}
+    lat, false_int, barge_stop = [], [], []
+    for tr in ep.info.get("turns", []):
+        start_s, end_s = tr["start"] / sr, tr["end"] / sr
+        if tr["start"] not in barge_starts:
+            false_int.append(1.0 if any(start_s < o < end_s for o in onsets) else 0.0)
+        if tr["take_mt"] is None:
+            continue
+        after = [o for o in onsets if o >= end_s]
+        took = after and after[0] - end_s < TAKE_WITHIN_S
+        lat.append(after[0] - end_s if took else float("inf"))
+    for b in barges:
+        at_s = b["at"] / sr
+        talking = next(((a, e) for a, e in segs if a <= at_s < e), None)
+        if talking is not None:
+            barge_stop.append(talking[1] - at_s)
+    return {"latency": lat, "false_interruption": false_int, "barge_stop": barge_stop}
+
+
+def score_turns(runs: list[Run]) -> dict[str, Any]:
+    return summarize_turns([turn_events(r.ep, segments_of(r)) for r in runs])
+
+
+def score_noise(runs: list[Run]) -> dict[str, Any]:
+    """Nobody talked to the model: any model speech is false."""
+    spoke: list[bool] = []
+    seconds = 0.0
+    by_kind: dict[str, list[bool]] = {}
+    for r in runs:
+        segs = segments_of(r)
+        spoke.append(bool(segs))
+        seconds += sum(b - a for a, b in segs)
+        by_kind.setdefault(r.ep.info["kind"], []).append(bool(segs))
+    minutes = sum(r.ep.n for r in runs) * MICROTURN_S / 60
+    return {
+        "false_speech_episodes": pct(float(np.mean(spoke))) if spoke else None,
+        "false_speech_s_per_min": round(seconds / max(minutes, 1e-9), 2),
+        "per_kind": {k: pct(float(np.mean(v))) for k, v in sorted(by_kind.items())},
+        "episodes": len(runs),
+    }
+
+
+def score_echo(runs: list[Run]) -> dict[str, Any]:
+    """The model answered the turn (so its voice came back into the mic), then spoke again in
+    the stretch after its reply: it answered itself."""
+    took, unprompted = [], []
+    for r in runs:
+        segs = segments_of(r)
+        end_s = r.ep.info["turns"][0]["end"] / SAMPLE_RATE_HZ
+        stretch_s = r.ep.info["stretch_start"] / SAMPLE_RATE_HZ
+        answered = any(end_s <= a < end_s + TAKE_WITHIN_S for a, _ in segs)
+        took.append(answered)
+        if answered:
+            unprompted.append(any(a >= stretch_s for a, _ in segs))
+    return {
+        "took_floor": pct(float(np.mean(took))) if took else None,
+        "spoke_unprompted": pct(float(np.mean(unprompted))) if unprompted else None,
+        "stretches_with_echo": len(unprompted),
+        "stretch_s": round(
+            float(
+                np.mean(
+                    [
+                        r.ep.n * MICROTURN_S - r.ep.info["stretch_start"] / SAMPLE_RATE_HZ
+                        for r in runs
+                    ]
+                )
+            ),
+            1,
+        )
+        if runs
+        else None,
+        "episodes": len(runs),
+    }
+
+
+def latency_parts(runs: list[LiveRun]) -> dict[str, Any]:
+    """Where the time from the end of a user's turn to the first model audio heard went, per
+    taken turn (means in ms, which add up; and the total's median), from the server's timing on `output_audio.started`
+    (`after_slice_end_ms`, `grace_ms`, `step_ms`) and the call's round trip:
+
+        heard - end of speech = uplink (rtt / 2) + waiting for that micro-turn to close
+            + the model's reaction (whole micro-turns before it speaks) + grace + step
+            + the event's downlink (rtt / 2) + what follows the event on the page (the output
+            cushion, the jitter buffer, decoding, WebAudio)
+
+    The page's time of a micro-turn's slice end is the event's arrival less
+    `after_slice_end_ms` and the downlink; the parts add up to the total by construction."""
+    rows: list[dict[str, float]] = []
+    for r in runs:
+        half_rtt = (r.rtt_ms or 0.0) / 2000
+        started = [
+            e for e in r.events if e.get("type") == "output_audio.started" and "grace_ms" in e
+        ]
+        for tr in r.ep.info.get("turns", []):
+            if tr["take_mt"] is None:
+                continue
+            end_s = tr["end"] / SAMPLE_RATE_HZ
+            onset = next((a for a, _ in r.heard if a >= end_s), None)
+            if onset is None or onset - end_s >= TAKE_WITHIN_S:
+                continue
+            ev = max((e for e in started if e["t"] <= onset), key=lambda e: e["t"], default=None)
+            if ev is None or onset - ev["t"] > 1.0:
+                continue
+            slice_end = ev["t"] - ev["after_slice_end_ms"] / 1000 - half_rtt
+            d = slice_end - (end_s + half_rtt)
+            reaction = max(0, int(np.floor(d / MICROTURN_S + 1e-9)))
+            rows.append(
+                {
+                    "total": onset - end_s,
+                    "network (rtt)": 2 * half_rtt,
+                    "wait for the micro-turn to close": d - reaction * MICROTURN_S,
+                    "model reaction (whole micro-turns)": reaction * MICROTURN_S,
+                    "grace": ev["grace_ms"] / 1000,
+                    "step and queueing": (ev["after_slice_end_ms"] - ev["grace_ms"]) / 1000,
+                    "cushion, jitter buffer, playout": onset - ev["t"],
+                }
+            )
+    if not rows:
+        return {"turns": 0}
+    out: dict[str, Any] = {
+        k: round(float(np.mean([row[k] for row in rows])) * 1000, 1) for k in rows[0]
+    }
+    out["total_median"] = round(float(np.median([row["total"] for row in rows])) * 1000, 1)
+    out["turns"] = len(rows)
+    return out

@@ -1,0 +1,173 @@
+"""`make eval-live`: episodes as real calls from Chromium, scored from the audio the page received.
+
+The measurement itself is checked against `--model echo` (whose output is its own input): what the
+page hears must line up with what it played, a fixed pipeline delay later, and the page's own-echo
+path must put the model's voice back into the microphone at the level asked for.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from infra.embedded_redis import free_port
+from lab.eval.suites import episodes_for
+from lab.live.cli import main as eval_live
+from lab.live.heard import HOP, LiveRun, segments
+from lab.live.runner import Echo, run_live
+from lab.live.score import latency_parts, turn_events
+from lab.tasks.episode import Episode
+from tests.browser.harness import ARTIFACTS, ServerProcess
+
+pytestmark = pytest.mark.browser
+SR = 16_000
+
+
+def tone(seconds: float, dbfs: float = -10.0, hz: float = 700.0) -> np.ndarray:
+    t = np.arange(int(seconds * SR)) / SR
+    return (np.sin(2 * np.pi * hz * t) * 10 ** (dbfs / 20) * np.sqrt(2)).astype(np.float32)
+
+
+def probe(n: int, bursts: list[tuple[float, float]], dbfs: float = -10.0) -> Episode:
+    """An episode whose microphone is silence with tone bursts (start s, length s)."""
+    audio = np.zeros(n * 3200, np.float32)
+    for at, length in bursts:
+        clip = tone(length, dbfs)
+        audio[int(at * SR) : int(at * SR) + len(clip)] = clip
+    return Episode(task="probe", n=n, audio=audio)
+
+
+def level_db(x: np.ndarray) -> float:
+    """The loudest 10 ms of a burst, in dBFS (its edges and any gap filled in do not count)."""
+    frames = x[: len(x) // HOP * HOP].astype(np.float64).reshape(-1, HOP)
+    return float(20 * np.log10(np.sqrt((frames**2).mean(axis=1)).max() + 1e-12))
+
+
+# -- the scoring, on made-up heard audio ----------------------------------------------------------
+def test_speech_segments_bridge_gaps_between_words_and_drop_clicks() -> None:
+    x = np.zeros(4 * SR, np.float32)
+    x[int(0.5 * SR) : int(1.0 * SR)] = tone(0.5)
+    x[int(1.1 * SR) : int(1.4 * SR)] = tone(0.3)  # 100 ms later: the same utterance
+    x[int(2.0 * SR) : int(2.5 * SR)] = tone(0.5)  # 600 ms later: a new one
+    x[int(3.2 * SR) : int(3.2 * SR) + HOP * 2] = tone(HOP * 2 / SR)  # a 20 ms click
+    x += np.random.default_rng(0).standard_normal(len(x)).astype(np.float32) * 1e-3  # -60 dBFS
+    assert segments(x) == [(0.5, 1.4), (2.0, 2.5)]
+
+
+def test_turns_are_scored_on_heard_time() -> None:
+    ep = Episode(task="turn", n=100)
+    ep.info = {
+        "turns": [
+            {"start": 1 * SR, "end": 3 * SR, "take_mt": 16, "long": True},
+            {"start": 8 * SR, "end": 10 * SR, "take_mt": 51, "long": False},
+            {"start": 14 * SR, "end": 16 * SR, "take_mt": 81, "long": True},
+        ],
+        "barge": [{"at": 8 * SR, "stop_mt": 41, "end": 10 * SR}],
+    }
+    heard = [(2.0, 2.4), (3.45, 7.0), (7.5, 8.3), (10.6, 11.0)]  # the turn at 14 s never taken
+    got = turn_events(ep, heard)
+    assert got["false_interruption"] == [1.0, 0.0]  # spoke at 2.0 s inside the first turn
+    assert got["latency"][:2] == pytest.approx([0.45, 0.6])
+    assert got["latency"][2] == float("inf")
+    assert got["barge_stop"] == pytest.approx([0.3])  # talking at 8.0 s, quiet from 8.3 s
+
+
+def test_latency_parts_add_up_to_what_was_heard() -> None:
+    ep = Episode(task="turn", n=50)
+    ep.info = {"turns": [{"start": 1 * SR, "end": 3 * SR, "take_mt": 16, "long": True}]}
+    started = {
+        "type": "output_audio.started",
+        "microturn": 30,
+        "t": 3.52,
+        "after_slice_end_ms": 95.0,
+        "grace_ms": 60.0,
+        "step_ms": 30.0,
+    }
+    run = LiveRun(ep, heard=[(3.65, 5.0)], events=[started], rtt_ms=10.0)
+    parts = latency_parts([run])
+    assert parts["turns"] == 1
+    assert parts["total"] == pytest.approx(650.0)
+    assert sum(v for k, v in parts.items() if k not in ("total", "total_median", "turns")) == (
+        pytest.approx(650.0, abs=0.2)
+    )
+    # the speaking micro-turn's slice ended at 3.52 - 0.095 - 0.005 = 3.42 s; speech ended at
+    # 3.0 s and reached the server at 3.005 s, in the slice that closed at 3.02 s: 15 ms of
+    # waiting, then two whole micro-turns before the model spoke
+    assert parts["model reaction (whole micro-turns)"] == pytest.approx(400.0)
+    assert parts["wait for the micro-turn to close"] == pytest.approx(15.0, abs=0.2)
+    assert parts["cushion, jitter buffer, playout"] == pytest.approx(130.0, abs=0.2)
+    assert parts["grace"] == 60.0 and parts["step and queueing"] == 35.0
+
+
+# -- the measurement, through a real call ---------------------------------------------------------
+@pytest.fixture(scope="module")
+def echo_server() -> Iterator[ServerProcess]:
+    server = ServerProcess(
+        free_port(), args=["--model", "echo"], log_path=ARTIFACTS / "eval-live-echo-server.log"
+    )
+    with server:
+        yield server
+
+
+async def test_what_the_page_hears_lines_up_with_what_it_played(echo_server: ServerProcess) -> None:
+    bursts = [(1.0, 0.6), (3.3, 0.4), (5.9, 0.8)]
+    [run] = await run_live(echo_server.url, [probe(45, bursts)], calls=1, progress=False)
+    assert run.error is None
+    assert len(run.heard) == len(bursts), run.heard
+    delays = [h[0] - at for h, (at, _) in zip(run.heard, bursts, strict=True)]
+    # one micro-turn of framing, the grace, the cushion and the jitter buffer: a fixed delay
+    assert 0.2 < min(delays) and max(delays) < 0.9, delays
+    assert max(delays) - min(delays) < 0.25, delays
+    for (a, b), (_, length) in zip(run.heard, bursts, strict=True):
+        assert b - a == pytest.approx(length, abs=0.25)
+    # the server's timing reaches the page with the events
+    started = [e for e in run.events if e["type"] == "output_audio.started"]
+    assert started and all(e["after_slice_end_ms"] >= e["grace_ms"] > 0 for e in started)
+
+
+async def test_own_echo_goes_back_into_the_microphone_at_its_level(
+    echo_server: ServerProcess,
+) -> None:
+    ep = probe(30, [(1.0, 0.15)], dbfs=-10.0)
+    [run] = await run_live(echo_server.url, [ep], calls=1, echo=[Echo(-10.0, 50.0)], progress=False)
+    assert run.error is None and run.received is not None
+    first, second = run.heard[0], run.heard[1]
+    delay = first[0] - 1.0
+    # the echo model returns the echo of its own output, one round trip plus 50 ms later
+    assert second[0] - first[0] == pytest.approx(delay + 0.05, abs=0.1), run.heard
+
+    def burst(seg: tuple[float, float]) -> np.ndarray:
+        assert run.received is not None
+        return run.received[int(seg[0] * SR) : int(seg[1] * SR)]
+
+    # each pass through the call changes the level the same way (the first pass: -10 dBFS sent,
+    # about -13 heard); the echo's -10 dB come on top of that on the second
+    path_db = level_db(burst(first)) - (-10.0)
+    echo_db = level_db(burst(second)) - level_db(burst(first)) - path_db
+    assert echo_db == pytest.approx(-10.0, abs=1.5), (path_db, echo_db)
+
+
+def test_eval_live_reports_live_beside_offline(
+    served_shipped: ServerProcess, tmp_path: Path
+) -> None:
+    out, md = tmp_path / "live.json", tmp_path / "live.md"
+    args = ["--suite", "turn,noise", "--episodes", "1", "--length", "60"]
+    args += ["--url", served_shipped.url, "--json", str(out), "--markdown", str(md)]
+    assert eval_live(args) == 0
+    report = json.loads(out.read_text())
+    turn = report["suites"]["turn"]
+    assert turn["errors"] == []
+    expected_turns = len(
+        [t for t in episodes_for("turn", 1, 10, 60)[0].info["turns"] if t["take_mt"]]
+    )
+    assert turn["live"]["turns"] == turn["offline"]["turns"] == expected_turns
+    assert "took_floor" in turn["live"] and "took_floor" in turn["offline"]
+    assert report["suites"]["noise"]["live"]["episodes"] == 1
+    assert report["seed_range"] == "dev"
+    table = md.read_text()
+    assert "| measure | target | offline | live | live met |" in table
+    assert "lab voices and sentences: takes the floor (%)" in table
