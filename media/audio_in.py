@@ -21,7 +21,8 @@ them where they were due).
 Micro-turn k is cut `grace_s` after its slice ends. Slots nobody wrote are silence and are counted
 as gaps; samples for a slice already handed to the model are dropped and counted as late. The grace
 adapts like a jitter buffer: it follows a slowly decaying peak of how long after its slice's end the
-audio of that slice arrived (plus a margin, between `SLICE_GRACE_S` and `MAX_GRACE_S`), and steps
+audio of that slice arrived (plus a margin, between `MIN_GRACE_S` and `MAX_GRACE_S`, from
+`SLICE_GRACE_S` at the start), and steps
 up at once when audio did arrive too late. A jittery network or a busy machine costs some latency
 instead of lost audio; when it calms down, the latency comes back.
 """
@@ -45,11 +46,13 @@ SLEW_WINDOW_FRAMES = 100  # 2 s of 20 ms frames: long enough to ride out a busy 
 SLEW_THRESHOLD_S = 0.020  # sustained lateness above this moves the anchor forward
 # A micro-turn is cut this long after its slice ends, so audio that arrives a little behind the
 # anchor (network jitter, up to SLICE_GRACE_S - SLEW_THRESHOLD_S above the best case) still makes it.
-SLICE_GRACE_S = 0.060  # the least (and first) grace
+SLICE_GRACE_S = 0.060  # the first grace
+MIN_GRACE_S = 0.030  # the least: a loopback or LAN call pays only what its jitter needs
 MAX_GRACE_S = 0.200
 GRACE_MARGIN_S = 0.020  # grace = the arrival-delay peak plus this
 GRACE_UP_S = 0.020  # and at least this much more after a micro-turn whose audio arrived late
 GRACE_PEAK_HALF_LIFE_TURNS = 300  # the peak halves in 60 s without new delays
+PRIOR_HALF_LIFE_TURNS = 25  # the first grace's assumption halves in 5 s
 PAUSE_THRESHOLD_S = 0.250  # frames this late are a sender pause or a stall of ours
 PAUSE_CONFIRM_FRAMES = 5
 PAUSE_MIN_SPAN_S = 0.060  # ... a pause if that many arrived spread over at least this long
@@ -90,6 +93,9 @@ class AudioTimeline:
         self.grace_s = SLICE_GRACE_S  # how long after its slice ends a micro-turn is cut
         self._late_seen = 0  # late_samples at the previous take
         self._delay_peak_s = 0.0  # decaying peak of (arrival - end of the slice the audio is for)
+        # what the first grace assumes before anything was measured: it fades faster than a
+        # measured peak, so a quiet call comes down to its own margins within half a minute
+        self._prior_s = SLICE_GRACE_S - GRACE_MARGIN_S
         self.stats = AudioInStats()
 
     def write(self, samples: np.ndarray, pts_samples: int, arrival: float) -> None:
@@ -183,12 +189,13 @@ class AudioTimeline:
 
     def _adapt_grace(self) -> None:
         self._delay_peak_s *= 0.5 ** (1 / GRACE_PEAK_HALF_LIFE_TURNS)
-        grace = self._delay_peak_s + GRACE_MARGIN_S
+        self._prior_s *= 0.5 ** (1 / PRIOR_HALF_LIFE_TURNS)
+        grace = max(self._delay_peak_s, self._prior_s) + GRACE_MARGIN_S
         if self.stats.late_samples > self._late_seen:
             self._late_seen = self.stats.late_samples
             grace = max(grace, self.grace_s + GRACE_UP_S)
             self._delay_peak_s = max(self._delay_peak_s, grace - GRACE_MARGIN_S)
-        self.grace_s = min(MAX_GRACE_S, max(SLICE_GRACE_S, grace))
+        self.grace_s = min(MAX_GRACE_S, max(MIN_GRACE_S, grace))
         self.stats.max_grace_ms = max(self.stats.max_grace_ms, self.grace_s * 1000)
 
 

@@ -23,8 +23,18 @@ from inference.protocol import SAMPLE_RATE_HZ
 AUDIO_PTIME_S = 0.020
 FRAME_SAMPLES = int(SAMPLE_RATE_HZ * AUDIO_PTIME_S)  # 320
 RING_CAPACITY_S = 2.0
-PLAYOUT_MARGIN_S = 0.040  # after running dry, hold new audio this long before playing it: a
-# cushion against jitter in when the next 200 ms output arrives
+# After running dry, new audio is held back this long before it plays: a cushion against jitter in
+# when the next 200 ms output arrives. Every heard sample waits it, so it adapts like the inbound
+# grace: a slowly decaying peak of how much later than its predecessor's length an output was
+# written (a slow step, a busy loop), plus a margin; up at once after an underrun.
+PLAYOUT_MARGIN_S = 0.040  # the first cushion
+MIN_CUSHION_S = 0.010
+MAX_CUSHION_S = 0.120
+CUSHION_MARGIN_S = 0.010
+CUSHION_UP_S = 0.020  # added after an underrun
+CUSHION_PEAK_HALF_LIFE_WRITES = 300  # the peak halves in 60 s of 200 ms outputs without jitter
+PRIOR_HALF_LIFE_WRITES = 25  # the first cushion's assumption halves in 5 s
+SILENCE_LEVEL = 10 ** (-50 / 20)  # queued samples all quieter than -50 dBFS may be skipped
 TIME_BASE = fractions.Fraction(1, SAMPLE_RATE_HZ)
 
 
@@ -33,8 +43,11 @@ class AudioOutStats:
     frames_sent: int = 0
     silent_frames: int = 0
     underruns: int = 0  # the ring ran dry in the middle of speech
+    cushion_ms: float = PLAYOUT_MARGIN_S * 1000  # the cushion now
+    max_cushion_ms: float = PLAYOUT_MARGIN_S * 1000  # the largest it adapted to
     dropped_samples: int = 0  # oldest samples dropped because the ring was full
     flushes: int = 0
+    skipped_silence_samples: int = 0  # queued silence skipped to bring the delay back down
 
 
 class SampleRing:
@@ -93,6 +106,18 @@ class SampleRing:
         self._start = self._size = 0
         self._segments.clear()
 
+    def quiet(self, n: int, level: float) -> bool:
+        """The oldest n samples are all below `level` (silence, which may be skipped)."""
+        n = min(n, self._size)
+        first = min(n, self.capacity - self._start)
+        head = self._buf[self._start : self._start + first]
+        tail = self._buf[: n - first]
+        return bool(np.all(np.abs(head) < level) and np.all(np.abs(tail) < level))
+
+    def skip(self, n: int) -> None:
+        """Drop the oldest n samples (they are never sent)."""
+        self._discard(min(n, self._size))
+
 
 class PacedAudioTrack(MediaStreamTrack):
     """The call's outbound audio track: 20 ms frames of 16 kHz mono, paced on the monotonic clock."""
@@ -109,9 +134,46 @@ class PacedAudioTrack(MediaStreamTrack):
         # where the newest sample handed to the sender came from: (micro-turn, samples into it)
         self.sent_position: tuple[int, int] | None = None
         self.stats = AudioOutStats()
+        self.cushion_s = PLAYOUT_MARGIN_S
+        self._lateness_peak_s = 0.0
+        # what the first cushion assumes before anything was measured (fades faster)
+        self._prior_s = PLAYOUT_MARGIN_S - CUSHION_MARGIN_S
+        self._last_write: tuple[float, float] | None = None  # (when, seconds of audio written)
 
-    def write(self, samples: np.ndarray, microturn: int) -> None:
+    def write(
+        self, samples: np.ndarray, microturn: int, now: float | None = None, speaking: bool = False
+    ) -> None:
+        """Queue one output. `speaking`: the model is mid-utterance (its pauses are kept whole)."""
+        now = time.monotonic() if now is None else now
+        if self._last_write is not None:
+            when, length = self._last_write
+            self._adapt_cushion(max(0.0, now - when - length))
+        self._last_write = (now, len(samples) / SAMPLE_RATE_HZ)
+        if not speaking:
+            self._trim_silence()
         self.stats.dropped_samples += self._ring.write(samples.astype(np.float32), microturn)
+
+    def _trim_silence(self) -> None:
+        """Keep what is queued at the cushion: when outputs come earlier than when the track was
+        primed (the grace or the cushion came down, a step got faster), the surplus waits in
+        the ring and every later sample is heard that much later. Silence is skipped to catch
+        up; speech is never cut."""
+        excess = len(self._ring) - int(self.cushion_s * SAMPLE_RATE_HZ)
+        if self._primed and excess >= FRAME_SAMPLES and self._ring.quiet(excess, SILENCE_LEVEL):
+            self._ring.skip(excess)
+            self.stats.skipped_silence_samples += excess
+
+    def _adapt_cushion(self, lateness_s: float, underrun: bool = False) -> None:
+        self._lateness_peak_s *= 0.5 ** (1 / CUSHION_PEAK_HALF_LIFE_WRITES)
+        self._lateness_peak_s = max(self._lateness_peak_s, lateness_s)
+        self._prior_s *= 0.5 ** (1 / PRIOR_HALF_LIFE_WRITES)
+        if underrun:
+            step_up = self.cushion_s + CUSHION_UP_S - CUSHION_MARGIN_S
+            self._lateness_peak_s = max(self._lateness_peak_s, step_up)
+        cushion = max(self._lateness_peak_s, self._prior_s) + CUSHION_MARGIN_S
+        self.cushion_s = min(MAX_CUSHION_S, max(MIN_CUSHION_S, cushion))
+        self.stats.cushion_ms = round(self.cushion_s * 1000, 1)
+        self.stats.max_cushion_ms = max(self.stats.max_cushion_ms, self.stats.cushion_ms)
 
     def flush(self) -> None:
         """Barge-in: forget everything queued; the next frame sent is silence."""
@@ -152,13 +214,14 @@ class PacedAudioTrack(MediaStreamTrack):
             if len(self._ring) == 0:
                 self._prime_at = None
             elif self._prime_at is None:
-                self._prime_at = now + PLAYOUT_MARGIN_S
+                self._prime_at = now + self.cushion_s
             if self._prime_at is None or now < self._prime_at:
                 self.stats.silent_frames += 1
                 return np.zeros(FRAME_SAMPLES, dtype=np.float32)
             self._primed = True
         if len(self._ring) < FRAME_SAMPLES:
             self.stats.underruns += 1
+            self._adapt_cushion(0.0, underrun=True)
             self._primed = False
             self._prime_at = None
         samples, position = self._ring.read(FRAME_SAMPLES)

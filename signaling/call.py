@@ -297,7 +297,7 @@ class Call:
                 self.outbound.flush()
                 self.playback.utterance_stopped()
                 self.send_event("output_audio.stopped", microturn=out.index)
-        self.outbound.write(out.audio, out.index)
+        self.outbound.write(out.audio, out.index, speaking=out.speaking)
         if out.text:
             self.send_event("output_text.delta", microturn=out.index, text=out.text)
             self._remember(out.index, "model", "text", out.text)
@@ -315,6 +315,7 @@ class Call:
             ),
             "grace_ms": round(self.timeline.grace_s * 1000, 1),
             "step_ms": round(out.step_ms, 1),
+            "cushion_ms": self.outbound.stats.cushion_ms,
         }
 
     # -- text and agent -------------------------------------------------------------------------
@@ -509,6 +510,8 @@ class Call:
             "audio_late_ms": audio.late_samples * 1000 // SAMPLE_RATE_HZ,
             "audio_reanchors": audio.reanchors,
             "audio_grace_ms": round(self.timeline.grace_s * 1000) if self.timeline else None,
+            "audio_cushion_ms": self.outbound.stats.cushion_ms,
+            "audio_underruns": self.outbound.stats.underruns,
             "video_frames_used": self.video.stats.frames_used if self.video else 0,
             "agent_tasks": self.stats.agent_tasks,
             "agent": self.agent.status.as_dict() if self.agent is not None else None,

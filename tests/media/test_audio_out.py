@@ -6,7 +6,13 @@ import time
 import numpy as np
 
 from inference.protocol import MICROTURN_SAMPLES, SAMPLE_RATE_HZ
-from media.audio_out import FRAME_SAMPLES, PacedAudioTrack, SampleRing
+from media.audio_out import (
+    FRAME_SAMPLES,
+    MIN_CUSHION_S,
+    PLAYOUT_MARGIN_S,
+    PacedAudioTrack,
+    SampleRing,
+)
 
 
 def test_ring_keeps_order_and_tags_microturns() -> None:
@@ -87,3 +93,67 @@ async def test_stopped_track_ends_the_stream() -> None:
     except MediaStreamError:
         return
     raise AssertionError("recv on a stopped track must raise MediaStreamError")
+
+
+def _play(track: PacedAudioTrack, writes: list[float], start: float, until: float) -> list[float]:
+    """Writes of 200 ms of tone at the given times, frames pulled every 20 ms from `start` to
+    `until`, in time order; returns when each frame was sent that carried sound after silence."""
+    onsets: list[float] = []
+    t, i, silent = start, 0, True
+    tone = np.full(3200, 0.5, np.float32)
+    while t < until:
+        while i < len(writes) and writes[i] <= t:
+            track.write(tone, i, now=writes[i])
+            i += 1
+        loud = bool(np.abs(track._next_samples(t)).max() > 0)
+        if loud and silent:
+            onsets.append(t)
+        silent = not loud
+        t = round(t + 0.020, 6)
+    return onsets
+
+
+def test_cushion_shrinks_on_steady_outputs_and_grows_after_an_underrun() -> None:
+    steady = PacedAudioTrack()
+    _play(steady, [k * 0.2 for k in range(600)], 0.0, 120.0)  # 2 minutes of outputs on time
+    assert steady.cushion_s <= MIN_CUSHION_S + 0.003 < PLAYOUT_MARGIN_S
+    assert steady.stats.underruns == 0
+    # re-primed (after a barge-in flush), the track plays new audio after the small cushion
+    steady.flush()
+    [onset] = _play(steady, [120.0], 120.0, 120.3)
+    assert onset - 120.0 <= MIN_CUSHION_S + 0.020
+
+    jittery = PacedAudioTrack()
+    # every 5th output 60 ms late: beyond the first 40 ms cushion
+    writes = [k * 0.2 + (0.06 if k % 5 == 4 else 0.0) for k in range(100)]
+    _play(jittery, writes, 0.0, 20.0)
+    assert jittery.stats.underruns >= 1, "the first late output runs the ring dry"
+    assert jittery.cushion_s >= 0.06, "then the cushion covers the jitter measured"
+    before = jittery.stats.underruns
+    _play(jittery, [20.0 + w for w in writes], 20.0, 40.0)
+    assert jittery.stats.underruns == before, "once adapted, the late outputs play without gaps"
+
+
+def test_queued_silence_is_skipped_to_bring_the_delay_back_to_the_cushion() -> None:
+    """Outputs start coming 30 ms earlier (the grace came down): 30 ms more wait in the ring.
+    While the model is silent the surplus is skipped, so its next word is heard a cushion after
+    it was written; mid-utterance nothing is skipped."""
+    delays = {}
+    for speaking in (False, True):
+        track = PacedAudioTrack()
+        writes = [k * 0.2 for k in range(20)] + [k * 0.2 - 0.03 for k in range(20, 30)]
+        loud_at = writes[-1]
+        t, i, heard = 0.0, 0, None
+        while t < 6.5 and heard is None:
+            while i < len(writes) and writes[i] <= t + 1e-9:
+                level = 0.5 if i == len(writes) - 1 else 0.0
+                track.write(np.full(3200, level, np.float32), i, now=writes[i], speaking=speaking)
+                i += 1
+            if np.abs(track._next_samples(t)).max() > 0:
+                heard = t
+            t = round(t + 0.020, 6)
+        assert heard is not None
+        delays[speaking] = heard - loud_at
+    cushion = PLAYOUT_MARGIN_S  # not yet decayed much in 6 s of steady outputs
+    assert delays[False] <= cushion + 0.020 + 1e-6, delays
+    assert delays[True] >= delays[False] + 0.020, "mid-utterance, the queue is left whole"
