@@ -42,6 +42,14 @@ def main(argv: list[str] | None = None) -> int:
         default=None,
         help="micro-turns per episode (default: per suite, 60-250)",
     )
+    ap.add_argument(
+        "--codec-bitrate",
+        type=int,
+        default=None,
+        metavar="BPS",
+        help="pass the microphone audio through Opus at this bitrate first (e.g. 32000: a "
+        "browser's), to measure what the live path's codec costs",
+    )
     ap.add_argument("--progress", action="store_true")
     ap.add_argument(
         "--table",
@@ -75,6 +83,7 @@ def main(argv: list[str] | None = None) -> int:
         args.baseline,
         args.progress,
         args.length,
+        args.codec_bitrate,
     )
     report["checkpoint"] = {"name": doc["name"], "n_params": doc["n_params"], "dtype": doc["dtype"]}
     print(f"evaluated in {time.time() - t:.0f} s", file=sys.stderr)

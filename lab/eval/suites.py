@@ -21,6 +21,7 @@ from lab.eval.metrics.timing import (
 )
 from lab.eval.metrics.turns import eval_monologue, eval_turn
 from lab.eval.runner import EVAL_SEED_BASE, Run, run_episodes
+from lab.tasks.codec import opus_roundtrip
 from lab.tasks.episode import Episode
 from lab.tasks.families.delegate import HOLD
 from lab.tasks.registry import make
@@ -67,17 +68,26 @@ def evaluate(
     baseline: bool = False,
     progress: bool = False,
     length: int | None = None,
+    codec_bitrate: int | None = None,
 ) -> dict[str, Any]:
+    """codec_bitrate: pass every episode's microphone through Opus at this bitrate first (the
+    live path's codec, lab/tasks/codec.py), to measure train/serve skew."""
     report: dict[str, Any] = {
         "suites": {},
         "seed": seed,
         "episodes_per_suite": count,
         "sessions": sessions,
     }
+    if codec_bitrate is not None:
+        report["codec"] = {"name": "opus", "bitrate": codec_bitrate}
     all_runs: list[Run] = []
     for suite in suites:
         t = time.time()
         episodes = episodes_for(suite, count, seed, length)
+        if codec_bitrate is not None:
+            for ep in episodes:
+                if ep.audio is not None:
+                    ep.audio = opus_roundtrip(ep.audio, codec_bitrate)
         runs = run_episodes(model, episodes, sessions, progress)
         res = SUITES[suite].evaluate(runs)
         if suite != "delegate":

@@ -1,0 +1,58 @@
+"""The live audio path, offline: what a browser's microphone audio becomes by the time the model hears it.
+
+    16 kHz episode audio -> 48 kHz (the page's AudioContext rate) -> Opus, 20 ms frames, at a
+    browser's bitrate (PyAV's libopus) -> decoded -> 16 kHz mono s16 with av.AudioResampler, as
+    media/audio_in.py resamples what aiortc decodes
+
+Used to measure train/serve skew (`microturn eval --codec opus`: the same episodes offline, clean
+and through the codec) and, later, as a training augmentation. Packet loss is not simulated yet.
+"""
+
+from __future__ import annotations
+
+import av
+import numpy as np
+from scipy.signal import resample_poly
+
+from inference.protocol import SAMPLE_RATE_HZ
+
+OPUS_RATE = 48_000
+OPUS_FRAME = 960  # 20 ms, as browsers send
+BROWSER_BITRATES = (24_000, 32_000, 48_000)  # WebRTC's Opus voice range; Chromium's default 32k
+ENCODER_DELAY = 312  # libopus' lookahead at 48 kHz (6.5 ms), trimmed so timing is unchanged
+
+
+def opus_roundtrip(audio: np.ndarray, bitrate: int = 32_000) -> np.ndarray:
+    """16 kHz float32 mono through Opus at `bitrate` and back; same length and timing."""
+    n = len(audio)
+    if n == 0:
+        return audio.astype(np.float32)
+    up = resample_poly(audio.astype(np.float64), OPUS_RATE // SAMPLE_RATE_HZ, 1)
+    pcm = (np.clip(up, -1.0, 1.0) * 32767).astype(np.int16)
+    pcm = np.concatenate([pcm, np.zeros(-len(pcm) % OPUS_FRAME + OPUS_FRAME, np.int16)])
+    enc = av.CodecContext.create("libopus", "w")
+    enc.sample_rate, enc.layout, enc.format, enc.bit_rate = OPUS_RATE, "mono", "s16", bitrate
+    dec = av.CodecContext.create("opus", "r")
+    dec.sample_rate, dec.layout = OPUS_RATE, "mono"
+    resampler = av.AudioResampler(format="s16", layout="mono", rate=SAMPLE_RATE_HZ)
+    decoded: list[np.ndarray] = []
+
+    def drain(packets: list[av.Packet]) -> None:
+        for packet in packets:
+            for frame in dec.decode(packet):
+                for out in resampler.resample(frame):
+                    decoded.append(out.to_ndarray().reshape(-1))
+
+    for i in range(0, len(pcm), OPUS_FRAME):
+        frame = av.AudioFrame.from_ndarray(
+            pcm[i : i + OPUS_FRAME].reshape(1, -1), format="s16", layout="mono"
+        )
+        frame.sample_rate, frame.pts = OPUS_RATE, i
+        drain(list(enc.encode(frame)))
+    drain(list(enc.encode(None)))
+    for out in resampler.resample(None):
+        decoded.append(out.to_ndarray().reshape(-1))
+    y = np.concatenate(decoded).astype(np.float32) / 32768.0
+    skip = ENCODER_DELAY * SAMPLE_RATE_HZ // OPUS_RATE
+    y = y[skip : skip + n]
+    return np.pad(y, (0, n - len(y))) if len(y) < n else y
