@@ -21,7 +21,7 @@ from scipy.signal import fftconvolve, lfilter
 from inference.protocol import MICROTURN_SAMPLES, SAMPLE_RATE_HZ
 from lab.tasks.common import new_episode, place, utter_mts
 from lab.tasks.episode import Episode, Utterance
-from lab.tasks.families.turn import LONG_REPLY, TAKE, say_turn
+from lab.tasks.families.turn import LONG_REPLY, say_turn, turn_episode
 from lab.tasks.vocab import SENTENCES
 from lab.tasks.voice import FLITE_VOICES, Voice, random_user_voice, speech
 
@@ -76,38 +76,16 @@ def _parts(rng: np.random.Generator) -> list[str]:
 def turn_open(rng: np.random.Generator, n: int) -> Episode:
     """The turn family's shape with held-out sentences in flite voices: the model takes the floor
     after each turn (its long reply) and yields to barge-ins, then takes it again ("okay")."""
-    ep, audio = new_episode("turn_open", rng, n)
-    voice = open_voice(rng)
-    gain = None
-    pos = int(rng.integers(2, 10)) * MT
-    turns, barge, pauses = [], [], []
-    while pos < (n - 25) * MT:
-        start = pos
-        end, gain, said = say_turn(rng, audio, _parts(rng), pos, voice, gain, ep.heard)
-        pauses += said
-        m = end // MT + 1
-        if m >= n:
-            turns.append({"start": start, "end": min(end, n * MT), "take_mt": None, "long": True})
-            break
-        ep.say.append(Utterance(m, LONG_REPLY, "take"))
-        turns.append({"start": start, "end": end, "take_mt": m, "long": True})
-        reply_mts = utter_mts(LONG_REPLY)
-        if rng.random() < 0.5 and m + 6 < n:
-            b = (m + 1) * MT + int(rng.uniform(0.4, 1.2) * SR)
-            clip = speech(" ".join(_parts(rng)) + ".", voice)
-            bend = place(audio, clip, b, gain or 1.0)
-            ep.silence.append((b // MT + 1, m + reply_mts + 1))
-            barge.append({"at": b, "stop_mt": b // MT + 1, "end": bend})
-            m2 = bend // MT + 1
-            if m2 < n:
-                ep.say.append(Utterance(m2, TAKE, "take"))
-                turns.append({"start": b, "end": bend, "take_mt": m2, "long": False})
-            pos = (m2 + utter_mts(TAKE)) * MT + int(rng.uniform(0.5, 1.5) * SR)
-        else:
-            pos = (m + reply_mts) * MT + int(rng.uniform(0.5, 1.5) * SR)
-    ep.info.update(turns=turns, barge=barge, pauses=pauses, voice=voice.name)
-    ep.audio = audio
-    return ep
+    return turn_episode(
+        rng,
+        n,
+        "turn_open",
+        open_voice,
+        _parts,
+        p_barge=0.5,
+        barge_after_s=(0.4, 1.2),
+        gap_s=(0.5, 1.5),
+    )
 
 
 # ---- rooms -----------------------------------------------------------------------------------------

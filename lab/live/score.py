@@ -102,11 +102,12 @@ def score_noise(runs: list[Run]) -> dict[str, Any]:
 def score_echo(runs: list[Run]) -> dict[str, Any]:
     """The model answered the turn (so its voice came back into the mic), then spoke again in
     the stretch after its reply: it answered itself."""
-    took, unprompted = [], []
+    took, unprompted, stretches = [], [], []
     for r in runs:
         segs = segments_of(r)
         end_s = r.ep.info["turns"][0]["end"] / SAMPLE_RATE_HZ
         stretch_s = r.ep.info["stretch_start"] / SAMPLE_RATE_HZ
+        stretches.append(r.ep.n * MICROTURN_S - stretch_s)
         answered = any(end_s <= a < end_s + TAKE_WITHIN_S for a, _ in segs)
         took.append(answered)
         if answered:
@@ -115,27 +116,16 @@ def score_echo(runs: list[Run]) -> dict[str, Any]:
         "took_floor": pct(float(np.mean(took))) if took else None,
         "spoke_unprompted": pct(float(np.mean(unprompted))) if unprompted else None,
         "stretches_with_echo": len(unprompted),
-        "stretch_s": round(
-            float(
-                np.mean(
-                    [
-                        r.ep.n * MICROTURN_S - r.ep.info["stretch_start"] / SAMPLE_RATE_HZ
-                        for r in runs
-                    ]
-                )
-            ),
-            1,
-        )
-        if runs
-        else None,
+        "stretch_s": round(float(np.mean(stretches)), 1) if stretches else None,
         "episodes": len(runs),
     }
 
 
 def latency_parts(runs: list[LiveRun]) -> dict[str, Any]:
     """Where the time from the end of a user's turn to the first model audio heard went, per
-    taken turn (means in ms, which add up; and the total's median), from the server's timing on `output_audio.started`
-    (`after_slice_end_ms`, `grace_ms`, `step_ms`) and the call's round trip:
+    taken turn (means in ms, which add up; and the total's median), from the server's timing
+    on `output_audio.started` (`after_slice_end_ms`, `grace_ms`, `step_ms`) and the call's
+    round trip:
 
         heard - end of speech = uplink (rtt / 2) + waiting for that micro-turn to close
             + the model's reaction (whole micro-turns before it speaks) + grace + step

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 
 from lab.tasks.common import (
@@ -66,12 +68,23 @@ def say_turn(
     return pos, gain, pauses
 
 
-def turn(rng: np.random.Generator, n: int) -> Episode:
+def turn_episode(
+    rng: np.random.Generator,
+    n: int,
+    task: str,
+    voice_of: Callable[[np.random.Generator], Voice],
+    parts_of: Callable[[np.random.Generator], list[str]],
+    p_barge: float = 0.7,
+    barge_after_s: tuple[float, float] = (0.2, 1.0),
+    gap_s: tuple[float, float] = (0.3, 1.5),
+) -> Episode:
     """The user speaks turns (with mid-sentence pauses of 0.3-1.2 s); after each turn ends the
-    model answers with its long reply; often the user barges in on it, the model stops, and after
-    the barge-in turn it says "okay"."""
-    ep, audio = new_episode("turn", rng, n)
-    voice = random_user_voice(rng)
+    model answers with its long reply; with probability `p_barge` the user barges in on it
+    (`barge_after_s` into the reply), the model stops, and after the barge-in turn it says
+    "okay"; the next turn starts `gap_s` after the model is done. The user's voice and what
+    they say are drawn by `voice_of` and `parts_of`."""
+    ep, audio = new_episode(task, rng, n)
+    voice = voice_of(rng)
     gain = None
     pos = int(rng.integers(2, 10)) * MT
     turns = []
@@ -79,9 +92,7 @@ def turn(rng: np.random.Generator, n: int) -> Episode:
     pauses = []
     while pos < (n - 25) * MT:
         start = pos
-        end, gain, said_pauses = say_turn(
-            rng, audio, _sentence_parts(rng), pos, voice, gain, ep.heard
-        )
+        end, gain, said_pauses = say_turn(rng, audio, parts_of(rng), pos, voice, gain, ep.heard)
         pauses += said_pauses
         m = end // MT + 1  # the first micro-turn whose output can follow the end of the turn
         if m >= n:  # the episode ends first: nothing to take, but nothing to interrupt either
@@ -91,13 +102,12 @@ def turn(rng: np.random.Generator, n: int) -> Episode:
         ep.say.append(Utterance(m, LONG_REPLY, "take"))
         reply_mts = utter_mts(LONG_REPLY)
         turns.append({"start": start, "end": end, "take_mt": m, "long": True})
-        if rng.random() < 0.7 and m + 6 < n:
-            # the user barges in 0.4-1.2 s into the reply; the model stops within 2 micro-turns
-            b = (m + 1) * MT + int(rng.uniform(0.2, 1.0) * 16000)
-            parts2 = _sentence_parts(rng)
-            bpos = b
+        if rng.random() < p_barge and m + 6 < n:
+            # the user barges in while the model replies; the model stops within 2 micro-turns
+            b = (m + 1) * MT + int(rng.uniform(*barge_after_s) * 16000)
+            parts2 = parts_of(rng)
             clip = speech(" ".join(parts2) + ".", voice)
-            bend = place(audio, clip, bpos, gain or 1.0)
+            bend = place(audio, clip, b, gain or 1.0)
             ep.heard.append((bend // MT + 1, parts2[-1].split()[-1]))
             stop_mt = b // MT + 1
             ep.silence.append((stop_mt, m + reply_mts + 1))
@@ -107,10 +117,17 @@ def turn(rng: np.random.Generator, n: int) -> Episode:
             if m2 < n:
                 ep.say.append(Utterance(m2, TAKE, "take"))
                 turns.append({"start": b, "end": bend, "take_mt": m2, "long": False})
-            pos = (m2 + utter_mts(TAKE)) * MT + int(rng.uniform(0.3, 1.5) * 16000)
+            pos = (m2 + utter_mts(TAKE)) * MT + int(rng.uniform(*gap_s) * 16000)
         else:
-            pos = (m + reply_mts) * MT + int(rng.uniform(0.3, 1.5) * 16000)
-    ep.info.update(turns=turns, barge=barge, pauses=pauses)
-    add_video(rng, ep, p_motion=0.3)
+            pos = (m + reply_mts) * MT + int(rng.uniform(*gap_s) * 16000)
+    ep.info.update(turns=turns, barge=barge, pauses=pauses, voice=voice.name)
     ep.audio = audio
+    return ep
+
+
+def turn(rng: np.random.Generator, n: int) -> Episode:
+    """Turn-taking and barge-in in the lab's voices and sentences (see `turn_episode`), often
+    with the camera on."""
+    ep = turn_episode(rng, n, "turn", random_user_voice, _sentence_parts)
+    add_video(rng, ep, p_motion=0.3)
     return ep
