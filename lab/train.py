@@ -72,6 +72,7 @@ class Batches(Dataset[Batch]):
             batch_size=self.recipe.batch_size,
             mix=spec["mix"],
             n_range=(self.n_range[0], self.n_range[-1]),
+            live_path=spec.get("live_path", 0.0),
         )
 
 
@@ -329,6 +330,9 @@ def main(argv: list[str] | None = None) -> int:
     cfg, model, meta = begun.cfg, begun.model, begun.meta
     word_state, warm_start = begun.word_state, begun.warm_start
     spec = STAGES[meta["stage"]]
+    if meta["step"] == 0 and spec.get("new_voice"):
+        # the stage teaches another voice: the flow head's target statistics are the new voice's
+        set_mel_stats(model, cfg, meta["seed"])
     recipe = Recipe(
         lr=args.lr or spec.get("lr", 3e-3),
         batch_size=args.batch_size,

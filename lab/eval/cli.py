@@ -50,6 +50,14 @@ def main(argv: list[str] | None = None) -> int:
         help="pass the microphone audio through Opus at this bitrate first (e.g. 32000: a "
         "browser's), to measure what the live path's codec costs",
     )
+    ap.add_argument(
+        "--live-path",
+        type=float,
+        default=0.0,
+        metavar="STRENGTH",
+        help="pass the microphone through training's live path first (lab/tasks/room.py: own "
+        "echo, room, noise, level, Opus) at this strength (1: as training draws it)",
+    )
     ap.add_argument("--progress", action="store_true")
     ap.add_argument(
         "--table",
@@ -84,6 +92,7 @@ def main(argv: list[str] | None = None) -> int:
         args.progress,
         args.length,
         args.codec_bitrate,
+        args.live_path,
     )
     report["checkpoint"] = {"name": doc["name"], "n_params": doc["n_params"], "dtype": doc["dtype"]}
     print(f"evaluated in {time.time() - t:.0f} s", file=sys.stderr)

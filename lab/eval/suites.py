@@ -46,16 +46,25 @@ SUITES: dict[str, Suite] = {
     "demo": Suite((200, 200), eval_demo),
     "timespeak_spoken": Suite((150, 250), eval_timespeak),
     "chat_spoken": Suite((60, 60), eval_chat),
+    # open speech: corpus sentences of the training split in training voices (held-in), the
+    # held-out split in training engines' voices, the held-out split in flite's (held-out engine)
+    "turn_corpus": Suite((200, 200), eval_turn),
+    "turn_heldout": Suite((200, 200), eval_turn),
+    "turn_flite": Suite((200, 200), eval_turn),
+    "noisy_room": Suite((150, 150), eval_idle),
 }
 
 
-def episodes_for(suite: str, count: int, seed: int, length: int | None = None) -> list[Episode]:
+def episodes_for(
+    suite: str, count: int, seed: int, length: int | None = None, live_path: float = 0.0
+) -> list[Episode]:
     lo, hi = (length, length) if length else SUITES[suite].lengths
     rng = np.random.default_rng([seed, len(suite)])
     out = []
     for i in range(count):
         n = max(10, int(rng.integers(lo, hi + 1)) // 10 * 10)
-        out.append(make(suite, (seed + 1) * EVAL_SEED_BASE + i, n, training=False))
+        ep_seed = (seed + 1) * EVAL_SEED_BASE + i
+        out.append(make(suite, ep_seed, n, training=False, live_path=live_path))
     return out
 
 
@@ -69,9 +78,11 @@ def evaluate(
     progress: bool = False,
     length: int | None = None,
     codec_bitrate: int | None = None,
+    live_path: float = 0.0,
 ) -> dict[str, Any]:
     """codec_bitrate: pass every episode's microphone through Opus at this bitrate first (the
-    live path's codec, lab/tasks/codec.py), to measure train/serve skew."""
+    live path's codec, lab/tasks/codec.py), to measure train/serve skew. live_path: the whole
+    live path of training (lab/tasks/room.py) at this strength."""
     report: dict[str, Any] = {
         "suites": {},
         "seed": seed,
@@ -80,10 +91,12 @@ def evaluate(
     }
     if codec_bitrate is not None:
         report["codec"] = {"name": "opus", "bitrate": codec_bitrate}
+    if live_path:
+        report["live_path"] = live_path
     all_runs: list[Run] = []
     for suite in suites:
         t = time.time()
-        episodes = episodes_for(suite, count, seed, length)
+        episodes = episodes_for(suite, count, seed, length, live_path)
         if codec_bitrate is not None:
             for ep in episodes:
                 if ep.audio is not None:

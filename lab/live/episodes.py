@@ -23,7 +23,7 @@ from lab.tasks.common import new_episode, place, utter_mts
 from lab.tasks.episode import Episode, Utterance
 from lab.tasks.families.turn import LONG_REPLY, say_turn, turn_episode
 from lab.tasks.vocab import SENTENCES
-from lab.tasks.voice import FLITE_VOICES, Voice, random_user_voice, speech
+from lab.tasks.voice import FLITE_VOICES, Voice, espeak_voice, speech
 
 MT = MICROTURN_SAMPLES
 SR = SAMPLE_RATE_HZ
@@ -134,7 +134,7 @@ def babble(rng: np.random.Generator, samples: int) -> np.ndarray:
     voices): speech, but nobody speaking to the model."""
     out = np.zeros(samples, np.float32)
     for _ in range(int(rng.integers(3, 5))):
-        voice = random_user_voice(rng)
+        voice = espeak_voice(rng)
         pos = int(rng.integers(0, SR))
         while pos < samples:
             clip = speech(str(rng.choice(SENTENCES)), voice)
@@ -163,7 +163,7 @@ def echo(rng: np.random.Generator, n: int) -> Episode:
     page feeds the model's voice back into the microphone. Scored: the model took the floor
     (else there was no echo), and spoke again unprompted in the stretch after its reply."""
     ep, audio = new_episode("echo", rng, n)
-    voice = random_user_voice(rng)
+    voice = espeak_voice(rng)
     text = str(rng.choice(SENTENCES))
     start = int(rng.integers(2, 6)) * MT
     end, _, _ = say_turn(rng, audio, [text], start, voice, None, ep.heard)

@@ -14,7 +14,7 @@ from inference.config import ModelConfig
 from inference.dmel import DMel
 from inference.model import Sequence
 from lab.tasks.episode import Episode, frames_or_blank, targets
-from lab.tasks.registry import FAMILIES, make
+from lab.tasks.registry import EVAL_ONLY, FAMILIES, make
 
 
 @functools.cache
@@ -66,9 +66,10 @@ def training_batch(
     batch_size: int,
     mix: dict[str, float],
     n_range: tuple[int, int],
+    live_path: float = 0.0,
 ) -> Batch:
     """A deterministic training batch: (seed) -> the same episodes every time."""
-    trainable = set(FAMILIES) - {"demo"}  # the demo episode is held out for evaluation
+    trainable = set(FAMILIES) - EVAL_ONLY  # held out for evaluation
     if unknown := sorted(set(mix) - trainable):  # else: idle episodes, the redraw's fallback
         raise ValueError(f"not training task families: {unknown}; families: {sorted(trainable)}")
     rng = np.random.default_rng([7, seed])
@@ -82,7 +83,7 @@ def training_batch(
         ep_seed = 10_000_000 + seed * batch_size + i
         for attempt in range(3):  # a generator bug must not end a two-hour run: log, redraw
             try:
-                episodes.append(make(family, ep_seed + attempt * 7_777_777, n))
+                episodes.append(make(family, ep_seed + attempt * 7_777_777, n, live_path=live_path))
                 break
             except Exception as exc:
                 print(

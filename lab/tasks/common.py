@@ -8,11 +8,8 @@ from scipy.signal import lfilter
 from inference.protocol import MICROTURN_SAMPLES
 from lab.tasks.episode import Episode, Utterance
 from lab.tasks.motion import noise_slice, random_motion, render, still_frames
-from lab.tasks.vocab import (
-    NUMBER_WORDS,
-    SENTENCES,
-)
-from lab.tasks.voice import Voice, model_mel, random_user_voice, speech
+from lab.tasks.vocab import NUMBER_WORDS
+from lab.tasks.voice import Voice, model_mel, speech
 
 MT = MICROTURN_SAMPLES
 PER_S = 5  # micro-turns per second
@@ -54,9 +51,11 @@ def add_distractor_speech(
     """Somebody talks in the room (not to the model) now and then."""
     if rng.random() >= p:
         return
-    voice = random_user_voice(rng)
+    from lab.tasks.speakers import utterance
+
     for _ in range(int(rng.integers(1, 3))):
-        clip = speech(str(rng.choice(SENTENCES)), voice)
+        voice, text = utterance(rng)
+        clip = speech(text, voice)
         at = int(rng.integers(0, max(1, len(audio) - len(clip) // 2)))
         # background level (-30..-16 dB under the user's speech): the model must not answer it
         place(audio, clip, at, speech_gain(rng, clip) * rng.uniform(0.03, 0.16))

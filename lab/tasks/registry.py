@@ -32,14 +32,14 @@ import numpy as np
 
 from lab.tasks.episode import Episode
 from lab.tasks.families.chain import chain
-from lab.tasks.families.chat import chat, idle
+from lab.tasks.families.chat import chat, idle, noisy_room
 from lab.tasks.families.cuespeak import cuespeak
 from lab.tasks.families.delegate import add_result_targets, delegate
 from lab.tasks.families.demo import demo
-from lab.tasks.families.monologue import monologue
+from lab.tasks.families.monologue import monologue, monologue_corpus
 from lab.tasks.families.repcount import repcount
 from lab.tasks.families.timespeak import timespeak
-from lab.tasks.families.turn import turn
+from lab.tasks.families.turn import turn, turn_corpus, turn_flite, turn_heldout
 
 Generator = Callable[[np.random.Generator, int], Episode]
 FAMILIES: dict[str, Generator] = {
@@ -62,6 +62,13 @@ FAMILIES: dict[str, Generator] = {
     "monologue": monologue,
     # training only: more near misses, so telling the cue from them carries more of the loss
     "cuespeak_near": functools.partial(cuespeak, kinds={"cue": 0.4, "near": 0.5, "none": 0.1}),
+    # open speech (lab/tasks/corpus.py): corpus sentences in the training voices; the held-out
+    # split and the held-out engine (flite) are evaluation only
+    "turn_corpus": turn_corpus,
+    "monologue_corpus": monologue_corpus,
+    "noisy_room": noisy_room,
+    "turn_heldout": turn_heldout,
+    "turn_flite": turn_flite,
     "demo": demo,  # evaluation only (no training mix names it)
     # training only (the demo suite evaluates the demo page's chain)
     "chain": chain,
@@ -69,17 +76,26 @@ FAMILIES: dict[str, Generator] = {
 }
 
 
-def make(family: str, seed: int, n: int, training: bool = True) -> Episode:
-    """One episode, fully determined by (family, seed, n).
+EVAL_ONLY = frozenset({"demo", "turn_heldout", "turn_flite"})
+
+
+def make(family: str, seed: int, n: int, training: bool = True, live_path: float = 0.0) -> Episode:
+    """One episode, fully determined by (family, seed, n, live_path).
 
     training: background results are placed in the typed stream `delay` micro-turns after the
     expected delegation (teacher forcing); otherwise (evaluation) they stay in `ep.results` and
     the harness delivers them only when the model really delegates.
+    live_path: the strength of the live audio path on its microphone (lab/tasks/room.py: own
+    echo, room, noise, level, Opus); 0: the clean microphone.
     """
     rng = np.random.default_rng([hash_family(family), seed, n])
     ep = FAMILIES[family](rng, n)
     if training and ep.results:
         add_result_targets(ep)
+    if live_path > 0:
+        from lab.tasks.room import live_path as through_live_path
+
+        through_live_path(ep, rng, live_path)
     return ep
 
 

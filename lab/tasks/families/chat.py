@@ -73,3 +73,17 @@ def idle(rng: np.random.Generator, n: int) -> Episode:
     add_distractor_speech(rng, ep, audio, p=0.6)
     ep.audio = audio
     return ep
+
+
+def noisy_room(rng: np.random.Generator, n: int) -> Episode:
+    """Nobody talks to the model: a fan, music, far-off babble or a TV fills the room at
+    -45..-15 dBFS (lab/tasks/room.py); it stays silent throughout."""
+    from lab.tasks.room import at_dbfs, noise, reverberate
+
+    ep, audio = new_episode("noisy_room", rng, n)
+    x = noise(rng, len(audio))
+    if rng.random() < 0.5:
+        x = reverberate(rng, x)
+    ep.audio = audio + at_dbfs(x, float(rng.uniform(-45, -15)))
+    add_video(rng, ep, p_motion=0.5)
+    return ep

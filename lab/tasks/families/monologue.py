@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 
 from lab.tasks.common import (
@@ -12,7 +14,7 @@ from lab.tasks.common import (
 )
 from lab.tasks.episode import Episode, Utterance
 from lab.tasks.families.turn import LONG_REPLY, _sentence_parts, say_turn
-from lab.tasks.voice import random_user_voice
+from lab.tasks.voice import Voice, random_user_voice
 
 # ---- backchannels in a long telling (listening) ----------------------------------------------------
 BACKCHANNEL = "uh-huh"
@@ -35,19 +37,41 @@ def backchannel_mt(turn_start: int, pause: tuple[int, int], last: int | None) ->
     return m
 
 
-def monologue(rng: np.random.Generator, n: int) -> Episode:
+def continuing(parts: list[str]) -> list[str]:
+    """Every part but the last said as going on (its end punctuation a comma)."""
+    return [p.rstrip(",.?!") + "," for p in parts[:-1]] + parts[-1:]
+
+
+def monologue_corpus(rng: np.random.Generator, n: int) -> Episode:
+    """A long telling in open speech, by a speaker of the training bank (lab/tasks/speakers.py)."""
+    from lab.tasks import speakers
+
+    i = speakers.pick(rng)
+    turns = speakers.turns_of(i)
+    return monologue(
+        rng, n, lambda r: continuing(turns(r)), "monologue_corpus", lambda r: speakers.voice(i)
+    )
+
+
+def monologue(
+    rng: np.random.Generator,
+    n: int,
+    parts_of: Callable[[np.random.Generator], list[str]] = _sentence_parts,
+    task: str = "monologue",
+    voice_of: Callable[[np.random.Generator], Voice] = random_user_voice,
+) -> Episode:
     """The user tells something at length: 3-5 sentences, every clause and sentence but the last
     ending in a continuation pause (0.3-1.2 s, rising intonation); in a pause from 7 s into the
     telling on, once 0.4 s of it has passed, the model says "uh-huh" (a backchannel: it does not
     take the floor), at most every 3 s; after the last sentence it takes the floor with the long
     reply, as in the turn family."""
-    ep, audio = new_episode("monologue", rng, n)
-    voice = random_user_voice(rng)
+    ep, audio = new_episode(task, rng, n)
+    voice = voice_of(rng)
     gain = None
     pos = int(rng.integers(2, 10)) * MT
     turns, pauses = [], []
     while pos < (n - 40) * MT:
-        parts = [p for _ in range(int(rng.integers(3, 6))) for p in _sentence_parts(rng)]
+        parts = continuing([p for _ in range(int(rng.integers(3, 6))) for p in parts_of(rng)])
         start = pos
         end, gain, said_pauses = say_turn(rng, audio, parts, pos, voice, gain, ep.heard)
         last = None

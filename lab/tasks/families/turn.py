@@ -22,6 +22,7 @@ from lab.tasks.voice import Voice, random_user_voice, speech
 
 # ---- turn-taking and barge-in (listening) ----------------------------------------------------------
 TAKE = "okay"
+BARGE_HEARD = 1280  # samples (80 ms) of a barge-in the model hears before it goes quiet
 LONG_REPLY = "let me think about that for a moment"
 
 
@@ -40,6 +41,18 @@ def _sentence_parts(rng: np.random.Generator) -> list[str]:
     return parts
 
 
+def part_text(part: str, last: bool) -> str:
+    """A turn's part as said: its own end punctuation if it brings one, else a comma before a
+    pause (continuation intonation) and a period at the end (falling)."""
+    return part if part[-1] in ",.?!" else part + ("." if last else ",")
+
+
+def in_one_breath(parts: list[str] | tuple[str, ...]) -> str:
+    """A turn's parts said without pauses (a barge-in), ending as a sentence."""
+    said = " ".join(parts)
+    return said if said[-1] in ".?!" else said.rstrip(",") + "."
+
+
 def say_turn(
     rng: np.random.Generator,
     audio: np.ndarray,
@@ -56,11 +69,11 @@ def say_turn(
     -> (the sample where the turn ends, the gain, the pauses [start, end))."""
     pauses = []
     for j, part in enumerate(parts):
-        clip = speech(part + ("," if j < len(parts) - 1 else "."), voice)
+        clip = speech(part_text(part, j == len(parts) - 1), voice)
         if gain is None:
             gain = speech_gain(rng, clip)
         pos = place(audio, clip, pos, gain)
-        heard.append((pos // MT + 1, part.split()[-1]))
+        heard.append((pos // MT + 1, part.split()[-1].strip(",.?!")))
         if j < len(parts) - 1:
             gap = int(rng.uniform(0.3, 1.2) * 16000)
             pauses.append((pos, pos + gap))
@@ -80,7 +93,8 @@ def turn_episode(
 ) -> Episode:
     """The user speaks turns (with mid-sentence pauses of 0.3-1.2 s); after each turn ends the
     model answers with its long reply; with probability `p_barge` the user barges in on it
-    (`barge_after_s` into the reply), the model stops, and after the barge-in turn it says
+    (`barge_after_s` into the reply), the model stops (silent from the micro-turn whose input
+    holds 80 ms of the barge-in), and after the barge-in turn it says
     "okay"; the next turn starts `gap_s` after the model is done. The user's voice and what
     they say are drawn by `voice_of` and `parts_of`."""
     ep, audio = new_episode(task, rng, n)
@@ -106,10 +120,12 @@ def turn_episode(
             # the user barges in while the model replies; the model stops within 2 micro-turns
             b = (m + 1) * MT + int(rng.uniform(*barge_after_s) * 16000)
             parts2 = parts_of(rng)
-            clip = speech(" ".join(parts2) + ".", voice)
+            clip = speech(in_one_breath(parts2), voice)
             bend = place(audio, clip, b, gain or 1.0)
-            ep.heard.append((bend // MT + 1, parts2[-1].split()[-1]))
-            stop_mt = b // MT + 1
+            ep.heard.append((bend // MT + 1, parts2[-1].split()[-1].strip(",.?!")))
+            # silent from the first micro-turn whose input holds 80 ms of the barge-in: live,
+            # the transport adds ~0.25 s to whatever the model takes
+            stop_mt = -(-(b + BARGE_HEARD) // MT) - 1
             ep.silence.append((stop_mt, m + reply_mts + 1))
             barge.append({"at": b, "stop_mt": stop_mt, "end": bend})
             # and then takes the floor again after the barge-in turn
@@ -129,5 +145,37 @@ def turn(rng: np.random.Generator, n: int) -> Episode:
     """Turn-taking and barge-in in the lab's voices and sentences (see `turn_episode`), often
     with the camera on."""
     ep = turn_episode(rng, n, "turn", random_user_voice, _sentence_parts)
+    add_video(rng, ep, p_motion=0.3)
+    return ep
+
+
+def turn_corpus(rng: np.random.Generator, n: int) -> Episode:
+    """Turn-taking and barge-in in open speech: a speaker of the training bank
+    (lab/tasks/speakers.py: corpus sentences cut at their commas and hesitations, in the
+    training voices)."""
+    from lab.tasks import speakers
+
+    i = speakers.pick(rng)
+    ep = turn_episode(rng, n, "turn_corpus", lambda r: speakers.voice(i), speakers.turns_of(i))
+    add_video(rng, ep, p_motion=0.3)
+    return ep
+
+
+def turn_heldout(rng: np.random.Generator, n: int) -> Episode:
+    """Evaluation only: held-out corpus sentences (the `dev` split) in training voices."""
+    from lab.tasks.corpus import turn_parts
+
+    ep = turn_episode(rng, n, "turn_heldout", random_user_voice, lambda r: turn_parts(r, "dev"))
+    add_video(rng, ep, p_motion=0.3)
+    return ep
+
+
+def turn_flite(rng: np.random.Generator, n: int) -> Episode:
+    """Evaluation only: held-out corpus sentences in flite's voices (an engine no training
+    stage uses), the turn family's shape."""
+    from lab.live.episodes import open_voice
+    from lab.tasks.corpus import turn_parts
+
+    ep = turn_episode(rng, n, "turn_flite", open_voice, lambda r: turn_parts(r, "dev"))
     add_video(rng, ep, p_motion=0.3)
     return ep
