@@ -71,9 +71,13 @@ class Turn:
     role: Role
     kind: TurnKind
     text: str
+    # the model's speech cut to what the user heard (a barge-in): `text` is the heard part only
+    truncated: bool = False
 
     def __post_init__(self) -> None:
         _check_turn(self.microturn, self.role, self.kind, self.text)
+        if not isinstance(self.truncated, bool):
+            raise PackageError("bad_field", "turn truncated must be a boolean")
 
     @classmethod
     def coerce(cls, turn: Turn | TurnLike | Mapping[str, Any]) -> Turn:
@@ -87,15 +91,19 @@ class Turn:
             role=cast(Role, turn.role),
             kind=cast(TurnKind, turn.kind),
             text=turn.text,
+            truncated=getattr(turn, "truncated", False),
         )
 
     def to_wire(self) -> dict[str, Any]:
-        return {
+        wire: dict[str, Any] = {
             "microturn": self.microturn,
             "role": self.role,
             "kind": self.kind,
             "text": self.text,
         }
+        if self.truncated:  # only when cut, so every other turn is as it always was
+            wire["truncated"] = True
+        return wire
 
 
 @dataclass(frozen=True)
@@ -400,9 +408,13 @@ def _decode_turn(obj: object, index: int) -> Turn:
     if not isinstance(obj, Mapping):
         raise PackageError("bad_field", f"conversation[{index}] must be an object")
     where = f"conversation[{index}]."
+    truncated = obj.get("truncated", False)
+    if not isinstance(truncated, bool):
+        raise PackageError("bad_field", f"field '{where}truncated' must be a boolean")
     return Turn(
         microturn=_get(obj, "microturn", int, where=where),
         role=_get(obj, "role", str, where=where),
         kind=_get(obj, "kind", str, where=where),
         text=_get(obj, "text", str, where=where),
+        truncated=truncated,
     )

@@ -8,6 +8,11 @@ Two sources, the better one wins:
   what was sent; authoritative while fresh;
 - otherwise the sender: how much of the utterance the paced track has handed to aiortc, minus an
   estimate of what is still in flight (network and the browser's jitter buffer).
+
+When the utterance stops (it ended, or a barge-in flushed the rest), what the user will have
+heard of it is all that was sent (what is in flight still plays); the browser's reports that
+arrive after that (its last one is sent when it sees `output_audio.stopped`) refine it, never past
+what was sent. The call cuts the model's turn in its transcript to that (agent/transcript.py).
 """
 
 from __future__ import annotations
@@ -26,12 +31,20 @@ class _Report:
     at: float
 
 
+@dataclass
+class _Ended:
+    utterance: int  # the micro-turn it started at
+    sent_ms: float  # all of it that was sent
+    reported_ms: float | None = None  # the largest browser report that came after the stop
+
+
 class PlaybackTracker:
     def __init__(self, downstream_ms: float = DOWNSTREAM_MS) -> None:
         self.downstream_ms = downstream_ms
         self.utterance: int | None = None  # micro-turn at which the current utterance started
         self._sent_ms = 0.0
         self._report: _Report | None = None
+        self._ended: _Ended | None = None  # the latest utterance that stopped
         self.reports = 0
 
     def utterance_started(self, microturn: int) -> None:
@@ -39,8 +52,14 @@ class PlaybackTracker:
         self._sent_ms = 0.0
         self._report = None
 
-    def utterance_stopped(self) -> None:
+    def utterance_stopped(self) -> int | None:
+        """The utterance stopped; returns how much of it the user will have heard: all that was
+        sent (call `on_sent` first). None when none was playing."""
+        if self.utterance is None:
+            return None
+        self._ended = _Ended(self.utterance, self._sent_ms)
         self.utterance = None
+        return round(self._sent_ms)
 
     def on_sent(self, position: tuple[int, int] | None) -> None:
         """The outbound track's `sent_position`: (output micro-turn, samples of it sent)."""
@@ -51,11 +70,20 @@ class PlaybackTracker:
             sent = (microturn - self.utterance) * MICROTURN_MS + samples * 1000 / SAMPLE_RATE_HZ
             self._sent_ms = max(self._sent_ms, sent)
 
-    def on_report(self, microturn: int, played_ms: int, now: float) -> None:
-        """A browser report; ignored unless it is about the current utterance."""
+    def on_report(self, microturn: int, played_ms: int, now: float) -> int | None:
+        """A browser report about the current utterance, or about the one that just stopped:
+        then returns how much of that one the user heard, now that the browser said (reports
+        sent before the browser saw the stop may arrive after it: the largest counts)."""
         if microturn == self.utterance:
             self._report = _Report(float(played_ms), now)
             self.reports += 1
+            return None
+        ended = self._ended
+        if ended is None or microturn != ended.utterance:
+            return None
+        self.reports += 1
+        ended.reported_ms = max(ended.reported_ms or 0.0, float(played_ms))
+        return round(min(ended.reported_ms, ended.sent_ms))
 
     def played_ms(self, now: float) -> int | None:
         """ms of the current utterance the user has heard; None when the model is not speaking."""

@@ -36,7 +36,7 @@ from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 
 from agent import weave
 from agent.client import AgentClient, AgentError, TooManyTasks
-from agent.types import clean_text
+from agent.transcript import Transcript
 from inference.protocol import MICROTURN_MS, SAMPLE_RATE_HZ, Engine, MicroTurnInput, MicroTurnOutput
 from media.audio_in import AudioInput, AudioInStats, AudioTimeline
 from media.audio_out import PacedAudioTrack
@@ -76,14 +76,6 @@ class CallLimits:
 
 
 @dataclass
-class TranscriptTurn:
-    microturn: int
-    role: str  # user | model | agent
-    kind: str  # text | speech | event
-    text: str
-
-
-@dataclass
 class CallStats:
     microturns: int = 0
     late_steps: int = 0
@@ -116,7 +108,7 @@ class Call:
         self.video: VideoSampler | None = None
         self.outbound = PacedAudioTrack()
         self.channel: RTCDataChannel | None = None
-        self.transcript: deque[TranscriptTurn] = deque(maxlen=TRANSCRIPT_TURNS)
+        self.transcript = Transcript(TRANSCRIPT_TURNS)
         self._text_queue: deque[str] = deque()
         self._text_chars = 0
         self._speaking = False
@@ -290,17 +282,20 @@ class Call:
             self._speaking = out.speaking
             if out.speaking:
                 self.playback.utterance_started(out.index)
+                self.transcript.utterance_started(out.index)
                 self.send_event("output_audio.started", microturn=out.index, **self._timing(out))
             else:
                 # The model went quiet (finished, or yielded to a barge-in): stop at once. What is
-                # still queued is at most the last ~60 ms of the previous micro-turn.
+                # still queued is at most the last ~60 ms of the previous micro-turn. The user
+                # hears what was sent, and the transcript keeps only that of what it said.
                 self.outbound.flush()
-                self.playback.utterance_stopped()
+                self.playback.on_sent(self.outbound.sent_position)
+                self.transcript.utterance_stopped(out.index, self.playback.utterance_stopped())
                 self.send_event("output_audio.stopped", microturn=out.index)
         self.outbound.write(out.audio, out.index, speaking=out.speaking)
         if out.text:
             self.send_event("output_text.delta", microturn=out.index, text=out.text)
-            self._remember(out.index, "model", "text", out.text)
+        self.transcript.model_text(out.index, out.text, end=out.end_of_utterance)
         if out.delegate:
             self.delegate(out.delegate, out.index)
 
@@ -349,8 +344,7 @@ class Call:
         return self.clock.microturn_at() if self.clock else 0
 
     def _remember(self, microturn: int, role: str, kind: str, text: str) -> None:
-        # Clean: one lone surrogate here would make every later context package unencodable.
-        self.transcript.append(TranscriptTurn(microturn, role, kind, clean_text(text)))
+        self.transcript.add(microturn, role, kind, text)
 
     def delegate(self, request: str, microturn: int) -> None:
         """Hand work to the background model: a context package with the whole conversation."""
@@ -361,7 +355,7 @@ class Call:
 
     async def _submit(self, request: str, microturn: int) -> None:
         assert self.agent is not None
-        conversation = [vars(turn) for turn in self.transcript]
+        conversation = self.transcript.turns()
         try:
             task_id = await self.agent.submit(request, conversation, microturn)
         except TooManyTasks as exc:
@@ -452,7 +446,9 @@ class Call:
                 self._remember(self.microturn_now, "user", "event", event.instructions)
                 self.queue_text(event.instructions)
         elif isinstance(event, events.OutputAudioPlayed):
-            self.playback.on_report(event.microturn, event.played_ms, time.monotonic())
+            heard = self.playback.on_report(event.microturn, event.played_ms, time.monotonic())
+            if heard is not None:  # about the utterance that stopped: what the user heard of it
+                self.transcript.heard(event.microturn, heard)
 
     def _send_repeating_error(self, code: str, message: str) -> bool:
         """An `error` event for something that may repeat every micro-turn: at most one a second

@@ -48,6 +48,8 @@ def transcript(package: ContextPackage, max_chars: int = MAX_TRANSCRIPT_CHARS) -
     used = 0
     for turn in reversed(package.conversation):
         line = f"[{turn.microturn}] {turn.role} ({turn.kind}): {turn.text}"
+        if turn.truncated:
+            line += " [cut off: the user interrupted here; they heard only this much]"
         if used + len(line) > max_chars:
             lines.append("[earlier conversation omitted]")
             break

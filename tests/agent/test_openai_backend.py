@@ -245,3 +245,19 @@ async def test_sse_parser_handles_multiline_and_comments() -> None:
 
     out = [p async for p in iter_sse(Response())]  # type: ignore[arg-type]
     assert out == ['{"a":\n1}', "2"]
+
+
+def test_the_background_model_is_told_where_the_user_cut_the_assistant_off() -> None:
+    from agent.backends.openai import transcript
+
+    package = ContextPackage.new(
+        "call-oa",
+        "what was I told",
+        [
+            Turn(4, "model", "speech", "the answer is", truncated=True),
+            Turn(9, "user", "text", "hm"),
+        ],
+    )
+    lines = transcript(package).splitlines()
+    assert lines[0].startswith("[4] model (speech): the answer is [cut off")
+    assert lines[1] == "[9] user (text): hm"

@@ -130,3 +130,22 @@ def test_weave_helpers() -> None:
     assert model_text(AgentResult("p", 1, "partial", "x")) is None
     assert model_text(AgentResult("p", 1, "partial", "x"), partials=True) == "[agent…] x\n"
     assert model_text(AgentResult("p", 1, "error", "boom")) == "[agent error] boom\n"
+
+
+def test_a_cut_turn_says_so_on_the_wire_and_other_turns_are_unchanged() -> None:
+    package = ContextPackage.new(
+        "call-1",
+        "what did you say",
+        [Turn(0, "model", "speech", "let me", truncated=True), Turn(5, "user", "text", "stop")],
+    )
+    wire = json.loads(package.encode())["conversation"]
+    assert wire == [
+        {"microturn": 0, "role": "model", "kind": "speech", "text": "let me", "truncated": True},
+        {"microturn": 5, "role": "user", "kind": "text", "text": "stop"},
+    ]
+    assert ContextPackage.decode(package.encode()) == package
+    bad = package.to_wire()
+    bad["conversation"][0]["truncated"] = "yes"
+    with pytest.raises(PackageError) as info:
+        ContextPackage.decode(json.dumps(bad))
+    assert info.value.code == "bad_field"

@@ -45,3 +45,16 @@ def test_a_new_utterance_starts_from_zero() -> None:
     tracker.utterance_stopped()
     tracker.utterance_started(20)
     assert tracker.played_ms(0.0) == 0
+
+
+def test_a_stopped_utterance_was_heard_as_far_as_it_was_sent_then_as_the_browser_says() -> None:
+    tracker = PlaybackTracker()
+    tracker.utterance_started(4)
+    tracker.on_sent((9, 1600))  # 1100 ms sent; the rest was flushed
+    assert tracker.utterance_stopped() == 1100
+    assert tracker.utterance_stopped() is None, "only once"
+    assert tracker.on_report(4, 700, now=0.0) == 700, "a report sent before the stop arrived"
+    assert tracker.on_report(4, 1050, now=0.1) == 1050, "the browser's last word"
+    assert tracker.on_report(4, 900, now=0.2) == 1050, "the largest report counts"
+    assert tracker.on_report(4, 5000, now=0.3) == 1100, "never more than was sent"
+    assert tracker.on_report(3, 100, now=0.4) is None
