@@ -69,6 +69,10 @@ class ModelConfig:
     mlp_hidden: int = 576
     window_microturns: int = 150  # bounded attention: the last W micro-turns (30 s) + sinks
     n_sinks: int = 2  # learned attention-sink key/value pairs per layer
+    # pinned micro-turns: the world tokens of the last P micro-turns that brought typed text
+    # (messages, background results) stay visible past the window (inference/kvcache.py), so
+    # what the user asked outlives it; 0: none (the window alone)
+    pins: int = 0
     rope_base: float = 10_000.0
     # inputs
     dmel_embed_dim: int = 48  # per-(channel, bin) embedding summed per 25 ms frame
@@ -123,6 +127,7 @@ class ModelConfig:
 
 
 LATER_FIELDS: dict[str, Any] = {
+    "pins": 0,
     "rel_clock": False,
     "onset_survival": 0.0,
     "mel_feedback": True,

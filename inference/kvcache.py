@@ -10,6 +10,18 @@ Per layer and slot the cache holds C = n_sinks + 2 W entries:
 
 Writing micro-turn m evicts micro-turn m - W, which no query of m may see anyway, so a call of any
 length costs the same memory and the same attention work: step time is flat by construction.
+
+Pins (config `pins` = P > 0): what the user asked must outlive the window. The world token of
+every micro-turn that brought typed text (a message, a background result) is also kept in a
+ring of P pins per layer and slot, unrotated, with its micro-turn:
+
+    pin_k, pin_v  [L, slots, H, P, D]   keys without rotary (the query side rotates, see model.py)
+    pin_mt        [slots, P]            micro-turn of each pin; -1 empty
+    pin_count     [slots]               pins written (the next goes to entry count % P)
+
+A query sees a pin once its micro-turn has left the window (before that it sees the ring's
+copy), always at the relative position of a token just out of the window: a pin reads the same
+after a minute or an hour. Memory stays a constant P entries per layer.
 Rows of one batched step are slots of different ages; each row writes at its own ring position.
 When the rows are contiguous slots the step reads the cache as a view (no copy), otherwise it
 gathers them.
@@ -57,6 +69,7 @@ class KVCache:
         window_microturns: int,
         device: torch.device | str,
         dtype: torch.dtype,
+        pins: int = 0,
     ) -> None:
         self.n_sinks = n_sinks
         self.window = window_microturns
@@ -65,6 +78,12 @@ class KVCache:
         self.k = torch.zeros(shape, device=device, dtype=dtype)
         self.v = torch.zeros(shape, device=device, dtype=dtype)
         self.kpos = torch.full((slots, self.size), EMPTY_POS, dtype=torch.long, device=device)
+        self.pins = pins
+        pin_shape = (n_layers, slots, n_heads, pins, head_dim)
+        self.pin_k = torch.zeros(pin_shape, device=device, dtype=dtype)
+        self.pin_v = torch.zeros(pin_shape, device=device, dtype=dtype)
+        self.pin_mt = torch.full((slots, pins), EMPTY_POS, dtype=torch.long, device=device)
+        self.pin_count = torch.zeros(slots, dtype=torch.long, device=device)
 
     def reset(self, rows: Tensor, sink_v: list[Tensor]) -> None:
         """Empty the ring of these slots and (re)write the sinks. sink_v: per layer [H, n_sinks, D]."""
@@ -74,6 +93,10 @@ class KVCache:
             self.v[layer, rows, :, : self.n_sinks] = value.to(self.v.dtype)
         self.kpos[rows] = EMPTY_POS
         self.kpos[rows, : self.n_sinks] = SINK_POS
+        self.pin_k[:, rows] = 0
+        self.pin_v[:, rows] = 0
+        self.pin_mt[rows] = EMPTY_POS
+        self.pin_count[rows] = 0
 
     def entries(self, n_microturns: Tensor) -> Tensor:
         """Ring entries of each row's next micro-turn. n_microturns [B] -> [B, T]."""
@@ -104,5 +127,41 @@ class KVCache:
         zero = torch.zeros((), dtype=torch.float32, device=qpos.device)
         return torch.where(visible, zero, float("-inf")).unsqueeze(1)
 
+    # ---- pins ----
+    def pin_entries(self, rows: Rows, pinned: Tensor, mt: Tensor) -> tuple[Tensor, Tensor]:
+        """Rows whose micro-turn `mt` [B] is pinned (`pinned` [B] bool) take their next pin entry;
+        -> (batch positions [b], entries [b]) for `write_pin`. Once per step."""
+        at = pinned.nonzero().flatten()
+        slots = rows.index[at]
+        entry = self.pin_count[slots] % max(1, self.pins)
+        self.pin_mt[slots, entry] = mt[at]
+        self.pin_count[slots] += 1
+        return at, entry
+
+    def write_pin(
+        self, layer: int, rows: Rows, at: Tensor, entry: Tensor, k: Tensor, v: Tensor
+    ) -> None:
+        """k, v [B, H, D] (unrotated world-token keys, values) of the pinned rows `at`."""
+        slots = rows.index[at]
+        self.pin_k[layer, slots, :, entry] = k[at].to(self.pin_k.dtype)
+        self.pin_v[layer, slots, :, entry] = v[at].to(self.pin_v.dtype)
+
+    def read_pins(self, layer: int, rows: Rows) -> tuple[Tensor, Tensor]:
+        """-> pin k, v [B, H, P, D]."""
+        if rows.span is not None:
+            return self.pin_k[layer, rows.span], self.pin_v[layer, rows.span]
+        return (
+            self.pin_k[layer].index_select(0, rows.index),
+            self.pin_v[layer].index_select(0, rows.index),
+        )
+
+    def pin_mask(self, rows: Rows, mt: Tensor) -> Tensor:
+        """Additive mask [B, 1, 1, P]: a pin is seen once its micro-turn left the window."""
+        pin_mt = self.pin_mt[rows.span] if rows.span is not None else self.pin_mt[rows.index]
+        visible = (pin_mt >= 0) & (mt[:, None] - pin_mt >= self.window)
+        zero = torch.zeros((), dtype=torch.float32, device=mt.device)
+        return torch.where(visible, zero, float("-inf"))[:, None, None, :]
+
     def nbytes(self) -> int:
-        return sum(t.numel() * t.element_size() for t in (self.k, self.v, self.kpos))
+        tensors = (self.k, self.v, self.kpos, self.pin_k, self.pin_v, self.pin_mt, self.pin_count)
+        return sum(t.numel() * t.element_size() for t in tensors)

@@ -126,6 +126,11 @@ def last_event(mask: Tensor) -> Tensor:
     return torch.cummax(marked, dim=1).values
 
 
+def at_step(steps: Tensor, idx: Tensor) -> Tensor:
+    """Indices into the sequence (NEVER kept) -> the micro-turn numbers `steps` gives them."""
+    return torch.where(idx <= NEVER // 2, idx, steps.gather(1, idx.clamp_min(0)))
+
+
 class TimeEmbedding(nn.Module):
     """Elapsed call time (micro-turn index on the session clock) -> [..., d]. Periods 0.4 s .. ~3 h."""
 
@@ -145,6 +150,29 @@ class TimeEmbedding(nn.Module):
 
 
 # ---- trunk ----------------------------------------------------------------------------------------
+@dataclass
+class PinView:
+    """What one attention call sees of the pins (config `pins`; inference/kvcache.py)."""
+
+    q_cos: Tensor  # [.., T, D/2] rotary tables of the pin-relative query positions
+    q_sin: Tensor
+    mask: Tensor  # additive [B, 1, T, P] (streaming) or [B, 1, T, N] (offline: every world token)
+    # streaming only: the cache and this step's pinned rows and their entries
+    cache: KVCache | None = None
+    at: Tensor | None = None
+    entry: Tensor | None = None
+
+
+def pin_query_tables(
+    cfg: ModelConfig, token: Tensor, device: torch.device
+) -> tuple[Tensor, Tensor]:
+    """A pin is read as the world token of the micro-turn that just left the window: query token
+    j of micro-turn m sits 2W + j - 1 positions after it, whatever the pin's age. token [..T]
+    (the token type j of each query) -> cos, sin [..T, D/2]."""
+    rel = TOKENS_PER_MICROTURN * cfg.window_microturns + token.to(device) - WORLD_TOKEN
+    return rope_tables(rel, cfg.head_dim, cfg.rope_base)
+
+
 class Attention(nn.Module):
     def __init__(self, cfg: ModelConfig) -> None:
         super().__init__()
@@ -155,34 +183,59 @@ class Attention(nn.Module):
         self.sink_v = nn.Parameter(torch.zeros(cfg.n_heads, cfg.n_sinks, cfg.head_dim))
         self.sink_logit = nn.Parameter(torch.zeros(cfg.n_heads, cfg.n_sinks))
 
-    def _qkv(self, x: Tensor, cos: Tensor, sin: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    def _raw_qkv(self, x: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         batch, n_tok, _ = x.shape
         q, k, v = self.qkv(x).view(batch, n_tok, 3, self.n_heads, self.head_dim).unbind(2)
-        q, k, v = q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2)  # [B, H, T, D]
-        return apply_rope(q, cos, sin), apply_rope(k, cos, sin), v
+        return q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2)  # [B, H, T, D]
 
-    def _attend(self, q: Tensor, k: Tensor, v: Tensor, mask: Tensor) -> Tensor:
-        """q [B,H,T,D], k/v [B,H,C,D] (sinks first), mask [B,1,T,C] -> [B, T, d].
+    def _attend(
+        self,
+        q: Tensor,
+        k: Tensor,
+        v: Tensor,
+        mask: Tensor,
+        pins: tuple[Tensor, Tensor, Tensor, Tensor] | None = None,
+    ) -> Tensor:
+        """q [B,H,T,D], k/v [B,H,C,D] (sinks first), mask [B,1,T,C] -> [B, T, d]. pins: (the
+        queries rotated for pins, pin keys, pin values, their mask), attended in the same
+        softmax.
 
         Plain softmax attention: at these sizes it beats SDPA with an additive mask on CPU.
         """
         n_sinks = self.sink_logit.shape[1]
         sink_bias = F.pad(self.sink_logit, (0, k.shape[2] - n_sinks))[None, :, None, :]  # [1,H,1,C]
-        scores = (q @ k.to(q.dtype).transpose(-1, -2)) * self.head_dim**-0.5  # [B, H, T, C]
-        probs = torch.softmax((scores + mask + sink_bias).float(), dim=-1).to(q.dtype)
-        y = probs @ v.to(q.dtype)  # [B, H, T, D]
+        scale = self.head_dim**-0.5
+        scores = (q @ k.to(q.dtype).transpose(-1, -2)) * scale + mask + sink_bias  # [B, H, T, C]
+        if pins is None:
+            probs = torch.softmax(scores.float(), dim=-1).to(q.dtype)
+            y = probs @ v.to(q.dtype)  # [B, H, T, D]
+        else:
+            q_pin, k_pin, v_pin, pin_mask = pins
+            pin_scores = (q_pin @ k_pin.to(q.dtype).transpose(-1, -2)) * scale + pin_mask
+            probs = torch.softmax(torch.cat([scores, pin_scores], -1).float(), dim=-1).to(q.dtype)
+            c = k.shape[2]
+            y = probs[..., :c] @ v.to(q.dtype) + probs[..., c:] @ v_pin.to(q.dtype)
         return self.out(y.transpose(1, 2).flatten(2))
 
-    def forward(self, x: Tensor, cos: Tensor, sin: Tensor, mask: Tensor) -> Tensor:
-        """Offline, a whole sequence. x [B, N, d], mask [1, 1, N, n_sinks + N]."""
-        q, k, v = self._qkv(x, cos, sin)
+    def forward(
+        self, x: Tensor, cos: Tensor, sin: Tensor, mask: Tensor, pins: PinView | None = None
+    ) -> Tensor:
+        """Offline, a whole sequence. x [B, N, d], mask [1 or B, 1, N, n_sinks + N]. pins: every
+        world token is a pin candidate, `pins.mask` says which each query sees."""
+        q_raw, k_raw, v = self._raw_qkv(x)
+        q, k = apply_rope(q_raw, cos, sin), apply_rope(k_raw, cos, sin)
         batch = x.shape[0]
         sink_k = torch.zeros(
             batch, self.n_heads, self.sink_v.shape[1], self.head_dim, dtype=k.dtype, device=k.device
         )
+        pin_args = None
+        if pins is not None:
+            q_pin = apply_rope(q_raw, pins.q_cos, pins.q_sin)
+            world = slice(WORLD_TOKEN, None, TOKENS_PER_MICROTURN)
+            pin_args = (q_pin, k_raw[:, :, world], v[:, :, world], pins.mask)
         k = torch.cat([sink_k, k], dim=2)
         v = torch.cat([self.sink_v.to(v.dtype).expand(batch, -1, -1, -1), v], dim=2)
-        return self._attend(q, k, v, mask)
+        return self._attend(q, k, v, mask, pin_args)
 
     def step(
         self,
@@ -194,12 +247,22 @@ class Attention(nn.Module):
         rows: Rows,
         entries: Tensor,
         mask: Tensor,
+        pins: PinView | None = None,
     ) -> Tensor:
         """Streaming, one micro-turn per row. x [B, T, d], mask [B, 1, T, C]."""
-        q, k, v = self._qkv(x, cos, sin)
+        q_raw, k_raw, v = self._raw_qkv(x)
+        q, k = apply_rope(q_raw, cos, sin), apply_rope(k_raw, cos, sin)
         cache.write(layer, rows, entries, k, v)
         k_all, v_all = cache.read(layer, rows)  # [B, H, C, D]
-        return self._attend(q, k_all, v_all, mask)
+        pin_args = None
+        if pins is not None:
+            assert pins.at is not None and pins.entry is not None
+            cache.write_pin(
+                layer, rows, pins.at, pins.entry, k_raw[:, :, WORLD_TOKEN], v[:, :, WORLD_TOKEN]
+            )
+            k_pin, v_pin = cache.read_pins(layer, rows)
+            pin_args = (apply_rope(q_raw, pins.q_cos, pins.q_sin), k_pin, v_pin, pins.mask)
+        return self._attend(q, k_all, v_all, mask, pin_args)
 
 
 class Block(nn.Module):
@@ -214,8 +277,10 @@ class Block(nn.Module):
             nn.Linear(cfg.mlp_hidden, cfg.d_model, bias=False),
         )
 
-    def forward(self, x: Tensor, cos: Tensor, sin: Tensor, mask: Tensor) -> Tensor:
-        x = x + self.attn(self.attn_norm(x), cos, sin, mask)
+    def forward(
+        self, x: Tensor, cos: Tensor, sin: Tensor, mask: Tensor, pins: PinView | None = None
+    ) -> Tensor:
+        x = x + self.attn(self.attn_norm(x), cos, sin, mask, pins)
         return x + self.mlp(self.mlp_norm(x))
 
     def step(
@@ -228,8 +293,9 @@ class Block(nn.Module):
         rows: Rows,
         entries: Tensor,
         mask: Tensor,
+        pins: PinView | None = None,
     ) -> Tensor:
-        x = x + self.attn.step(self.attn_norm(x), cos, sin, cache, layer, rows, entries, mask)
+        x = x + self.attn.step(self.attn_norm(x), cos, sin, cache, layer, rows, entries, mask, pins)
         return x + self.mlp(self.mlp_norm(x))
 
 
@@ -372,18 +438,36 @@ class InteractionModel(nn.Module):
         return (x * self.mel_std + self.mel_mean).clamp(LOG10_MEL_MIN, LOG10_MEL_MAX)
 
     # ---- offline ----
-    def attention_mask(self, n_tokens: int, device: torch.device) -> Tensor:
-        """[1, 1, N, n_sinks + N]: causal, the last W micro-turns, sinks always."""
-        pos = torch.arange(n_tokens, device=device)
-        mt = pos // TOKENS_PER_MICROTURN
-        visible = (pos[None, :] <= pos[:, None]) & (
-            mt[:, None] - mt[None, :] < self.cfg.window_microturns
+    def attention_mask(self, mt: Tensor) -> Tensor:
+        """[B, 1, 2N, n_sinks + 2N] from each micro-turn's number on the call's clock, mt [B, N]
+        (consecutive but for the jumps of a long episode's skipped stretches): causal, the last
+        W micro-turns, sinks always."""
+        batch = mt.shape[0]
+        tok_mt = mt.repeat_interleave(TOKENS_PER_MICROTURN, dim=1)  # [B, 2N]
+        order = torch.arange(tok_mt.shape[1], device=mt.device)
+        visible = (order[None, None, :] <= order[None, :, None]) & (
+            tok_mt[:, :, None] - tok_mt[:, None, :] < self.cfg.window_microturns
         )
-        visible = torch.cat(
-            [torch.ones(n_tokens, self.cfg.n_sinks, dtype=torch.bool, device=device), visible], 1
+        sinks = torch.ones(
+            batch, tok_mt.shape[1], self.cfg.n_sinks, dtype=torch.bool, device=mt.device
         )
-        zero = torch.zeros((), device=device)
-        return torch.where(visible, zero, float("-inf"))[None, None]
+        visible = torch.cat([sinks, visible], 2)
+        zero = torch.zeros((), device=mt.device)
+        return torch.where(visible, zero, float("-inf"))[:, None]
+
+    def pin_mask(self, mt: Tensor, pinned: Tensor) -> Tensor:
+        """Offline pins, as the streaming cache keeps them: query micro-turn q sees the world
+        token of micro-turn p when p brought typed text (`pinned` [B, N]), is among the last P
+        such micro-turns up to q, and has left q's window. -> additive [B, 1, 2N, N]."""
+        count = pinned.long().cumsum(1)  # pins written up to and including each micro-turn
+        recent = (
+            count[:, :, None] - count[:, None, :] < self.cfg.pins
+        )  # [B, Nq, Np]: p is in the ring
+        left = mt[:, :, None] - mt[:, None, :] >= self.cfg.window_microturns
+        visible = pinned[:, None, :] & recent & left  # (left implies p before q)
+        visible = visible.repeat_interleave(TOKENS_PER_MICROTURN, dim=1)  # [B, 2N, N]
+        zero = torch.zeros((), device=mt.device)
+        return torch.where(visible, zero, float("-inf"))[:, None]
 
     def forward(self, seq: Sequence) -> SequenceOutput:
         batch, n_mt = seq.index.shape
@@ -394,23 +478,29 @@ class InteractionModel(nn.Module):
         prev_mel = torch.cat([torch.zeros_like(said[:, :1]), said[:, :-1]], 1)  # [B, N, 16, 80]
         x_self = self._self_token(prev_text, prev_mel, time)
         x_world = self._world_token(bins, seq.frames, seq.has_frame, seq.text_in, time)
+        mt = seq.index - seq.index[:, :1]  # micro-turns since the first (jumps included)
         if self.cfg.rel_clock:
-            steps = torch.arange(n_mt, device=seq.index.device).expand(batch, n_mt)
+            steps = mt
             last_eou = last_event((seq.text_in == EOU).any(-1))
             upto = last_event(utterance_starts(seq.text_out))  # last start at or before m
             last_start = torch.cat([torch.full_like(upto[:, :1], NEVER), upto[:, :-1]], 1)
             x_world = x_world + self._clocks(
-                elapsed_mt(steps, last_eou), elapsed_mt(steps, last_start)
+                elapsed_mt(steps, at_step(steps, last_eou)),
+                elapsed_mt(steps, at_step(steps, last_start)),
             )
         x = torch.stack([x_self, x_world], dim=2).flatten(1, 2)  # [B, 2N, d]
-        n_tok = x.shape[1]
-        cos, sin = rope_tables(
-            torch.arange(n_tok, device=x.device), self.cfg.head_dim, self.cfg.rope_base
-        )
-        cos, sin = cos[None, None], sin[None, None]  # [1, 1, 2N, D/2]
-        mask = self.attention_mask(n_tok, x.device)
+        token = torch.arange(TOKENS_PER_MICROTURN, device=x.device)
+        pos = (TOKENS_PER_MICROTURN * mt[:, :, None] + token).flatten(1)  # [B, 2N]
+        cos, sin = rope_tables(pos, self.cfg.head_dim, self.cfg.rope_base)
+        cos, sin = cos[:, None], sin[:, None]  # [B, 1, 2N, D/2]
+        mask = self.attention_mask(mt)
+        pins = None
+        if self.cfg.pins:
+            q_cos, q_sin = pin_query_tables(self.cfg, token.repeat(n_mt), x.device)
+            pinned = (seq.text_in != PAD).any(-1)
+            pins = PinView(q_cos, q_sin, self.pin_mask(mt, pinned))
         for block in self.blocks:
-            x = block(x, cos, sin, mask)
+            x = block(x, cos, sin, mask, pins)
         h = self.norm(x.view(batch, n_mt, TOKENS_PER_MICROTURN, -1)[:, :, WORLD_TOKEN])  # [B, N, d]
         return SequenceOutput(
             hidden=h,
@@ -433,6 +523,7 @@ class InteractionModel(nn.Module):
             cfg.window_microturns,
             device,
             cache_dtype,
+            cfg.pins,
         )
         state = StreamState(
             cache=cache,
@@ -497,8 +588,16 @@ class InteractionModel(nn.Module):
         mask = state.cache.mask(rows, pos)  # [B, 1, T, C]
         cos, sin = rope_tables(pos, cfg.head_dim, cfg.rope_base)
         cos, sin = cos[:, None], sin[:, None]  # [B, 1, T, D/2]
+        pins = None
+        if cfg.pins:
+            pinned = (inp.text_in != PAD).any(-1)
+            at, entry = state.cache.pin_entries(rows, pinned, n_mt)
+            token = torch.arange(TOKENS_PER_MICROTURN, device=idx.device)
+            q_cos, q_sin = pin_query_tables(cfg, token, idx.device)
+            pin_mask = state.cache.pin_mask(rows, n_mt)  # [B, 1, 1, P]
+            pins = PinView(q_cos, q_sin, pin_mask, state.cache, at, entry)
         for layer, block in enumerate(self.layers):
-            x = block.step(x, cos, sin, state.cache, layer, rows, entries, mask)
+            x = block.step(x, cos, sin, state.cache, layer, rows, entries, mask, pins)
         h = self.norm(x[:, WORLD_TOKEN])  # [B, d]
 
         force = None

@@ -50,17 +50,17 @@ def losses(
 ) -> dict[str, torch.Tensor]:
     out = model(batch.seq)
     lt = text_loss(out.text_logits, batch.seq.text_out, batch.text_weight)
-    cw = torch.where(batch.control > 0, recipe.control_pos_weight, 1.0)
+    cw = torch.where(batch.control > 0, recipe.control_pos_weight, 1.0) * batch.valid
     lc = (
         F.cross_entropy(
             out.control_logits.float().flatten(0, 1), batch.control.flatten(), reduction="none"
         )
         * cw.flatten()
-    ).sum() / cw.sum()
+    ).sum() / cw.sum().clamp_min(1.0)
     # flow head: speaking micro-turns + a share of the silent ones
-    pick = batch.speaking | (
-        torch.rand(batch.speaking.shape, generator=gen) < recipe.flow_silent_frac
-    )
+    pick = (
+        batch.speaking | (torch.rand(batch.speaking.shape, generator=gen) < recipe.flow_silent_frac)
+    ) & batch.valid
     cond = out.flow_cond[pick]  # [M, d]
     x1 = model.normalize_mel(batch.seq.logmel_out[pick]).flatten(1)  # [M, 1280]
     cond = cond.repeat(recipe.flow_draws, 1)

@@ -11,11 +11,13 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from inference.model import InteractionModel
+from lab.eval.metrics.heard import Heard, judge_suite, summarize
 from lab.eval.metrics.requests import eval_chat, eval_delegate, eval_idle, false_delegation
 from lab.eval.metrics.speech import stoi_of_phrases, vocoder_ceiling
 from lab.eval.metrics.timing import (
     eval_cuespeak,
     eval_demo,
+    eval_long_timespeak,
     eval_repcount,
     eval_timespeak,
 )
@@ -52,6 +54,9 @@ SUITES: dict[str, Suite] = {
     "turn_heldout": Suite((200, 200), eval_turn),
     "turn_flite": Suite((200, 200), eval_turn),
     "noisy_room": Suite((150, 150), eval_idle),
+    # long calls, stepped in full: 10 minutes of "say W every N seconds", 3 minutes of counting
+    "long_timespeak": Suite((3000, 3000), eval_long_timespeak),
+    "long_repcount": Suite((900, 900), eval_repcount),
 }
 
 
@@ -94,6 +99,7 @@ def evaluate(
     if live_path:
         report["live_path"] = live_path
     all_runs: list[Run] = []
+    all_heard: list[Heard] = []
     for suite in suites:
         t = time.time()
         episodes = episodes_for(suite, count, seed, length, live_path)
@@ -109,10 +115,22 @@ def evaluate(
             from lab.baseline import vad_baseline
 
             res["vad_baseline"] = vad_baseline(episodes)
+        t_heard = time.time()
+        heard_block, heard = judge_suite(runs, SUITES[suite].evaluate)
+        if heard_block:  # the model's voice transcribed: what a listener heard (heard.py)
+            res["heard"] = heard_block
+            all_heard += heard
         report["suites"][suite] = res
         all_runs += runs
-        print(f"{suite} ({time.time() - t:.0f} s): {json.dumps(res)}", file=sys.stderr, flush=True)
+        print(
+            f"{suite} ({time.time() - t:.0f} s, heard in {time.time() - t_heard:.0f} s): "
+            f"{json.dumps(res)}",
+            file=sys.stderr,
+            flush=True,
+        )
     report["speech"] = stoi_of_phrases(all_runs)
+    if all_heard:
+        report["speech"]["heard"] = summarize(all_heard)
     from lab.tasks.vocab import SAY_WORDS
 
     report["speech"]["vocoder_ceiling"] = vocoder_ceiling([*SAY_WORDS, HOLD, "hi there", "3", "12"])

@@ -29,6 +29,7 @@ class Batch:
     text_weight: Tensor  # [B, N] float
     speaking: Tensor  # [B, N] bool
     word: Tensor  # [B, N] int64 heard-word class (0 none, -1 unknown; episode.word_class)
+    valid: Tensor  # [B, N] bool: counts in the loss (episode.ignore)
     families: list[str]
 
 
@@ -42,9 +43,7 @@ def collate(episodes: list[Episode], cfg: ModelConfig) -> Batch:
         frames=torch.from_numpy(np.stack([f for f, _ in fr])),
         has_frame=torch.from_numpy(np.stack([h for _, h in fr])),
         text_in=torch.from_numpy(np.stack([t.text_in for t in tg])),
-        index=torch.from_numpy(
-            np.stack([ep.start_index + np.arange(n, dtype=np.int64) for ep in episodes])
-        ),
+        index=torch.from_numpy(np.stack([ep.clock() for ep in episodes])),
         text_out=torch.from_numpy(np.stack([t.text_out for t in tg])),
         logmel_out=torch.from_numpy(np.stack([t.logmel for t in tg])),
     )
@@ -56,6 +55,7 @@ def collate(episodes: list[Episode], cfg: ModelConfig) -> Batch:
         text_weight=torch.from_numpy(np.stack([t.text_weight for t in tg])),
         speaking=torch.from_numpy(np.stack([t.speaking for t in tg])),
         word=torch.from_numpy(np.stack([t.word for t in tg])),
+        valid=torch.from_numpy(np.stack([t.valid for t in tg])),
         families=[ep.task for ep in episodes],
     )
 

@@ -62,6 +62,18 @@ class Episode:
     # micro-turns where staying silent is the lesson (just after a cue word's near miss): their
     # silence target is weighted like an event's, as the answer to the cue itself is
     hold: list[int] = field(default_factory=list)
+    # a long call in little (training only): before visible micro-turn m the call's clock jumps
+    # by k micro-turns nobody sees (minutes of it); `ignore` [a, b): micro-turns with no loss
+    # (after a jump, until what the skipped stretch would have shown is back in view)
+    skips: list[tuple[int, int]] = field(default_factory=list)
+    ignore: list[tuple[int, int]] = field(default_factory=list)
+
+    def clock(self) -> np.ndarray:
+        """The session clock's micro-turn index of each visible micro-turn (jumps included)."""
+        index = self.start_index + np.arange(self.n, dtype=np.int64)
+        for m, k in self.skips:
+            index[m:] += k
+        return index
 
     # ---- inputs --------------------------------------------------------------------------------
     def mic(self) -> np.ndarray:
@@ -71,6 +83,7 @@ class Episode:
 
     def inputs(self) -> list[MicroTurnInput]:
         """The episode as the engine receives it (typed text at its micro-turn)."""
+        assert not self.skips, "an episode with skipped stretches is for training only"
         audio = self.mic()
         typed: dict[int, str] = {}
         for mt, text in self.typed:
@@ -138,6 +151,7 @@ class Targets:
     text_weight: np.ndarray  # [n] float32
     speaking: np.ndarray  # [n] bool: the model's audio is on in this micro-turn
     word: np.ndarray  # [n] int64 heard-word class (0: none ended, -1: unknown; see word_class)
+    valid: np.ndarray  # [n] bool: the micro-turn counts in the loss (not in `ignore`)
 
 
 def targets(ep: Episode, k_in: int, k_out: int, event_weight: float = 4.0) -> Targets:
@@ -186,6 +200,11 @@ def targets(ep: Episode, k_in: int, k_out: int, event_weight: float = 4.0) -> Ta
     for m in ep.delegate:
         if 0 <= m < ep.n:
             control[m] = 1
+    valid = np.ones(ep.n, bool)
+    for a, b in ep.ignore:
+        valid[a:b] = False
+    weight[~valid] = 0.0
+    word[~valid] = -1
     return Targets(
         text_in=text_in,
         text_out=text_out,
@@ -194,4 +213,5 @@ def targets(ep: Episode, k_in: int, k_out: int, event_weight: float = 4.0) -> Ta
         text_weight=weight,
         speaking=speaking,
         word=word,
+        valid=valid,
     )

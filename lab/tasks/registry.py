@@ -36,6 +36,7 @@ from lab.tasks.families.chat import chat, idle, noisy_room
 from lab.tasks.families.cuespeak import cuespeak
 from lab.tasks.families.delegate import add_result_targets, delegate
 from lab.tasks.families.demo import demo
+from lab.tasks.families.long import long_repcount, long_timespeak, repcount_long, timespeak_long
 from lab.tasks.families.monologue import monologue, monologue_corpus
 from lab.tasks.families.repcount import repcount
 from lab.tasks.families.timespeak import timespeak
@@ -69,6 +70,12 @@ FAMILIES: dict[str, Generator] = {
     "noisy_room": noisy_room,
     "turn_heldout": turn_heldout,
     "turn_flite": turn_flite,
+    # long calls (families/long.py): training shows minutes in little (a skipped stretch);
+    # evaluation steps real calls of 10 and 3 minutes
+    "timespeak_long": timespeak_long,
+    "repcount_long": repcount_long,
+    "long_timespeak": long_timespeak,
+    "long_repcount": long_repcount,
     "demo": demo,  # evaluation only (no training mix names it)
     # training only (the demo suite evaluates the demo page's chain)
     "chain": chain,
@@ -76,7 +83,7 @@ FAMILIES: dict[str, Generator] = {
 }
 
 
-EVAL_ONLY = frozenset({"demo", "turn_heldout", "turn_flite"})
+EVAL_ONLY = frozenset({"demo", "turn_heldout", "turn_flite", "long_timespeak", "long_repcount"})
 
 
 def make(family: str, seed: int, n: int, training: bool = True, live_path: float = 0.0) -> Episode:

@@ -95,7 +95,8 @@ def far_speech(rng: np.random.Generator, samples: int, talkers: int) -> np.ndarr
     for _ in range(talkers):
         pos = int(rng.integers(0, SR))
         while pos < samples:
-            clip = speech(*reversed(utterance(rng)))
+            voice, text = utterance(rng)
+            clip = speech(text, voice)
             end = min(samples, pos + len(clip))
             out[pos:end] += clip[: end - pos] * rng.uniform(0.5, 1.0)
             pos = end + int(rng.uniform(0.1, 1.5) * SR)
@@ -131,7 +132,7 @@ def model_voice_played(text: str) -> np.ndarray:
     from inference.vocoder import CTX_FRAMES, TAIL_SAMPLES, StreamingGriffinLim
     from lab.tasks.voice import model_mel
 
-    voc = _vocoder()
+    voc = StreamingGriffinLim()
     mel = torch.from_numpy(model_mel(text)).view(-1, 16, 80)
     tail = torch.zeros(1, TAIL_SAMPLES)
     ctx = torch.full((1, CTX_FRAMES, 80), -7.0)
@@ -141,15 +142,7 @@ def model_voice_played(text: str) -> np.ndarray:
             m = mel[k : k + 1] if k < mel.shape[0] else torch.full((1, 16, 80), -7.0)
             a, tail, ctx = voc.stream(m, tail, ctx, 8)
             chunks.append(a[0].numpy())
-    assert isinstance(voc, StreamingGriffinLim)
     return np.concatenate(chunks)[VOCODER_DELAY:].astype(np.float32)
-
-
-@lru_cache(maxsize=1)
-def _vocoder():  # type: ignore[no-untyped-def]
-    from inference.vocoder import StreamingGriffinLim
-
-    return StreamingGriffinLim()
 
 
 def own_voice(ep: Episode) -> np.ndarray:

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
 from functools import lru_cache
 
@@ -47,7 +48,7 @@ def pick(rng: np.random.Generator) -> int:
     return int(rng.integers(SPEAKERS))
 
 
-def turns_of(i: int):  # type: ignore[no-untyped-def]
+def turns_of(i: int) -> Callable[[np.random.Generator], list[str]]:
     """A `parts_of` for lab/tasks/families/turn.turn_episode: a random turn of speaker i."""
 
     def parts_of(rng: np.random.Generator) -> list[str]:

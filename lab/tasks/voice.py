@@ -137,7 +137,7 @@ class _Festival:
             '(print "MICROTURN-DONE")\n'
         )
         self.proc.stdin.flush()
-        seen = []
+        seen: list[str] = []
         while True:
             line = self.proc.stdout.readline()
             if not line:

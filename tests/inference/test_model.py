@@ -30,10 +30,12 @@ def step_input(
     )
 
 
-@pytest.mark.parametrize("pitch_in", [False, True])
-def test_streaming_equals_offline_full_sequence(pitch_in: bool) -> None:
-    model = random_tiny(pitch_in=pitch_in)
-    n = 2 * model.cfg.window_microturns + 3  # well past the window: the ring buffer wraps
+@pytest.mark.parametrize(("pitch_in", "pins"), [(False, 0), (True, 0), (False, 3)])
+def test_streaming_equals_offline_full_sequence(pitch_in: bool, pins: int) -> None:
+    """pins 3: typed text every 4th micro-turn, so the ring of pins wraps too, and pinned
+    micro-turns leave the window while others are still in it."""
+    model = random_tiny(pitch_in=pitch_in, pins=pins)
+    n = 3 * model.cfg.window_microturns + 3  # well past the window: the ring buffer wraps
     calls = [make_inputs(n, seed=1, start=7), make_inputs(n, seed=2, start=0)]
     noise = torch.randn(2, n, MEL_DIM, generator=torch.Generator().manual_seed(0))
     state = model.new_state(4, "cpu", torch.float32)
@@ -217,3 +219,34 @@ def test_mel_feedback_decides_whether_the_self_token_hears_the_played_mel(feedba
             played_differently = not torch.equal(out.logmel[0], out.logmel[1])
     assert played_differently
     assert torch.equal(out.hidden[0], out.hidden[1]) is not feedback
+
+
+@pytest.mark.parametrize("pins", [0, 3])
+def test_a_skipped_stretch_leaves_only_pins_in_view(pins: int) -> None:
+    """A long call shown in little (a jump of the clock past the window, lab/tasks/families/
+    long.py): what came before the jump is out of view, except the pinned micro-turns. Without
+    pins the second stretch computes what it computes alone, at the same clock."""
+    model = random_tiny(pins=pins, rel_clock=False, mel_feedback=False)
+    w = model.cfg.window_microturns
+    a, b, jump = 5, 2 * w, 3 * w
+    first = make_inputs(a, seed=1, start=0, text_every=2)  # typed text: pinned micro-turns
+    second = make_inputs(b, seed=2, start=a + jump, text_every=10**6)
+
+    def seq(calls: list[MicroTurnInput], bins: torch.Tensor | None = None) -> Sequence:
+        k_in = model.cfg.text_in_slots
+        return Sequence(
+            bins=bins,
+            audio=torch.from_numpy(np.concatenate([i.audio for i in calls]))[None],
+            frames=torch.zeros(1, len(calls), 40, 40, 3, dtype=torch.uint8),
+            has_frame=torch.zeros(1, len(calls), dtype=torch.bool),
+            text_in=torch.tensor([[([*i.text.encode()] + [PAD] * k_in)[:k_in] for i in calls]]),
+            index=torch.tensor([[i.index for i in calls]]),
+            text_out=torch.full((1, len(calls), model.cfg.text_out_slots), PAD),
+            logmel_out=torch.zeros(1, len(calls), 16, 80),
+        )
+
+    with torch.inference_mode():
+        bins = torch.cat([model.dmel.offline(seq(c).audio) for c in (first, second)], 1)
+        joined = model(seq(first + second, bins)).hidden[:, a:]
+        alone = model(seq(second)).hidden
+    assert torch.allclose(joined, alone, atol=1e-5) == (pins == 0)

@@ -30,8 +30,9 @@ def test_generators_are_deterministic_and_well_formed(family: str) -> None:
     assert np.array_equal(a.mic(), b.mic())
     assert a.mic().shape == (60 * MICROTURN_SAMPLES,) and a.mic().dtype == np.float32
     assert np.abs(a.mic()).max() < 1.0
-    inputs = a.inputs()
-    assert [i.index for i in inputs] == list(range(a.start_index, a.start_index + 60))
+    if not a.skips:  # a long call shown in little is for training only (families/long.py)
+        inputs = a.inputs()
+        assert [i.index for i in inputs] == list(range(a.start_index, a.start_index + 60))
     t = targets(a, 8, 4)
     assert t.text_out.shape == (60, 4) and t.logmel.shape == (60, 16, 80)
     # utterances never overlap: each starts after the previous one's text and audio

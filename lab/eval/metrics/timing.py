@@ -138,3 +138,40 @@ def eval_demo(runs: list[Run]) -> dict[str, Any]:
         "episodes": len(runs),
         "first_episode_said": said_log[0] if said_log else [],
     }
+
+
+def eval_long_timespeak(runs: list[Run]) -> dict[str, Any]:
+    """Long calls (issue 30): the share of expected utterances said on time (+-1 micro-turn, each
+    said one matched once) over the whole call, by minute; of the calls with a later "stop" or a
+    new period, the share whose expected utterances after it were all on time with none extra.
+    Extra utterances count against the first number too (hits / max(expected, said))."""
+    hits = expected = said_n = 0
+    by_minute: dict[int, list[int]] = {}
+    obeyed = []
+    for r in runs:
+        exp = [(u.mt, u.text) for u in r.ep.say]
+        said = r.utterances()
+        h, _ = match(exp, said)
+        hits, expected, said_n = hits + h, expected + len(exp), said_n + len(said)
+        for mt, text in exp:
+            got, _ = match([(mt, text)], said)
+            by_minute.setdefault(mt // 300, [0, 0])
+            by_minute[mt // 300][0] += got
+            by_minute[mt // 300][1] += 1
+        change = r.ep.info.get("change")
+        if change is not None:
+            start = change["from"]
+            exp_after = [e for e in exp if e[0] >= start]
+            said_after = [s for s in said if s.mt >= start + 1]
+            obeyed.append(timing_accuracy(exp_after, said_after) == 1.0)
+    return {
+        "on_time": pct(hits / max(1, expected, said_n)),
+        "expected": expected,
+        "said": said_n,
+        "on_time_by_minute": {
+            str(k): pct(a / max(1, b)) for k, (a, b) in sorted(by_minute.items())
+        },
+        "change_obeyed": pct(float(np.mean(obeyed))) if obeyed else None,
+        "changes": len(obeyed),
+        "episodes": len(runs),
+    }

@@ -1,0 +1,251 @@
+"""Long calls: what the user asked stays asked for minutes (issue 30).
+
+Training episodes are calls of minutes shown in little: a first stretch (the instruction and its
+first effects), a jump of 30 s to 10 minutes that nobody sees (`Episode.skips`: the session
+clock, the rotary positions and the relative clocks all move on by it), then a second stretch
+where the model must go on as if it had been there all along. Across the jump only the pinned
+micro-turns (the typed text; config `pins`, inference/kvcache.py) remain visible, as they would
+in a real call whose window has long moved on. The second stretch starts with a lead-in that has
+no loss (`Episode.ignore`) until the model's own recent output would be back in its window (its
+first utterance there): what a real call would show and a skipped one cannot.
+
+    timespeak_long  typed "say W every N seconds" (N 3-20), kept up across the jump; sometimes a
+                    later "stop" or a new period ("now every M seconds"), typed after the jump
+    repcount_long   typed "count my reps", something moving all along; the counting goes on
+                    across the jump (counts into the hundreds), sometimes "how many?" at the end
+
+Evaluation does not skip: `long_timespeak` and `long_repcount` are real calls of 10 and 3
+minutes stepped micro-turn by micro-turn (mostly a quiet room, so they cost little to make).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from lab.tasks.common import (
+    PER_S,
+    add_video,
+    early_text,
+    first_free,
+    instruct,
+    new_episode,
+    num_text,
+    typed_eou,
+)
+from lab.tasks.episode import Episode, Utterance
+from lab.tasks.families.repcount import COUNT_PROMPTS, HOW_MANY
+from lab.tasks.families.timespeak import STOPS
+from lab.tasks.motion import Motion, random_motion, render
+from lab.tasks.vocab import SAY_WORDS
+
+EVERY = [
+    "say {w} every {n} seconds",
+    "every {n} seconds say {w}",
+    "remind me to {w} every {n} seconds",
+    "please say {w} every {n} seconds",
+]
+CHANGES = [
+    "now every {n} seconds",
+    "make it every {n} seconds",
+    "say {w} every {n} seconds instead",
+]
+
+
+def _schedule(t0: int, period_mt: int, until: int, clock: np.ndarray) -> list[int]:
+    """The visible micro-turns (indices into `clock`) where a schedule that starts at clock value
+    `t0` with this period falls, up to clock value `until` (exclusive)."""
+    out = []
+    for m, c in enumerate(clock):
+        if t0 < c < until and (c - t0) % period_mt == 0:
+            out.append(m)
+    return out
+
+
+def timespeak_long(
+    rng: np.random.Generator, n: int, skip: tuple[int, int] = (150, 3000)
+) -> Episode:
+    """Training: "say W every N seconds", a jump of `skip` micro-turns, and it goes on."""
+    ep, audio = new_episode("timespeak_long", rng, n)
+    first = int(rng.integers(max(30, n // 5), max(31, n // 2)))  # the first stretch
+    jump = int(rng.integers(*skip))
+    ep.skips.append((first, jump))
+    clock = ep.clock() - ep.start_index  # micro-turns since the call's first visible one
+    word = str(rng.choice(SAY_WORDS))
+    period = int(rng.integers(3, 21))
+    t_typed = early_text(rng, first)
+    t0 = instruct(
+        ep, rng, audio, t_typed, rng.choice(EVERY).format(w=word, n=num_text(period, rng)), None
+    )
+    stop_at = clock[-1] + 10**6
+    change: dict[str, Any] | None = None
+    lead_end = first  # the lead-in after the jump: until the first utterance in view again
+    said = _schedule(t0, period * PER_S, stop_at, clock)
+    after = [m for m in said if m >= first]
+    if after:
+        lead_end = after[0] + 1
+    if lead_end < n - 20 and rng.random() < 0.5:
+        at = int(rng.integers(lead_end + 5, n - 10))
+        if rng.random() < 0.5:
+            instruct(ep, rng, audio, at, str(rng.choice(STOPS)), None)
+            stop_at = int(clock[typed_eou(ep, at)]) if typed_eou(ep, at) < n else stop_at
+            change = {"kind": "stop", "mt": at}
+        else:
+            new_period = int(rng.integers(3, 21))
+            text = str(rng.choice(CHANGES)).format(w=word, n=num_text(new_period, rng))
+            t1 = instruct(ep, rng, audio, at, text, None)
+            stop_at = int(clock[min(t1, n - 1)])
+            change = {"kind": "period", "mt": at, "t1": t1, "period": new_period}
+    said = _schedule(t0, period * PER_S, stop_at, clock)
+    if change is not None and change["kind"] == "period" and change["t1"] < n:
+        said += _schedule(int(clock[change["t1"]]), change["period"] * PER_S, clock[-1] + 1, clock)
+    for m in sorted(set(said)):
+        if fits(ep, m):
+            ep.say.append(Utterance(m, word, "say"))
+    ep.ignore.append((first, lead_end))
+    ep.info.update(word=word, period=period, t0=t0, jump=jump, first=first, change=change)
+    add_video(rng, ep, p_motion=0.3)
+    ep.audio = audio
+    return ep
+
+
+def slow_motion(rng: np.random.Generator) -> Motion:
+    """Reps of 2-3.5 s: counts into the hundreds ("one hundred and twelve") take over a second
+    to say, so a long count needs slower reps than the RepCount family's 1-3 s."""
+    motion = random_motion(rng)
+    motion.period_s = float(rng.uniform(2.0, 3.5))
+    return motion
+
+
+def fits(ep: Episode, m: int) -> bool:
+    return first_free(ep.say, m) == m
+
+
+def repcount_long(rng: np.random.Generator, n: int, skip: tuple[int, int] = (150, 900)) -> Episode:
+    """Training: "count my reps", something moving all along, a jump of `skip` micro-turns (the
+    reps go on unseen), and the counting goes on from where it must be."""
+    ep, audio = new_episode("repcount_long", rng, n)
+    first = int(rng.integers(max(30, n // 5), max(31, n // 2)))
+    jump = int(rng.integers(*skip))
+    ep.skips.append((first, jump))
+    motion = slow_motion(rng)
+    moving = np.ones(first, bool)
+    frames_a, has_a, phase_a, _ = render(motion, first, moving, rng)
+    motion.phase0 = float(phase_a[-1] + (jump + 1) * 0.2 / motion.period_s)
+    frames_b, has_b, phase_b, _ = render(motion, n - first, np.ones(n - first, bool), rng)
+    ep.frames = np.concatenate([frames_a, frames_b])
+    ep.has_frame = np.concatenate([has_a, has_b])
+    phase = np.concatenate([phase_a, phase_b])
+    t_typed = early_text(rng, first)
+    ep.typed.append((t_typed, str(rng.choice(COUNT_PROMPTS))))
+    t0 = typed_eou(ep, t_typed)
+    base = int(np.floor(phase[min(t0, n - 1)]))
+    prev, prev_m = 0, t0
+    # prev: reps completed since the instruction, as of the last frame seen
+    counts: list[tuple[int, int]] = []
+    for m in range(t0 + 1, n):
+        if not ep.has_frame[m]:
+            continue
+        k = int(np.floor(phase[m])) - base
+        # a rep completes between two frames seen in a row; across the jump the skipped reps
+        # were counted out loud in the stretch nobody sees
+        if k > prev and not (m >= first and prev_m < first):
+            counts.append((m, k))
+        prev, prev_m = k, m
+    ask = None
+    if rng.random() < 0.4:
+        ask = int(rng.integers(max(first + 20, n - 25), n - 5)) if n - 25 > first + 20 else None
+    for m, k in counts:
+        if ask is not None and m >= ask:
+            break
+        if fits(ep, m):
+            ep.say.append(Utterance(m, str(k), "count"))
+    lead = [u.mt for u in ep.say if u.mt >= first]
+    ep.ignore.append((first, lead[0] + 1 if lead else n))
+    total = int(ep.say[-1].text) if ep.say else 0
+    if ask is not None:
+        ep.typed.append((ask, str(rng.choice(HOW_MANY))))
+        q0 = typed_eou(ep, ask)
+        m = first_free(ep.say, q0)
+        if m < n:
+            ep.say.append(Utterance(m, str(total), "answer"))
+    ep.info.update(t0=t0, jump=jump, first=first, total=total, period_s=motion.period_s)
+    ep.audio = audio
+    return ep
+
+
+# ---- evaluation: real long calls, stepped without skips ---------------------------------------------
+def long_timespeak(rng: np.random.Generator, n: int) -> Episode:
+    """Evaluation: a call of n micro-turns (10 minutes: 3000) in a quiet room; "say W every N
+    seconds" typed at its start; in half of them a "stop" or a new period typed minutes later."""
+    ep, audio = new_episode("long_timespeak", rng, n)
+    ep.start_index = 0
+    word = str(rng.choice(SAY_WORDS))
+    period = int(rng.integers(3, 21))
+    t0 = instruct(
+        ep,
+        rng,
+        audio,
+        int(rng.integers(1, 10)),
+        rng.choice(EVERY).format(w=word, n=num_text(period, rng)),
+        None,
+    )
+    clock = np.arange(n)
+    stop_at = n + 10
+    change: dict[str, Any] | None = None
+    if rng.random() < 0.5:
+        at = int(rng.integers(n // 3, 2 * n // 3))
+        if rng.random() < 0.5:
+            instruct(ep, rng, audio, at, str(rng.choice(STOPS)), None)
+            stop_at = typed_eou(ep, at)
+            change = {"kind": "stop", "mt": at, "from": stop_at}
+        else:
+            new_period = int(rng.integers(3, 21))
+            text = str(rng.choice(CHANGES)).format(w=word, n=num_text(new_period, rng))
+            t1 = instruct(ep, rng, audio, at, text, None)
+            stop_at = t1
+            change = {"kind": "period", "mt": at, "from": t1, "period": new_period}
+    times = _schedule(t0, period * PER_S, stop_at, clock)
+    if change is not None and change["kind"] == "period":
+        times += _schedule(change["from"], change["period"] * PER_S, n, clock)
+    for m in sorted(set(times)):
+        if fits(ep, m):
+            ep.say.append(Utterance(m, word, "say"))
+    ep.info.update(word=word, period=period, t0=t0, change=change, expected=[u.mt for u in ep.say])
+    ep.audio = audio
+    return ep
+
+
+def long_repcount(rng: np.random.Generator, n: int) -> Episode:
+    """Evaluation: a call of n micro-turns (3 minutes: 900) with something moving on camera all
+    along, "count my reps" typed at its start and "how many?" at its end."""
+    ep, audio = new_episode("long_repcount", rng, n)
+    ep.start_index = 0
+    motion = slow_motion(rng)
+    ep.frames, ep.has_frame, _, reps = render(motion, n, np.ones(n, bool), rng)
+    ep.typed.append((int(rng.integers(1, 10)), str(rng.choice(COUNT_PROMPTS))))
+    t0 = typed_eou(ep, ep.typed[0][0])
+    ask = n - 15
+    count = 0
+    for m in reps:
+        if t0 < m < ask:
+            count += 1
+            if fits(ep, int(m)):
+                ep.say.append(Utterance(int(m), str(count), "count"))
+    ep.typed.append((ask, str(rng.choice(HOW_MANY))))
+    q0 = typed_eou(ep, ask)
+    m = first_free(ep.say, q0)
+    if m < n:
+        ep.say.append(Utterance(m, str(count), "answer"))
+    ep.info.update(
+        t0=t0,
+        ask_mt=ask,
+        q0=q0,
+        total=count,
+        count_mts=[u.mt for u in ep.say if u.kind == "count"],
+        harness=False,
+        period_s=motion.period_s,
+    )
+    ep.audio = audio
+    return ep

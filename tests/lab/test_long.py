@@ -1,0 +1,61 @@
+"""Long calls: training shows minutes in little (a skipped stretch), evaluation steps them all."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from lab.tasks.common import PER_S
+from lab.tasks.episode import targets
+from lab.tasks.registry import make
+
+
+def test_timespeak_long_keeps_the_period_across_the_jump_and_learns_nothing_in_the_lead_in() -> (
+    None
+):
+    changes = set()
+    for seed in range(24):
+        ep = make("timespeak_long", seed, 200)
+        ((first, jump),) = ep.skips
+        clock = ep.clock() - ep.start_index
+        assert clock[first] - clock[first - 1] == jump + 1 and jump >= 150  # past the window
+        said = [u.mt for u in ep.say]
+        period = ep.info["period"] * PER_S
+        change = ep.info["change"]
+        until = change["mt"] if change else ep.n
+        before_change = [m for m in said if m < until]
+        # every utterance before any change sits on the schedule in the call's true time
+        assert all((clock[m] - ep.info["t0"]) % period == 0 for m in before_change)
+        after_jump = [m for m in said if m >= first]
+        ((a, b),) = ep.ignore
+        assert a == first and (not after_jump or b == after_jump[0] + 1)
+        valid = targets(ep, 8, 4).valid
+        assert not valid[a:b].any() and valid[:a].all() and valid[b:].all()
+        if change is not None:
+            changes.add(change["kind"])
+            if change["kind"] == "stop":
+                assert not [m for m in said if m > change["mt"] + 3]
+    assert changes == {"stop", "period"}
+
+
+def test_repcount_long_goes_on_counting_from_the_true_count() -> None:
+    for seed in range(12):
+        ep = make("repcount_long", seed, 220)
+        ((first, _),) = ep.skips
+        counts = [(u.mt, int(u.text)) for u in ep.say if u.kind == "count"]
+        before = [c for m, c in counts if m < first]
+        after = [c for m, c in counts if m >= first]
+        assert before == list(range(1, len(before) + 1))  # from 1, one by one
+        if before and after:
+            # the skipped reps were counted unseen: the count goes on well past where it was
+            assert after[0] > before[-1] + 1
+            assert after == list(range(after[0], after[0] + len(after)))
+        assert ep.frames is not None and len(ep.frames) == ep.n
+
+
+def test_long_evaluation_calls_are_stepped_whole() -> None:
+    ep = make("long_timespeak", 3, 3000, training=False)
+    assert not ep.skips and len(ep.inputs()) == 3000
+    assert ep.info["expected"] and max(ep.info["expected"]) > 2500  # kept up to the end
+    rc = make("long_repcount", 3, 900, training=False)
+    assert not rc.skips and rc.info["total"] >= 30
+    assert np.diff(rc.clock()).max() == 1
