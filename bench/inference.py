@@ -2,17 +2,19 @@
 
     .venv/bin/python -m bench.inference [--quick] [--json PATH] [--threads N]
 
-1. Step table. For 1, 2, 4, 8, 16 concurrent calls and call ages 0 s, 60 s and 10 min: p50/p99 of
+1. Step table. For 1, 2, 4, 8, 16 concurrent calls and call ages 0 s, 60 s, 10 and 60 min: p50/p99 of
    the wall time of one batched engine step with every call due (the synchronised worst case; the
    work the engine thread does per tick: collate inputs, model step, vocoder, outputs), its CPU
-   time, and the real-time factor RTF = step time / 200 ms. The 15 cells take turns step by step
+   time, and the real-time factor RTF = step time / 200 ms. The 20 cells take turns step by step
    (all their calls open at once), so a busy spell of a shared machine does not land on one cell.
    Call age is fast-forwarded, not lived: each call's KV window is filled with random keys and
    values at the positions the last W micro-turns of a call of that age would hold, its step
    counter and clock index are set to that age, then the steps are measured. The step does the same
    work whatever the cache holds (fixed-shape attention over sinks + the whole window, a mask for
-   the empty part), so this is the cost a call of that age pays; the full run cross-checks it by
-   living 60 s of 8 calls at full speed and timing the last steps.
+   the empty part), so this is the cost a call of that age pays; a model with pins (config
+   `pins`) gets every pin filled as well, the worst case. The full run cross-checks it by living
+   60 s of 8 calls at full speed and timing the last steps. The state a call holds (KV window,
+   pins, feature and vocoder tails) is printed in bytes: it does not depend on the call's age.
 2. Capacity: more calls at 10 min until p99 reaches 200 ms; the largest count under it (and under
    100 ms, the budget that leaves this machine's other core's worth of time for media).
 3. Live: N calls appended through asyncio on the engine thread, each paced at 200 ms on its own
@@ -43,7 +45,7 @@ from inference.reference import ReferenceModel
 
 RESULTS = Path(__file__).parent / "results"
 CALLS = (1, 2, 4, 8, 16)
-AGES_S = (0, 60, 600)
+AGES_S = (0, 60, 600, 3600)
 MORE_CALLS = (24, 32, 40, 48, 56, 64, 72, 80, 96, 128)
 DEADLINE_MS = float(MICROTURN_MS)
 HEADROOM_MS = 100.0
@@ -89,9 +91,24 @@ def fast_forward(engine: Engine, slots: list[int], age_microturns: int, seed: in
     cache.k[:, rows, :, live] = k[:, :, :, live]
     cache.v[:, rows, :, live] = v[:, :, :, live]
     assert (cache.kpos[rows, : cfg.n_sinks] == SINK_POS).all()
+    if cache.pins:  # every pin taken, by micro-turns out of the window: all of them are read
+        pin_shape = (cache.pin_k.shape[0], len(slots), *cache.pin_k.shape[2:])
+        cache.pin_k[:, rows] = torch.randn(pin_shape, generator=gen).to(cache.pin_k.dtype)
+        cache.pin_v[:, rows] = torch.randn(pin_shape, generator=gen).to(cache.pin_v.dtype)
+        oldest = max(0, age_microturns - cfg.window_microturns - cache.pins)
+        cache.pin_mt[rows] = torch.arange(oldest, oldest + cache.pins)
+        cache.pin_count[rows] = cache.pins
     state.n_microturns[rows] = age_microturns
     for slot in slots:
         engine._slots[slot].microturns = age_microturns  # type: ignore[union-attr]
+
+
+def state_bytes_per_call(engine: Engine) -> int:
+    """Bytes of preallocated state one call holds (every tensor of the engine's state is per
+    slot): the same for a call of any age."""
+    state = engine.state
+    slots = int(state.n_microturns.shape[0])
+    return sum(t.numel() * t.element_size() for t in state.tensors()) // slots
 
 
 def _summary(wall: list[float], cpu: list[float]) -> dict[str, Any]:
@@ -279,10 +296,12 @@ def main(argv: list[str] | None = None) -> int:
         args.checkpoint, EngineConfig(max_sessions=capacity, num_threads=threads)
     )
     cfg = reference(engine).cfg
+    state_bytes = state_bytes_per_call(engine)
     print(
         f"{engine.model_name}: d {cfg.d_model}, {cfg.n_layers} layers, window {cfg.window_microturns} "
         f"micro-turns, flow {cfg.flow_steps} Euler steps, Griffin-Lim {cfg.griffin_lim_iters} iterations; "
-        f"{engine.device}, {threads} torch thread(s) of {os.cpu_count()} cores",
+        f"{engine.device}, {threads} torch thread(s) of {os.cpu_count()} cores; "
+        f"pins {cfg.pins}; state per call {state_bytes} bytes at any age",
         flush=True,
     )
     load_before = f"{os.getloadavg()[0]:.2f}"
@@ -355,6 +374,7 @@ def main(argv: list[str] | None = None) -> int:
             "device": str(engine.device),
         },
         "quick": args.quick,
+        "state_bytes_per_call": state_bytes,
         "steps_per_cell": steps,
         "age_method": "fast-forward: KV window filled with random keys/values at the positions of the "
         "last W micro-turns, step counter and clock index set to the age",

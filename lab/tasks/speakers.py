@@ -25,8 +25,8 @@ import numpy as np
 
 from lab.tasks.voice import Voice
 
-SPEAKERS = 80
-TURNS = 200
+SPEAKERS = 160
+TURNS = 100
 _BANK_SEED = 20261206
 
 
@@ -46,6 +46,12 @@ def turn(i: int, j: int) -> tuple[str, ...]:
 
 def pick(rng: np.random.Generator) -> int:
     return int(rng.integers(SPEAKERS))
+
+
+def bank_voice(rng: np.random.Generator) -> Voice:
+    """A speaker of the bank: the training families' users (their renders stay in the cache;
+    the held-out families draw fresh voices instead)."""
+    return voice(pick(rng))
 
 
 def turns_of(i: int) -> Callable[[np.random.Generator], list[str]]:

@@ -12,7 +12,7 @@ from lab.tasks.common import (
     new_episode,
 )
 from lab.tasks.episode import Episode, Utterance
-from lab.tasks.voice import random_user_voice
+from lab.tasks.speakers import bank_voice
 
 # ---- small talk (never delegated) ------------------------------------------------------------------
 CHAT = {
@@ -57,7 +57,7 @@ def chat(rng: np.random.Generator, n: int, spoken: bool = False) -> Episode:
     ep, audio = new_episode("chat", rng, n)
     msg, reply = chat_message(rng)
     t_typed = early_text(rng, n)
-    voice = random_user_voice(rng) if spoken else None
+    voice = bank_voice(rng) if spoken else None
     t0 = instruct(ep, rng, audio, t_typed, msg, voice)
     ep.say.append(Utterance(t0, reply, "reply"))
     ep.info.update(t0=t0, message=msg)

@@ -15,12 +15,13 @@ from lab.tasks.common import (
     typed_eou,
 )
 from lab.tasks.episode import Episode, Utterance
+from lab.tasks.speakers import bank_voice
 from lab.tasks.vocab import (
     CUES,
     FILLER,
     RESPONSES,
 )
-from lab.tasks.voice import Voice, random_user_voice, speech
+from lab.tasks.voice import Voice, speech
 
 # ---- cuespeak (listening) --------------------------------------------------------------------------
 
@@ -62,7 +63,7 @@ def cuespeak(rng: np.random.Generator, n: int, kinds: dict[str, float] = CUE_KIN
     )
     ep.typed.append((t_typed, template.format(c=cue, r=resp)))
     t0 = typed_eou(ep, t_typed)
-    voice = random_user_voice(rng)
+    voice = bank_voice(rng)
     pos = (t0 + int(rng.integers(3, 10))) * MT
     expected = []
     while pos < (n - 8) * MT:

@@ -14,7 +14,8 @@ from lab.tasks.common import (
 )
 from lab.tasks.episode import Episode, Utterance
 from lab.tasks.families.turn import LONG_REPLY, _sentence_parts, say_turn
-from lab.tasks.voice import Voice, random_user_voice
+from lab.tasks.speakers import bank_voice
+from lab.tasks.voice import Voice
 
 # ---- backchannels in a long telling (listening) ----------------------------------------------------
 BACKCHANNEL = "uh-huh"
@@ -58,7 +59,7 @@ def monologue(
     n: int,
     parts_of: Callable[[np.random.Generator], list[str]] = _sentence_parts,
     task: str = "monologue",
-    voice_of: Callable[[np.random.Generator], Voice] = random_user_voice,
+    voice_of: Callable[[np.random.Generator], Voice] = bank_voice,
 ) -> Episode:
     """The user tells something at length: 3-5 sentences, every clause and sentence but the last
     ending in a continuation pause (0.3-1.2 s, rising intonation); in a pause from 7 s into the

@@ -15,10 +15,10 @@ from lab.tasks.common import (
     utter_mts,
 )
 from lab.tasks.episode import Episode, Utterance
+from lab.tasks.speakers import bank_voice
 from lab.tasks.vocab import (
     SAY_WORDS,
 )
-from lab.tasks.voice import random_user_voice
 
 # ---- timespeak -------------------------------------------------------------------------------------
 STOPS = ["stop", "ok stop", "stop now", "that's enough"]
@@ -42,7 +42,7 @@ def timespeak(
     kind = str(rng.choice(list(kinds), p=list(kinds.values())))
     ep, audio = new_episode(f"timespeak/{kind}", rng, n)
     t_typed = early_text(rng, n)
-    voice = random_user_voice(rng) if spoken else None
+    voice = bank_voice(rng) if spoken else None
     if kind == "every":
         word = str(rng.choice(SAY_WORDS))
         period = int(rng.integers(2, 11))

@@ -15,6 +15,7 @@ from lab.tasks.common import (
     utter_mts,
 )
 from lab.tasks.episode import Episode, Utterance
+from lab.tasks.speakers import bank_voice
 from lab.tasks.vocab import (
     SENTENCES,
 )
@@ -144,7 +145,7 @@ def turn_episode(
 def turn(rng: np.random.Generator, n: int) -> Episode:
     """Turn-taking and barge-in in the lab's voices and sentences (see `turn_episode`), often
     with the camera on."""
-    ep = turn_episode(rng, n, "turn", random_user_voice, _sentence_parts)
+    ep = turn_episode(rng, n, "turn", bank_voice, _sentence_parts)
     add_video(rng, ep, p_motion=0.3)
     return ep
 

@@ -1,0 +1,74 @@
+"""The open-speech training world: corpus splits, the speaker bank, the live path as augmentation."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from inference.protocol import MICROTURN_SAMPLES
+from lab.tasks import corpus, speakers
+from lab.tasks.codec import opus_roundtrip_16k
+from lab.tasks.registry import make
+from lab.tasks.room import own_voice
+
+
+def test_held_out_sentences_never_reach_training() -> None:
+    from lab.live.episodes import OPEN_SENTENCES
+
+    train, dev = set(corpus.sentences("train")), set(corpus.sentences("dev"))
+    assert len(train) > 20_000 and len(dev) > 2_000 and not train & dev
+    assert all(corpus.split_of(s) == "dev" for s in dev)
+    frozen = {s.lower().rstrip(".?!") for s in OPEN_SENTENCES}
+    assert not frozen & {s.lower().rstrip(".?!") for s in train | dev}
+    # what the bank's speakers say is training text only
+    for i in range(0, speakers.SPEAKERS, 17):
+        for part in speakers.turn(i, 3):
+            words = part.rstrip(",.?!").split()
+            assert words, part
+    rng = np.random.default_rng(0)
+    turns = [corpus.turn_parts(rng, "dev") for _ in range(200)]
+    joined = [" ".join(t) for t in turns]
+    assert any("um," in t or "uh," in t for t in joined)  # hesitations
+    assert all(t[-1][-1] in ".?!" and all(p[-1] == "," for p in t[:-1]) for t in turns)
+
+
+def test_the_bank_has_speakers_of_both_training_engines_and_none_held_out() -> None:
+    engines = {speakers.voice(i).engine for i in range(speakers.SPEAKERS)}
+    assert engines == {"espeak-ng", "festival"}  # flite is held out
+    assert speakers.voice(5) == speakers.voice(5) and speakers.turn(5, 7) == speakers.turn(5, 7)
+
+
+def test_the_live_path_changes_the_microphone_but_not_what_the_model_must_do() -> None:
+    clean = make("turn_corpus", 4, 120)
+    live = make("turn_corpus", 4, 120, live_path=1.0)
+    assert [(u.mt, u.text) for u in clean.say] == [(u.mt, u.text) for u in live.say]
+    assert clean.silence == live.silence and clean.heard == live.heard
+    assert not np.array_equal(clean.mic(), live.mic())
+    assert np.abs(live.mic()).max() <= 1.0 and live.mic().dtype == np.float32
+    again = make("turn_corpus", 4, 120, live_path=1.0)
+    assert np.array_equal(again.mic(), live.mic())  # deterministic
+    nothing = make("turn_corpus", 4, 120, live_path=0.0)
+    assert np.array_equal(nothing.mic(), clean.mic())
+
+
+def test_own_echo_is_the_model_voice_where_it_speaks_and_silent_where_barged_in() -> None:
+    ep = make("turn", 2, 200)
+    assert ep.silence, "this episode has a barge-in"
+    echo = own_voice(ep)
+    mt = MICROTURN_SAMPLES
+    first = ep.say[0].mt
+    assert np.abs(echo[: first * mt]).max() == 0.0  # nothing before it speaks
+    assert np.abs(echo[first * mt : (first + 3) * mt]).max() > 0.05
+    for a, b in ep.silence:
+        assert np.abs(echo[a * mt : b * mt]).max() == 0.0
+
+
+@pytest.mark.parametrize("bitrate", [16_000, 32_000])
+def test_the_training_codec_keeps_timing_and_level(bitrate: int) -> None:
+    t = np.arange(16_000) / 16_000
+    x = (0.3 * np.sin(2 * np.pi * 300 * t) * (t > 0.5)).astype(np.float32)  # a tone from 0.5 s
+    y = opus_roundtrip_16k(x, bitrate)
+    assert y.shape == x.shape
+    onset = int(np.argmax(np.abs(y) > 0.1))
+    assert abs(onset - 8000) < 80  # within 5 ms
+    assert 0.7 < np.sqrt(np.mean(y[9000:] ** 2)) / np.sqrt(np.mean(x[9000:] ** 2)) < 1.3
