@@ -69,9 +69,21 @@ class _Utterance:
     start: int  # the micro-turn its audio started at (output_audio.started)
     segments: deque[_Segment] = field(default_factory=lambda: deque(maxlen=MAX_SEGMENTS))
     open: bool = False  # the next piece joins the last segment
-    heard_ms: int | None = None  # None: nothing cut (yet)
+    auto_ms: int | None = None  # heard, as the server and the page's reports measure it
+    declared_ms: int | None = None  # heard, as the client said (OpenAI's truncate): a ceiling
     stopped_at: int | None = None  # the micro-turn its audio stopped at
     text_ended: bool = False  # the model's text stream ended it (end_of_utterance)
+
+    @property
+    def heard_ms(self) -> int | None:
+        """None: nothing cut (yet)."""
+        known = [ms for ms in (self.auto_ms, self.declared_ms) if ms is not None]
+        return min(known) if known else None
+
+    def heard(self) -> tuple[str, bool]:
+        """The text of this utterance that was heard, and whether any was cut."""
+        text = "".join(turn.text for turn in (s.turn for s in self.segments))
+        return text, any(s.turn.truncated for s in self.segments)
 
     def kept(self, microturn: int) -> bool:
         mid_ms = (microturn - self.start) * MICROTURN_MS + MICROTURN_MS // 2
@@ -142,26 +154,27 @@ class Transcript:
             self._speaking.open = False  # the model's speech after this goes in a new turn
         return turn
 
-    def model_text(self, microturn: int, text: str, *, end: bool = False) -> None:
+    def model_text(self, microturn: int, text: str, *, end: bool = False) -> str:
         """Text the model emitted at `microturn`: a piece of its speech while an utterance is
-        open, else silent text (merged into one turn until `end`, the end of its utterance)."""
+        open ("speech"), the unheard rest of one the user cut off ("rest"), else silent text
+        merged into one turn until `end`, the end of its utterance ("text")."""
         if not text:
             if end:
                 self._open_text = None
                 for utterance in (self._speaking, self._last):
                     if utterance is not None:
                         utterance.text_ended = True
-            return
+            return "text"
         text = clean_text(text)
-        utterance = self._speaking
+        utterance, part = self._speaking, "speech"
         if utterance is None and self._last is not None and self._last.takes_rest(microturn):
-            utterance = self._last
+            utterance, part = self._last, "rest"
         if utterance is not None:
             new = utterance.add(microturn, text)
             if new is not None:
                 self._turns.append(new)
             utterance.text_ended = utterance.text_ended or end
-            return
+            return part
         turn = self._open_text
         if turn is None or turn is not self._last_turn or len(turn.text) >= MAX_TEXT_TURN_CHARS:
             turn = TranscriptTurn(microturn, "model", "text", "")
@@ -170,6 +183,7 @@ class Transcript:
         turn.text += text
         if end:
             self._open_text = None
+        return "text"
 
     @property
     def _last_turn(self) -> TranscriptTurn | None:
@@ -191,13 +205,32 @@ class Transcript:
             self._cut(utterance, heard_ms)
 
     def heard(self, utterance_start: int, heard_ms: int) -> bool:
-        """A better figure for the latest utterance (started at `utterance_start`): cut it to
-        `heard_ms`, while it plays or after. False when that is not the latest utterance."""
+        """A better figure for the latest utterance (started at `utterance_start`), after it
+        stopped: cut it to `heard_ms`. False when that is not the latest utterance."""
         utterance = self._last
         if utterance is None or utterance.start != utterance_start:
             return False
         self._cut(utterance, heard_ms)
         return True
+
+    def truncate(self, utterance_start: int, heard_ms: int) -> bool:
+        """The client says the user heard no more than `heard_ms` of the latest utterance (while
+        it plays or after): the text beyond is cut, whatever later measurements say. False when
+        that is not the latest utterance."""
+        utterance = self._last
+        if utterance is None or utterance.start != utterance_start:
+            return False
+        utterance.declared_ms = max(0, heard_ms)
+        utterance.rebuild()
+        return True
+
+    def utterance_heard(self, utterance_start: int) -> tuple[str, bool] | None:
+        """The heard text of the latest utterance and whether it was cut; None when
+        `utterance_start` is not the latest."""
+        utterance = self._last
+        if utterance is None or utterance.start != utterance_start:
+            return None
+        return utterance.heard()
 
     @property
     def latest_utterance(self) -> int | None:
@@ -206,5 +239,5 @@ class Transcript:
 
     @staticmethod
     def _cut(utterance: _Utterance, heard_ms: int) -> None:
-        utterance.heard_ms = max(0, heard_ms)
+        utterance.auto_ms = max(0, heard_ms)
         utterance.rebuild()

@@ -3,7 +3,7 @@
     browser --WebRTC--> RTCPeerConnection
         audio track --> AudioInput --> AudioTimeline ----+
         video track --> VideoSampler --------------------+--> every 200 ms on the SessionClock:
-        `events` channel --> input_text, session.update -+    MicroTurnInput(k, audio, frame, text)
+        `events`/`oai-events` channels (channels.py) ----+    MicroTurnInput(k, audio, frame, text)
                                                               |
                                               Engine.append (batched, on the engine thread)
                                                               |
@@ -44,8 +44,10 @@ from media.clock import SessionClock
 from media.playback import PlaybackTracker
 from media.video_in import VideoSampler
 from signaling import channel_guard, events
+from signaling.channels import Dialect, EventChannel, MicroturnDialect
 from signaling.metrics import CallSnapshot, Metrics
 from signaling.ratelimit import TokenBucket
+from signaling.realtime import REALTIME_LABEL, RealtimeDialect, TruncateItem
 
 log = logging.getLogger(__name__)
 
@@ -107,7 +109,8 @@ class Call:
         self.audio_in: AudioInput | None = None
         self.video: VideoSampler | None = None
         self.outbound = PacedAudioTrack()
-        self.channel: RTCDataChannel | None = None
+        self.channels: list[EventChannel] = []  # at most one per label (events, oai-events)
+        self.instructions = ""  # the latest, for dialects that show the session (OpenAI's)
         self.transcript = Transcript(TRANSCRIPT_TURNS)
         self._text_queue: deque[str] = deque()
         self._text_chars = 0
@@ -138,10 +141,11 @@ class Call:
 
         @pc.on("datachannel")
         def on_datachannel(channel: RTCDataChannel) -> None:
-            if channel.label != events.EVENTS_LABEL:
+            dialect = self._dialect_for(channel.label)
+            if dialect is None or any(c.label == channel.label for c in self.channels):
                 log.info("call %s: ignoring data channel %r", self.call_id, channel.label)
                 return
-            self._attach_channel(channel)
+            self._attach_channel(EventChannel(channel, dialect, self.call_id))
 
         @pc.on("connectionstatechange")
         async def on_state() -> None:
@@ -290,12 +294,27 @@ class Call:
                 # hears what was sent, and the transcript keeps only that of what it said.
                 self.outbound.flush()
                 self.playback.on_sent(self.outbound.sent_position)
+                utterance = self.playback.utterance
                 self.transcript.utterance_stopped(out.index, self.playback.utterance_stopped())
-                self.send_event("output_audio.stopped", microturn=out.index)
+                heard = (
+                    self.transcript.utterance_heard(utterance) if utterance is not None else None
+                )
+                hints: dict[str, Any] = {"_utterance": utterance}
+                if heard is not None:
+                    hints.update(_heard=heard[0], _truncated=heard[1])
+                self.send_event("output_audio.stopped", microturn=out.index, **hints)
         self.outbound.write(out.audio, out.index, speaking=out.speaking)
+        part = self.transcript.model_text(out.index, out.text, end=out.end_of_utterance)
         if out.text:
-            self.send_event("output_text.delta", microturn=out.index, text=out.text)
-        self.transcript.model_text(out.index, out.text, end=out.end_of_utterance)
+            self.send_event(
+                "output_text.delta",
+                microturn=out.index,
+                text=out.text,
+                _part=part,
+                _end=out.end_of_utterance,
+            )
+        elif out.end_of_utterance:
+            self.send_event("_text.ended", microturn=out.index)
         if out.delegate:
             self.delegate(out.delegate, out.index)
 
@@ -384,14 +403,29 @@ class Call:
                 self.queue_text(text)
                 self._remember(self.microturn_now, "agent", "text", text.strip())
 
-    # -- the events channel ---------------------------------------------------------------------
-    def _attach_channel(self, channel: RTCDataChannel) -> None:
-        self.channel = channel
+    # -- the events channels --------------------------------------------------------------------
+    def _dialect_for(self, label: str) -> Dialect | None:
+        if label == events.EVENTS_LABEL:
+            return MicroturnDialect()
+        if label == REALTIME_LABEL:
+            return RealtimeDialect(self.call_id)
+        return None
+
+    @property
+    def channel(self) -> RTCDataChannel | None:
+        """The `events` channel, else the first one opened."""
+        for ch in sorted(self.channels, key=lambda c: c.label != events.EVENTS_LABEL):
+            return ch.channel
+        return None
+
+    def _attach_channel(self, ch: EventChannel) -> None:
+        self.channels.append(ch)
+        channel = ch.channel
 
         @channel.on("message")
         def on_message(message: str | bytes) -> None:
             try:
-                self._on_client_message(message)
+                self._on_client_message(ch, message)
             except Exception:  # an exception here would end the call: aiortc's SCTP reader dies
                 log.exception("call %s: handling a client message failed", self.call_id)
                 self._send_repeating_error("internal_error", "the server could not handle that")
@@ -401,14 +435,15 @@ class Call:
             self.last_activity = time.monotonic()
             self.stats.event_errors += 1
             self.metrics.event_errors.labels("invalid_text").inc()
-            self._send_repeating_error("invalid_text", reason)
+            self._send_repeating_error("invalid_text", reason, ch)
 
         def created() -> None:
-            self.send_event(
+            ch.send(
                 "session.created",
                 call_id=self.call_id,
                 microturn_ms=MICROTURN_MS,
                 model=self.engine.model_name,
+                _instructions=self.instructions,
             )
 
         if channel.readyState == "open":
@@ -416,7 +451,7 @@ class Call:
         else:
             channel.on("open", created)
 
-    def _on_client_message(self, message: str | bytes) -> None:
+    def _on_client_message(self, ch: EventChannel, message: str | bytes) -> None:
         self.last_activity = time.monotonic()
         if self._event_bucket is not None and self._event_bucket.take() > 0:
             self.stats.events_dropped += 1
@@ -424,15 +459,17 @@ class Call:
             self._send_repeating_error(
                 "rate_limited",
                 f"more than {self.limits.events_per_s:g} messages a second; some were dropped",
+                ch,
             )
             return
         try:
-            event = events.parse_client_event(message)
+            event = ch.dialect.parse(message)
         except events.EventError as exc:
             self.stats.event_errors += 1
             self.metrics.event_errors.labels(exc.code).inc()
-            self.send_event("error", code=exc.code, message=exc.message)
+            ch.send("error", code=exc.code, message=exc.message)
             return
+        ok = True
         if isinstance(event, events.InputText):
             self._remember(self.microturn_now, "user", "text", event.text)
             request = weave.parse_ask(event.text)
@@ -442,44 +479,54 @@ class Call:
                 self.queue_text(event.text)
         elif isinstance(event, events.SessionUpdate):
             if event.instructions is not None:
-                # The model reads them in its text stream; the background model in the transcript.
-                self._remember(self.microturn_now, "user", "event", event.instructions)
-                self.queue_text(event.instructions)
+                self.apply_instructions(event.instructions)
         elif isinstance(event, events.OutputAudioPlayed):
             heard = self.playback.on_report(event.microturn, event.played_ms, time.monotonic())
             if heard is not None:  # about the utterance that stopped: what the user heard of it
                 self.transcript.heard(event.microturn, heard)
+        elif isinstance(event, TruncateItem):
+            ok = self.transcript.truncate(event.utterance, event.audio_end_ms)
+        ch.send_messages(ch.dialect.acknowledge(ok))
 
-    def _send_repeating_error(self, code: str, message: str) -> bool:
+    def apply_instructions(self, instructions: str) -> None:
+        """The model reads them in its text stream; the background model in the transcript."""
+        self.instructions = instructions
+        self._remember(self.microturn_now, "user", "event", instructions)
+        self.queue_text(instructions)
+
+    def _send_repeating_error(
+        self, code: str, message: str, channel: EventChannel | None = None
+    ) -> bool:
         """An `error` event for something that may repeat every micro-turn: at most one a second
-        per code. Returns whether it was sent."""
+        per code (to `channel`, else to every channel). Returns whether it was sent."""
         now = time.monotonic()
         if now - self._last_error_at.get(code, -REPEAT_ERROR_EVERY_S) < REPEAT_ERROR_EVERY_S:
             return False
         self._last_error_at[code] = now
-        self.send_event("error", code=code, message=message)
+        if channel is not None:
+            channel.send("error", code=code, message=message)
+        else:
+            self.send_event("error", code=code, message=message)
         return True
 
     def send_event(self, type_: str, **fields: Any) -> None:
-        channel = self.channel
-        if channel is None or channel.readyState != "open":
-            return
-        try:
-            channel.send(events.encode(type_, **fields))
-        except Exception as exc:  # a channel closing under us is not the call's failure
-            log.debug("call %s: could not send %s: %s", self.call_id, type_, exc)
+        """One of the call's events to every open channel, each in its dialect."""
+        for ch in self.channels:
+            ch.send(type_, **fields)
 
     # -- status and teardown --------------------------------------------------------------------
     async def _say_goodbye(self, reason: str) -> None:
-        channel = self.channel
-        if channel is None or channel.readyState != "open":
+        channels = [ch.channel for ch in self.channels if ch.open]
+        if not channels:
             return
-        drained = asyncio.Event()
-        channel.once("bufferedamountlow", drained.set)
+        drained = [asyncio.Event() for _ in channels]
+        for channel, event in zip(channels, drained, strict=True):
+            channel.once("bufferedamountlow", event.set)
         self.send_event("session.ended", reason=reason)
-        if channel.bufferedAmount > 0:
+        waits = [e.wait() for c, e in zip(channels, drained, strict=True) if c.bufferedAmount > 0]
+        if waits:
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(drained.wait(), GOODBYE_FLUSH_S)
+                await asyncio.wait_for(asyncio.gather(*waits), GOODBYE_FLUSH_S)
         await asyncio.sleep(0.02)  # let SCTP put it on the wire before the transport closes
 
     def snapshot(self) -> CallSnapshot:

@@ -49,7 +49,7 @@ class OutputAudioPlayed:
 ClientEvent = InputText | SessionUpdate | OutputAudioPlayed
 
 
-def _field(obj: dict[str, Any], name: str, kind: type, *, required: bool = True) -> Any:
+def field_of(obj: dict[str, Any], name: str, kind: type, *, required: bool = True) -> Any:
     if name not in obj:
         if required:
             raise EventError("invalid_event", f"{obj.get('type')}: missing field {name!r}")
@@ -93,8 +93,9 @@ def _no_constants(name: str) -> float:
     raise EventError("invalid_number", f"{name} is not a JSON number")
 
 
-def parse_client_event(message: str | bytes) -> ClientEvent:
-    """Parse one client message or raise EventError."""
+def load_message(message: str | bytes) -> dict[str, Any]:
+    """One client message as a JSON object with a string `type`, or EventError: the size cap
+    and the total parser every dialect of the channel shares (this one, signaling/realtime.py)."""
     if isinstance(message, bytes):
         raise EventError("invalid_event", "events are JSON text messages, not binary")
     if not isinstance(message, str):
@@ -115,33 +116,43 @@ def parse_client_event(message: str | bytes) -> ClientEvent:
         raise EventError("invalid_json", "message is not valid JSON") from None
     if not isinstance(obj, dict):
         raise EventError("invalid_event", "message must be a JSON object")
-    kind = obj.get("type")
-    if not isinstance(kind, str):
+    if not isinstance(obj.get("type"), str):
         raise EventError("invalid_event", "message has no string 'type'")
+    return obj
+
+
+def shown(kind: str) -> str:
+    """An event type fit to quote back in an error (cut, no lone surrogate)."""
+    return kind[:64].encode("utf-8", "replace").decode("utf-8")
+
+
+def parse_client_event(message: str | bytes) -> ClientEvent:
+    """Parse one client message or raise EventError."""
+    obj = load_message(message)
+    kind = obj["type"]
     if kind == "input_text":
-        text = _field(obj, "text", str)
+        text = field_of(obj, "text", str)
         if not text.strip():
             raise EventError("invalid_event", "input_text: 'text' is empty")
         if len(text) > MAX_TEXT_CHARS:
             raise EventError("invalid_event", f"input_text: 'text' exceeds {MAX_TEXT_CHARS} chars")
         return InputText(text)
     if kind == "session.update":
-        instructions = _field(obj, "instructions", str, required=False)
+        instructions = field_of(obj, "instructions", str, required=False)
         if instructions is not None and len(instructions) > MAX_TEXT_CHARS:
             raise EventError(
                 "invalid_event", f"session.update: instructions exceed {MAX_TEXT_CHARS}"
             )
         return SessionUpdate(instructions)
     if kind == "output_audio.played":
-        microturn = _field(obj, "microturn", int)
-        played_ms = _field(obj, "played_ms", int)
+        microturn = field_of(obj, "microturn", int)
+        played_ms = field_of(obj, "played_ms", int)
         if not (0 <= microturn <= MAX_COUNTER and 0 <= played_ms <= MAX_COUNTER):
             raise EventError(
                 "invalid_event", f"output_audio.played: values must be in 0..{MAX_COUNTER}"
             )
         return OutputAudioPlayed(microturn, played_ms)
-    shown = kind[:64].encode("utf-8", "replace").decode("utf-8")  # no lone surrogate goes back
-    raise EventError("unknown_event", f"unknown event type {shown!r}")
+    raise EventError("unknown_event", f"unknown event type {shown(kind)!r}")
 
 
 def encode(type_: str, **fields: Any) -> str:

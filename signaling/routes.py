@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import email.policy
 import json
 import logging
 import re
+from email.parser import BytesParser
 from typing import Any
 
 from aiohttp import web
@@ -13,6 +15,7 @@ from aiohttp import web
 from signaling.auth import DEFAULT_TOKEN_TTL_S
 from signaling.call import Call
 from signaling.errors import ApiError
+from signaling.events import MAX_TEXT_CHARS, EventError, check_text
 from signaling.factory import EngineBusy
 from signaling.keys import (
     AUTH,
@@ -95,19 +98,82 @@ def at_capacity(app: web.Application, why: str, message: str) -> ApiError:
 
 @routes.post("/v1/calls")
 async def create_call(request: web.Request) -> web.Response:
+    return await start_call(request, "/v1/calls")
+
+
+@routes.post("/v1/realtime/calls")
+async def create_realtime_call(request: web.Request) -> web.Response:
+    """OpenAI's Realtime WebRTC calls endpoint: the same call (docs/api.md, "OpenAI Realtime")."""
+    return await start_call(request, "/v1/realtime/calls", realtime=True)
+
+
+def decode_sdp(body: bytes) -> str:
+    try:
+        return body.decode("utf-8")
+    except UnicodeDecodeError:
+        raise ApiError(400, "invalid_sdp", "the offer is not UTF-8 text") from None
+
+
+def read_form(content_type: str, body: bytes) -> tuple[str, str | None]:
+    """OpenAI's unified form (`multipart/form-data`): the offer in `sdp`, and `session`, a JSON
+    session config whose `instructions` the call starts with. Returns (sdp, instructions)."""
+    message = BytesParser(policy=email.policy.HTTP).parsebytes(
+        b"Content-Type: " + content_type.encode("latin-1") + b"\r\n\r\n" + body
+    )
+    parts = {}
+    if message.is_multipart():
+        for part in message.iter_parts():
+            name = part.get_param("name", header="content-disposition")
+            if isinstance(name, str) and name not in parts:
+                payload = part.get_payload(decode=True)
+                parts[name] = payload if isinstance(payload, bytes) else b""
+    if "sdp" not in parts:
+        raise ApiError(400, "invalid_sdp", "the form has no 'sdp' field with the offer")
+    instructions = None
+    if "session" in parts:
+        try:
+            session = json.loads(parts["session"])
+        except (ValueError, RecursionError):
+            raise ApiError(400, "invalid_session", "'session' must be a JSON object") from None
+        if not isinstance(session, dict):
+            raise ApiError(400, "invalid_session", "'session' must be a JSON object")
+        given = session.get("instructions")
+        if given is not None:
+            if not isinstance(given, str) or len(given) > MAX_TEXT_CHARS:
+                raise ApiError(
+                    400, "invalid_session", f"instructions must be text of at most {MAX_TEXT_CHARS}"
+                )
+            try:
+                check_text(given, "instructions")
+            except EventError as exc:
+                raise ApiError(400, "invalid_session", exc.message) from None
+            instructions = given
+    return decode_sdp(parts["sdp"]), instructions
+
+
+async def start_call(request: web.Request, path: str, realtime: bool = False) -> web.Response:
+    """Admit an offer and answer it (POST /v1/calls, POST /v1/realtime/calls); the call's URL is
+    `path`/{call_id}."""
     app = request.app
     config = app[CONFIG]
     origin = check_origin(request)
     token = app[AUTH].authorize_call(request.headers.get("Authorization"), origin)
     if token is not None:
         await app[AUTH].refuse_if_spent(token, app[REDIS])  # early; claim() has the final word
-    if request.content_type != "application/sdp":
-        raise ApiError(415, "unsupported_media_type", "send the SDP offer as application/sdp")
+    form = realtime and request.content_type == "multipart/form-data"
+    if request.content_type != "application/sdp" and not form:
+        raise ApiError(
+            415,
+            "unsupported_media_type",
+            "send the SDP offer as application/sdp"
+            + (" (or as the 'sdp' field of multipart/form-data)" if realtime else ""),
+        )
     body = await read_offer(request, config.max_body_bytes)
-    try:
-        sdp = body.decode("utf-8")
-    except UnicodeDecodeError:
-        raise ApiError(400, "invalid_sdp", "the offer is not UTF-8 text") from None
+    instructions = None
+    if form:
+        sdp, instructions = read_form(request.headers.get("Content-Type", ""), body)
+    else:
+        sdp = decode_sdp(body)
     validate_offer(sdp)
 
     calls = app[CALLS]
@@ -138,6 +204,8 @@ async def create_call(request: web.Request) -> web.Response:
         except ApiError:
             await call.close("token reused")
             raise
+    if instructions:
+        call.apply_instructions(instructions)
     call.begin()
     app[METRICS].calls.labels("created").inc()
     log.info("call %s: created", call_id)
@@ -146,7 +214,7 @@ async def create_call(request: web.Request) -> web.Response:
         text=call.pc.localDescription.sdp,
         content_type="application/sdp",
         # Calls are sticky to this node: with --public-url the Location says which node it is.
-        headers={"Location": f"{config.public_url.rstrip('/')}/v1/calls/{call_id}"},
+        headers={"Location": f"{config.public_url.rstrip('/')}{path}/{call_id}"},
     )
 
 
@@ -165,11 +233,14 @@ def _call(request: web.Request) -> Call:
 
 
 @routes.get("/v1/calls/{call_id}")
+@routes.get("/v1/realtime/calls/{call_id}")
 async def get_call(request: web.Request) -> web.Response:
     return web.json_response(_call(request).describe())
 
 
 @routes.delete("/v1/calls/{call_id}")
+@routes.delete("/v1/realtime/calls/{call_id}")
+@routes.post("/v1/realtime/calls/{call_id}/hangup")
 async def delete_call(request: web.Request) -> web.Response:
     await _call(request).close("deleted by client")
     return web.Response(status=204)

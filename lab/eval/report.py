@@ -101,6 +101,7 @@ def markdown_table(report: dict[str, Any]) -> str:
             "",
         )
     )
+    rows += heard_rows(report)
     demo = s.get("demo")
     if demo:
         rows.append(
@@ -117,6 +118,53 @@ def markdown_table(report: dict[str, Any]) -> str:
     ]
     lines += [f"| {a} | {b} | {c} | {d} |" for a, b, c, d in rows]
     return "\n".join(lines)
+
+
+# word metrics done with the words heard right too (lab/eval/metrics/heard.py): (suite, key, name)
+HEARD_DONE = [
+    ("timespeak", "macro_accuracy", "TimeSpeak"),
+    ("cuespeak", "macro_accuracy", "CueSpeak"),
+    ("repcount", "off_by_one_accuracy", "RepCount"),
+    ("delegate", "success", "delegation"),
+    ("chat", "reply_accuracy", "small talk"),
+]
+
+
+def heard_rows(report: dict[str, Any]) -> list[tuple[str, str, str, str]]:
+    """The speech judge's rows: what a listener heard of the model's phrases beside the
+    teacher's voice through the vocoder, and the word tasks done with the words heard right
+    (the text stream alone on the same episodes in brackets)."""
+    heard = report.get("speech", {}).get("heard")
+    if not heard or not heard.get("utterances"):
+        return []
+    top = heard["ceiling"]
+    rows = [
+        (
+            "Words heard in the model's phrases (pocketsphinx): key content / word accuracy, % "
+            "(teacher's voice through the vocoder; model's share of it)",
+            f"{heard['key_accuracy']} / {heard['word_accuracy']} ({top['key_accuracy']} / "
+            f"{top['word_accuracy']}; {heard['key_accuracy_of_ceiling']} / "
+            f"{heard['word_accuracy_of_ceiling']})",
+            "",
+            "",
+        )
+    ]
+    names, cells = [], []
+    for suite, key, name in HEARD_DONE:
+        got = heard.get("suites", {}).get(suite, {}).get("done", {}).get(key)
+        if got is not None:
+            names.append(name)
+            cells.append(f"{got['text_and_heard']} ({got['text']})")
+    if names:
+        rows.append(
+            (
+                f"Done with the words heard right too (text stream alone): {' / '.join(names)}, %",
+                " / ".join(cells),
+                "",
+                "",
+            )
+        )
+    return rows
 
 
 # The issue's targets: (suite, key, label, bound, whether higher is better)

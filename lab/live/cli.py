@@ -22,7 +22,7 @@ import torch
 
 from lab.eval.runner import Run, run_episodes
 from lab.live.report import intervals, markdown_table
-from lab.live.score import latency_parts
+from lab.live.score import latency_parts, score_heard
 from lab.live.suites import DEV_SEEDS, SUITES, TEST_SEEDS, live_episodes
 
 RESULTS = Path(__file__).resolve().parents[2] / "bench" / "results"
@@ -30,7 +30,7 @@ RESULTS = Path(__file__).resolve().parents[2] / "bench" / "results"
 
 def scored(suite: str, runs: list[Run]) -> dict[str, Any]:
     score = SUITES[suite].score
-    return {**score(runs), "ci": intervals(suite, runs, score)}
+    return {**score(runs), "ci": intervals(suite, runs, score), **score_heard(runs, score)}
 
 
 def seed_range(seed: int) -> str:

@@ -86,6 +86,7 @@ def markdown_table(report: dict[str, Any]) -> str:
             f"| {label} | {direction} {target} | {_cell(got.get('offline'), metric)} | "
             f"{_cell(live, metric)} | {met((live or {}).get(metric), target, direction)} |"
         )
+    lines += heard_lines(report)
     for suite in ("turn_open", "turn"):
         parts = report["suites"].get(suite, {}).get("latency_parts")
         if parts and parts.get("turns"):
@@ -96,3 +97,41 @@ def markdown_table(report: dict[str, Any]) -> str:
                 f"= {parts['total']} (median {parts['total_median']})."
             )
     return "\n".join(lines)
+
+
+def _heard_cell(block: dict[str, Any] | None) -> str:
+    heard = (block or {}).get("heard")
+    if not heard or not heard.get("utterances"):
+        return "n/a"
+    top = heard["ceiling"]
+    text = (
+        f"{heard['key_accuracy']} / {heard['wer']} of {heard['utterances']} "
+        f"(ceiling {top['key_accuracy']} / {top['wer']})"
+    )
+    done = [
+        f"{k} {v['text_and_heard']} (text {v['text']})" for k, v in heard.get("done", {}).items()
+    ]
+    return text + (f"; done: {', '.join(done)}" if done else "")
+
+
+def heard_lines(report: dict[str, Any]) -> list[str]:
+    """What was heard of the model's phrases (lab/eval/metrics/heard.py): key content right
+    and WER, %, of the phrases said with the right text near the right time; the ceiling is the
+    teacher's voice through the vocoder; done: the suite's word scores with the words heard
+    right too, beside the text stream's on the same episodes."""
+    rows = []
+    for suite, got in report["suites"].items():
+        live, offline = _heard_cell(got.get("live")), _heard_cell(got.get("offline"))
+        if live != "n/a" or offline != "n/a":
+            rows.append(f"| {suite} | {offline} | {live} |")
+    if not rows:
+        return []
+    head = [
+        "",
+        "Words heard (pocketsphinx): key content right / WER, % of phrases (ceiling: the "
+        "teacher's voice through the vocoder); done: word scores with the words heard right too",
+        "",
+        "| suite | offline | live |",
+        "|---|---|---|",
+    ]
+    return head + rows

@@ -10,15 +10,17 @@ both (`offline_segments`).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 
 from inference.protocol import SAMPLE_RATE_HZ
+from lab.eval.metrics.heard import MARGIN_S, judge_suite, offline_clips
 from lab.eval.metrics.timing import pct
 from lab.eval.metrics.turns import summarize_turns
-from lab.eval.runner import Run
-from lab.live.heard import MICROTURN_S, LiveRun
+from lab.eval.runner import Run, Said
+from lab.live.heard import BRIDGE_S, MICROTURN_S, LiveRun
 from lab.tasks.episode import Episode
 
 TAKE_WITHIN_S = 3.0
@@ -33,6 +35,7 @@ LATENCY_PARTS = (
 )
 
 Segments = list[tuple[float, float]]
+LEAD_S = 0.1  # received audio kept before a heard onset and after its segment's end
 
 
 def offline_segments(run: Run) -> Segments:
@@ -172,3 +175,39 @@ def latency_parts(runs: list[LiveRun]) -> dict[str, Any]:
     out["total_median"] = round(float(np.median([row["total"] for row in rows])) * 1000, 1)
     out["turns"] = len(rows)
     return out
+
+
+# ---- the words heard (lab/eval/metrics/heard.py) ----------------------------------------------------
+def live_clips(run: Run, items: list[tuple[Said, str]]) -> list[np.ndarray]:
+    """A live call's received audio of each judged utterance: the heard segment its text was
+    placed on (utterances() puts it on that onset's micro-turn), from `LEAD_S` before it to its
+    end, no longer than the teacher's rendering allows and never into the next segment. Text
+    with no heard onset gets no audio: nothing was heard. Offline runs: their own audio."""
+    if not isinstance(run, LiveRun) or run.received is None:
+        return offline_clips(run, items)
+    from lab.tasks.voice import model_audio
+
+    received = run.received
+    out = []
+    for said, text in items:
+        t = (said.mt + 1) * MICROTURN_S  # heard_microturn's inverse, to within half a micro-turn
+        seg = min(run.heard, key=lambda s: abs(s[0] - t), default=None)
+        if seg is None or abs(seg[0] - t) > MICROTURN_S / 2 + 1e-6:
+            out.append(np.zeros(0, np.float32))
+            continue
+        longest = len(model_audio(text)) / SAMPLE_RATE_HZ + MARGIN_S + BRIDGE_S
+        end = min(seg[1], seg[0] + longest) + LEAD_S
+        nxt = next((a for a, _ in run.heard if a > seg[0]), None)
+        if nxt is not None:
+            end = min(end, nxt)
+        a, b = int(max(0.0, seg[0] - LEAD_S) * SAMPLE_RATE_HZ), int(end * SAMPLE_RATE_HZ)
+        out.append(received[a:b])
+    return out
+
+
+def score_heard(runs: list[Run], score: Callable[[list[Run]], dict[str, Any]]) -> dict[str, Any]:
+    """{"heard": the speech judge's block} of a suite's runs, live or offline ({} if the suite
+    expects no words): what the page heard of the model's phrases, and the suite's word scores
+    with the words heard right too."""
+    block, _ = judge_suite(runs, score, live_clips)
+    return {"heard": block} if block else {}

@@ -9,7 +9,34 @@ import torch
 
 from inference.protocol import MICROTURN_SAMPLES
 from lab.eval.metrics.timing import norm
-from lab.eval.runner import VOCODER_DELAY, Run
+from lab.eval.runner import VOCODER_DELAY, Run, Said
+from lab.tasks.episode import Utterance
+
+
+# ---- the model's phrases ---------------------------------------------------------------------------
+def find_phrases(
+    run: Run, expected: list[Utterance] | None = None, tol: int = 1
+) -> list[tuple[Utterance, Said]]:
+    """The model's phrases said with the right text at the right time: each expected utterance
+    that has a voice (`ep.say` unless given), paired with the first said utterance of the same
+    text within `tol` micro-turns. Both judges of its voice (STOI here, the words heard in
+    heard.py) cut its audio from there."""
+    said = run.utterances()
+    out = []
+    for u in run.ep.say if expected is None else expected:
+        if not u.mel:
+            continue
+        hit = next(
+            (s for s in said if norm(s.text) == norm(u.text) and abs(s.mt - u.mt) <= tol), None
+        )
+        if hit is not None:
+            out.append((u, hit))
+    return out
+
+
+def phrase_start(said: Said) -> int:
+    """The sample of an offline run's audio where a said utterance's voice starts."""
+    return said.mt * MICROTURN_SAMPLES + VOCODER_DELAY
 
 
 # ---- speech quality --------------------------------------------------------------------------------
@@ -23,20 +50,14 @@ def stoi_of_phrases(runs: list[Run], limit_s: float = 60.0) -> dict[str, Any]:
     refs, outs = [], []
     total = 0
     for r in runs:
-        said = r.utterances()
         audio = None
-        for u in r.ep.say:
-            if not u.mel or total > limit_s * 16_000:
-                continue
-            hit = next(
-                (s for s in said if norm(s.text) == norm(u.text) and abs(s.mt - u.mt) <= 1), None
-            )
-            if hit is None:
-                continue
+        for u, hit in find_phrases(r):
+            if total > limit_s * 16_000:
+                break
             if audio is None:
                 audio = r.audio()
             ref = model_audio(u.text)
-            a = hit.mt * MICROTURN_SAMPLES + VOCODER_DELAY
+            a = phrase_start(hit)
             seg = audio[a : a + len(ref)]
             if len(seg) < len(ref):
                 continue
