@@ -40,7 +40,10 @@ def seed_range(seed: int) -> str:
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m lab.live", description=__doc__.splitlines()[0])
     ap.add_argument(
-        "--suite", default=",".join(SUITES), help=f"comma-separated of {', '.join(SUITES)}"
+        "--suite",
+        default=",".join(s for s, spec in SUITES.items() if spec.default),
+        help=f"comma-separated of {', '.join(SUITES)} (default: all but long_timespeak, whose "
+        "calls last 10 minutes)",
     )
     ap.add_argument("--episodes", type=int, default=8, help="episodes per suite")
     ap.add_argument(

@@ -1,5 +1,5 @@
 """The live report: each suite's scores live and offline (the same episodes), with bootstrap
-confidence intervals over episodes, and the markdown table against issue 25's targets."""
+confidence intervals over episodes, and the markdown table against issues 25's and 30's targets."""
 
 from __future__ import annotations
 
@@ -25,6 +25,20 @@ TARGETS: list[tuple[str, str, str, float, str]] = [
     ("turn", "took_floor", "lab voices and sentences: takes the floor (%)", 90, ">="),
     ("turn", "latency_median_s", "lab voices and sentences: latency median (s)", 0.50, "<="),
     ("turn", "barge_in_success", "lab voices and sentences: barge-in within 400 ms (%)", 90, ">="),
+    (
+        "long_timespeak",
+        "on_time",
+        "10-minute calls: say W every N s, utterances on time (%)",
+        90,
+        ">=",
+    ),
+    (
+        "long_timespeak",
+        "change_obeyed",
+        "10-minute calls: a later stop or period obeyed (%)",
+        90,
+        ">=",
+    ),
 ]
 BOOTSTRAP = 400
 

@@ -7,6 +7,9 @@
     timespeak  the lab's typed timing instructions (timing heard)
     noise      a quiet room, a fan, music, distant babble: no speech wanted
     echo       one turn, then 20 s of the model's own voice coming back into the microphone
+    long_timespeak  (not in the default run: 10 minutes a call) "say W every N seconds" typed at
+               the start of a 10-minute call, sometimes a "stop" or a new period minutes later;
+               timing heard over the whole call
 
 Seeds: `DEV_SEEDS` are for development (decide on them); `TEST_SEEDS` are frozen, for the numbers
 a claim rests on: report them, never tune on them.
@@ -19,7 +22,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from lab.eval.metrics.timing import eval_cuespeak, eval_timespeak, match
+from lab.eval.metrics.timing import eval_cuespeak, eval_long_timespeak, eval_timespeak, match
 from lab.eval.runner import EVAL_SEED_BASE, Run
 from lab.eval.suites import episodes_for
 from lab.live.episodes import LIVE_FAMILIES
@@ -56,6 +59,7 @@ class LiveSuite(NamedTuple):
     score: Callable[[list[Run]], dict[str, Any]]
     echo: bool = False  # the page feeds the model's voice back into its microphone
     turns: bool = False  # turn-taking: decompose the latency
+    default: bool = True  # in a plain `python -m lab.live` run
 
 
 SUITES: dict[str, LiveSuite] = {
@@ -65,6 +69,7 @@ SUITES: dict[str, LiveSuite] = {
     "timespeak": LiveSuite(150, with_bias(eval_timespeak)),
     "noise": LiveSuite(150, score_noise),
     "echo": LiveSuite(150, score_echo, echo=True),  # a 20 s stretch after the reply
+    "long_timespeak": LiveSuite(3000, with_bias(eval_long_timespeak), default=False),
 }
 
 
