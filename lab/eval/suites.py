@@ -22,6 +22,7 @@ from lab.eval.metrics.timing import (
     eval_timespeak,
 )
 from lab.eval.metrics.turns import eval_monologue, eval_turn
+from lab.eval.metrics.vision import eval_repcount_vision, eval_startstop
 from lab.eval.runner import EVAL_SEED_BASE, Run, run_episodes
 from lab.tasks.codec import opus_roundtrip
 from lab.tasks.episode import Episode
@@ -57,6 +58,12 @@ SUITES: dict[str, Suite] = {
     # long calls, stepped in full: 10 minutes of "say W every N seconds", 3 minutes of counting
     "long_timespeak": Suite((3000, 3000), eval_long_timespeak),
     "long_repcount": Suite((900, 900), eval_repcount),
+    # a person exercising on camera through the served video path (issue 29), with the centroid
+    # and frame-difference baselines on the same episodes; held-out kinds, backgrounds, figures
+    "repcount_figure": Suite((150, 250), eval_repcount_vision),
+    "repcount_figure_heldout": Suite((150, 250), eval_repcount_vision),
+    "startstop": Suite((150, 250), eval_startstop),
+    "startstop_heldout": Suite((150, 250), eval_startstop),
 }
 
 

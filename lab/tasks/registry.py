@@ -19,6 +19,11 @@ Each family lives in its own module under lab/tasks/families/.
                when the user barges in (needs the dMel input)
     monologue  the user tells something at length; the model backchannels ("uh-huh") in the
                pauses late in the telling without taking the floor, then takes it at the end
+    repcount_figure  typed "count my reps", a rendered person exercising (lab/tasks/figure.py,
+               through the served video path); 1, 2, 3 ... as each rep completes (the return
+               to the rest pose); "how many?" -> the total
+    startstop  typed "tell me when I start and stop <action>"; "start" / "stop" as the named
+               action begins / ends (not for other motions)
 
 Every family draws background noise on the microphone; some draw distractor speech.
 """
@@ -36,6 +41,12 @@ from lab.tasks.families.chat import chat, idle, noisy_room
 from lab.tasks.families.cuespeak import cuespeak
 from lab.tasks.families.delegate import add_result_targets, delegate
 from lab.tasks.families.demo import demo
+from lab.tasks.families.exercise import (
+    repcount_figure,
+    repcount_figure_heldout,
+    startstop,
+    startstop_heldout,
+)
 from lab.tasks.families.long import long_repcount, long_timespeak, repcount_long, timespeak_long
 from lab.tasks.families.monologue import monologue, monologue_corpus
 from lab.tasks.families.repcount import repcount
@@ -80,10 +91,18 @@ FAMILIES: dict[str, Generator] = {
     # training only (the demo suite evaluates the demo page's chain)
     "chain": chain,
     "chain_quiet": functools.partial(chain, p_mic=0.0),
+    # a person exercising on camera, through the served video path (families/exercise.py):
+    # counting reps, "start"/"stop" at a named action; the held-out exercises, backgrounds and
+    # figure styles are evaluation only
+    "repcount_figure": repcount_figure,
+    "repcount_figure_heldout": repcount_figure_heldout,
+    "startstop": startstop,
+    "startstop_heldout": startstop_heldout,
 }
 
 
 EVAL_ONLY = frozenset({"demo", "turn_heldout", "turn_flite", "long_timespeak", "long_repcount"})
+EVAL_ONLY |= {"repcount_figure_heldout", "startstop_heldout"}
 
 
 def make(family: str, seed: int, n: int, training: bool = True, live_path: float = 0.0) -> Episode:
