@@ -153,6 +153,32 @@ class Config:
             "help": "offer 127.0.0.1 ICE candidates; unset: yes on a loopback bind",
         },
     )
+    ice_servers: tuple[str, ...] = field(
+        default=(),
+        metadata={
+            "env": "MICROTURN_ICE_SERVERS",
+            "help": "comma-separated STUN/TURN URLs handed to clients with each call "
+            "(stun:host:3478, turn:host:3478?transport=udp, turns:host:5349)",
+        },
+    )
+    turn_secret: str = field(
+        default="",
+        metadata={
+            "env": "MICROTURN_TURN_SECRET",
+            "help": "coturn's static-auth-secret: each call's TURN credentials derive from it",
+        },
+    )
+    turn_ttl_s: float = field(
+        default=3600.0,
+        metadata={"env": "MICROTURN_TURN_TTL_S", "help": "how long TURN credentials stay valid"},
+    )
+    resume_window_s: float = field(
+        default=15.0,
+        metadata={
+            "env": "MICROTURN_RESUME_WINDOW_S",
+            "help": "a call whose connection drops waits this long to be resumed (0: never)",
+        },
+    )
     # aiortc's default is 4 packets; that holds 4 x 20 ms constantly. Our timeline's grace period
     # already absorbs arrival jitter, so 0 is the measured best (bench/media.py: -48 ms p50).
     jitter_prefetch: int = field(
@@ -257,6 +283,15 @@ class Config:
                 raise ValueError(
                     f"trusted_proxies: {proxy!r} is not an address or network"
                 ) from None
+        for url in self.ice_servers:
+            if not url.startswith(("stun:", "stuns:", "turn:", "turns:")):
+                raise ValueError(
+                    f"ice_servers: {url!r} is not a stun:, stuns:, turn: or turns: URL"
+                )
+            if url.startswith("turn") and not self.turn_secret:
+                raise ValueError(f"ice_servers: {url!r} needs --turn-secret (coturn's REST API)")
+        if self.turn_ttl_s <= 0 or self.resume_window_s < 0:
+            raise ValueError("turn_ttl_s must be positive and resume_window_s at least 0")
         if not self.token_secret:
             object.__setattr__(self, "token_secret", secrets.token_urlsafe(32))
 

@@ -51,6 +51,7 @@ from signaling.overload import LoopLagMonitor
 from signaling.ratelimit import RateLimiter, rate_limit_middleware
 from signaling.registry import CallRegistry
 from signaling.routes import routes
+from signaling.turn import ice_servers
 
 log = logging.getLogger(__name__)
 
@@ -130,9 +131,11 @@ async def started(app: web.Application) -> None:
             max_duration_s=config.max_call_s,
             events_per_s=config.events_per_s,
             events_burst=max(1, int(2 * config.events_per_s)),
+            resume_window_s=config.resume_window_s,
         ),
         jitter_prefetch=config.jitter_prefetch,
         connect_timeout_lan_s=config.connect_timeout_lan_s,
+        ice_servers=(lambda user: ice_servers(config, user)) if config.ice_servers else None,
     )
     app[LOAD].reset()
 

@@ -11,6 +11,10 @@
                                                               +--> delegate -> agent (Redis Streams)
         agent results --> text at the next micro-turn + `agent.task` events
 
+When the peer connection drops without DELETE, a running call waits `resume_window_s` for its
+client to re-offer with the resume token (`replace_peer`): the clock, the micro-turns (silence
+in), the engine session and background work go on meanwhile, so the resumed call is the same call.
+
 The turn loop submits micro-turn k to the engine without waiting for k-1's answer; a second task
 takes the answers in order. So a slow step delays output but never the clock, and the engine (which
 bounds how much it holds per session) decides what to drop when it is behind.
@@ -24,7 +28,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hmac
 import logging
+import secrets
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable
@@ -58,6 +64,8 @@ REPEAT_ERROR_EVERY_S = 1.0  # errors that repeat (step_failed, rate_limited): on
 GOODBYE_FLUSH_S = 0.5  # how long close() waits for `session.ended` to leave
 TASK_STOP_TIMEOUT_S = 2.0
 MAX_TRACKED_TASKS = 256  # background tasks whose latency a call measures at once
+MAX_HELD_EVENTS = 64  # events (background results) kept for the client while it reconnects
+HELD_EVENTS = frozenset({"agent.task"})
 
 
 def end_label(reason: str) -> str:
@@ -75,6 +83,7 @@ class CallLimits:
     max_duration_s: float = 4 * 3600.0
     events_per_s: float = 20.0  # data-channel messages a client may send, sustained ...
     events_burst: int = 40  # ... and in a burst; beyond, messages are dropped with an error
+    resume_window_s: float = 0.0  # a dropped connection waits this long for a resume (0: never)
 
 
 @dataclass
@@ -127,20 +136,35 @@ class Call:
         self.last_activity = time.monotonic()
         self._event_bucket: TokenBucket | None = None
         self._task_started: dict[str, float] = {}  # package_id -> monotonic submit time
-        self._wire_peer_connection()
+        # Resuming (a new peer connection for this call, same engine session): the token the
+        # client presents (rotated at each resume), how many, since when the peer is gone.
+        self.resume_token = secrets.token_urlsafe(24) if self.limits.resume_window_s > 0 else ""
+        self.resumes = 0
+        self.peers = 1  # peer connections this call has had
+        self.suspended_since: float | None = None
+        self._suspension: asyncio.Task[None] | None = None
+        self._held: deque[tuple[str, dict[str, Any]]] = deque(maxlen=MAX_HELD_EVENTS)
+        self.ice_servers: Callable[[], list[Any]] | None = None  # for session.created
+        self._wire_peer_connection(self.pc)
 
     # -- setup ----------------------------------------------------------------------------------
-    def _wire_peer_connection(self) -> None:
-        pc = self.pc
+    def _wire_peer_connection(self, pc: RTCPeerConnection) -> None:
+        """Our handlers on `pc`; once the call moved on to another peer connection (a resume),
+        whatever the old one still reports is ignored."""
 
         @pc.on("track")
         def on_track(track: MediaStreamTrack) -> None:
+            if pc is not self.pc:
+                track.stop()
+                return
             log.info("call %s: %s track arrived", self.call_id, track.kind)
             self._tracks.append(track)
             self._spawn(self._consume(track), f"consume-{track.kind}")
 
         @pc.on("datachannel")
         def on_datachannel(channel: RTCDataChannel) -> None:
+            if pc is not self.pc:
+                return
             dialect = self._dialect_for(channel.label)
             if dialect is None or any(c.label == channel.label for c in self.channels):
                 log.info("call %s: ignoring data channel %r", self.call_id, channel.label)
@@ -149,12 +173,85 @@ class Call:
 
         @pc.on("connectionstatechange")
         async def on_state() -> None:
+            if pc is not self.pc:
+                return
             state = pc.connectionState
             log.info("call %s: connection %s", self.call_id, state)
             if state == "connected":
+                if self._started:
+                    self._resumed()
                 self._start_media()
             elif state in {"failed", "closed"}:
-                await self.close(f"connection {state}")
+                await self._lost(f"connection {state}")
+
+    # -- dropped connections and resumes ----------------------------------------------------------
+    async def _lost(self, reason: str) -> None:
+        """The peer connection failed or closed without DELETE: a call that was running waits
+        `resume_window_s` for the client to resume it; anything else ends now."""
+        if self.state == "active" and self.limits.resume_window_s > 0:
+            self._suspend(reason)
+        else:
+            await self.close(reason)
+
+    def _suspend(self, reason: str) -> None:
+        """The model's session goes on (the clock, the micro-turns, background work; the input
+        is silence) while nobody is connected; `reason` ends the call if nobody resumes it."""
+        if self.suspended_since is not None or self.state == "closed":
+            return
+        self.suspended_since = time.monotonic()
+        self.channels.clear()  # they died with their peer connection
+        log.info(
+            "call %s: %s; waiting %g s for a resume",
+            self.call_id,
+            reason,
+            self.limits.resume_window_s,
+        )
+        self._suspension = self._spawn(self._suspension_watchdog(reason), "suspension")
+
+    async def _suspension_watchdog(self, reason: str) -> None:
+        await asyncio.sleep(self.limits.resume_window_s)
+        if self.suspended_since is not None:
+            await self.close(reason)
+
+    @property
+    def suspended(self) -> bool:
+        return self.suspended_since is not None
+
+    def may_resume(self, token: str | None) -> bool:
+        """`token` is this call's resume token, and the call is running (connected or waiting
+        for a resume): its holder may move the call to a new peer connection."""
+        if not self.resume_token or token is None or self.state != "active":
+            return False
+        return hmac.compare_digest(token.encode(), self.resume_token.encode())
+
+    def replace_peer(self, pc: RTCPeerConnection) -> None:
+        """Move the call to `pc` (a resume): the old peer connection is closed, the call waits
+        for the new one to connect (within the resume window), the engine session goes on."""
+        old, self.pc = self.pc, pc
+        self._wire_peer_connection(pc)
+        self._suspend("connection replaced")
+        self.peers += 1
+        self.resume_token = secrets.token_urlsafe(24)  # the old one is spent
+        self.outbound.stop()  # the old sender's track; the new connection gets a fresh one
+        self.outbound = PacedAudioTrack()
+        self._spawn(self._close_peer(old), "close-old-peer")
+
+    async def _close_peer(self, pc: RTCPeerConnection) -> None:
+        with contextlib.suppress(Exception):
+            await pc.close()
+
+    def _resumed(self) -> None:
+        if self.suspended_since is None:
+            return
+        gone_s = time.monotonic() - self.suspended_since
+        self.suspended_since = None
+        if self._suspension is not None:
+            self._suspension.cancel()
+            self._suspension = None
+        self.resumes += 1
+        self.metrics.resumes.inc()
+        self.last_activity = time.monotonic()
+        log.info("call %s: resumed after %.1f s (resume %d)", self.call_id, gone_s, self.resumes)
 
     @property
     def connecting(self) -> bool:
@@ -195,7 +292,6 @@ class Call:
         self.state = "active"
         self.clock = SessionClock()
         self.timeline = AudioTimeline(self.clock)
-        self.audio_in = AudioInput(self.timeline)
         self.video = VideoSampler(self.clock, self.engine.frame_size)
         self.last_activity = time.monotonic()
         self._spawn(self._turn_loop(), "turns")
@@ -204,11 +300,12 @@ class Call:
         if self.agent is not None:
             self._spawn(self._agent_results(), "agent-results")
 
-    def _spawn(self, coro: Awaitable[None], name: str) -> None:
+    def _spawn(self, coro: Awaitable[None], name: str) -> asyncio.Task[None]:
         task = asyncio.ensure_future(coro)
         task.set_name(f"call-{self.call_id}-{name}")
         self._tasks.add(task)
         task.add_done_callback(self._task_done)
+        return task
 
     def _task_done(self, task: asyncio.Task[None]) -> None:
         self._tasks.discard(task)
@@ -224,17 +321,22 @@ class Call:
     # -- inbound media --------------------------------------------------------------------------
     async def _consume(self, track: MediaStreamTrack) -> None:
         """Read every frame of a track, always: an unread aiortc track queues without bound."""
+        audio_in: AudioInput | None = None
         while True:
             try:
                 frame = await track.recv()
             except MediaStreamError:
                 log.info("call %s: %s track ended", self.call_id, track.kind)
+                with contextlib.suppress(ValueError):
+                    self._tracks.remove(track)  # (a resumed call's old tracks)
                 return
             arrival = time.monotonic()
             self.last_activity = arrival
             if track.kind == "audio":
-                if self.audio_in is not None:
-                    self.audio_in.push_frame(frame, arrival)  # type: ignore[arg-type]
+                if self.timeline is not None:
+                    if audio_in is None:  # one per track: a resumed call's new track starts anew
+                        audio_in = self.audio_in = AudioInput(self.timeline)
+                    audio_in.push_frame(frame, arrival)  # type: ignore[arg-type]
             elif self.video is not None:
                 self.video.push_frame(frame, arrival)  # type: ignore[arg-type]
 
@@ -444,7 +546,11 @@ class Call:
                 microturn_ms=MICROTURN_MS,
                 model=self.engine.model_name,
                 _instructions=self.instructions,
+                **self._session_extras(),
             )
+            while self._held:  # what happened while the client was away (a resume)
+                type_, fields = self._held.popleft()
+                ch.send(type_, **fields)
 
         if channel.readyState == "open":
             created()
@@ -509,8 +615,26 @@ class Call:
             self.send_event("error", code=code, message=message)
         return True
 
+    def _session_extras(self) -> dict[str, Any]:
+        """session.created's fields beyond the contract: how to resume, the ICE servers (with
+        fresh TURN credentials) for the re-offer, and whether this is a resumed session."""
+        extras: dict[str, Any] = {}
+        if self.resume_token:
+            extras["resume_token"] = self.resume_token
+            extras["resume_window_s"] = self.limits.resume_window_s
+        if self.ice_servers is not None:
+            extras["ice_servers"] = self.ice_servers()
+        if self.peers > 1:
+            extras["resumed"] = True
+            extras["microturn"] = self.microturn_now
+        return extras
+
     def send_event(self, type_: str, **fields: Any) -> None:
-        """One of the call's events to every open channel, each in its dialect."""
+        """One of the call's events to every open channel, each in its dialect; while the client
+        is away, background results wait for it (bounded)."""
+        if self.suspended and type_ in HELD_EVENTS:
+            self._held.append((type_, fields))
+            return
         for ch in self.channels:
             ch.send(type_, **fields)
 
@@ -560,6 +684,8 @@ class Call:
             "agent": self.agent.status.as_dict() if self.agent is not None else None,
             "failed_steps": self.stats.failed_steps,
             "events_dropped": self.stats.events_dropped,
+            "resumes": self.resumes,
+            "suspended": self.suspended,
         }
 
     async def wait_closed(self) -> None:
@@ -570,6 +696,7 @@ class Call:
         if self.state == "closed":
             return
         self.state = "closed"
+        self.suspended_since = None
         log.info("call %s: closing (%s)", self.call_id, reason)
         self.metrics.calls_ended.labels(end_label(reason)).inc()
         await self._say_goodbye(reason)

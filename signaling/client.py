@@ -6,7 +6,8 @@
         ...
 
 Used by tests, load benchmarks and QA scripts. It records the server's audio (bounded) so a script
-can check what it heard.
+can check what it heard. `drop()` then `resume()` is a client whose network path died: a new peer
+connection for the same call, with the resume token of the latest `session.created`.
 """
 
 from __future__ import annotations
@@ -49,8 +50,6 @@ class CallClient:
         self.base_url = base_url.rstrip("/")
         self.audio, self.video = audio, video
         self.token, self.origin = token, origin
-        self.pc = RTCPeerConnection()
-        self.channel = self.pc.createDataChannel(EVENTS_LABEL, ordered=True)
         self.events: list[dict[str, Any]] = []
         self._event_added = asyncio.Condition()
         self.location: str | None = None
@@ -61,6 +60,11 @@ class CallClient:
         self._tasks: list[asyncio.Task[None]] = []
         self._session: aiohttp.ClientSession | None = None
         self._notifiers: set[asyncio.Future[None]] = set()
+        self._new_peer()
+
+    def _new_peer(self) -> None:
+        self.pc = RTCPeerConnection()
+        self.channel = self.pc.createDataChannel(EVENTS_LABEL, ordered=True)
 
         @self.channel.on("message")
         def on_message(message: str | bytes) -> None:
@@ -76,6 +80,14 @@ class CallClient:
         @self.pc.on("track")
         def on_track(track: MediaStreamTrack) -> None:
             self._tasks.append(asyncio.ensure_future(self._record(track)))
+
+    def _add_media(self) -> None:
+        if self.audio is not None:
+            self.pc.addTrack(self.audio)
+        else:
+            self.pc.addTransceiver("audio", direction="recvonly")
+        if self.video is not None:
+            self.pc.addTrack(self.video)
 
     async def _notify(self) -> None:
         async with self._event_added:
@@ -105,12 +117,7 @@ class CallClient:
         return headers
 
     async def connect(self) -> CallClient:
-        if self.audio is not None:
-            self.pc.addTrack(self.audio)
-        else:
-            self.pc.addTransceiver("audio", direction="recvonly")
-        if self.video is not None:
-            self.pc.addTrack(self.video)
+        self._add_media()
         await self.pc.setLocalDescription(await self.pc.createOffer())
         self._session = aiohttp.ClientSession()
         async with self._session.post(
@@ -129,6 +136,46 @@ class CallClient:
             # a path, or the absolute URL of the node the call sticks to (--public-url)
             self.location = urljoin(self.base_url + "/", resp.headers["Location"])
         self.call_id = self.location.rsplit("/", 1)[-1]
+        await self.pc.setRemoteDescription(RTCSessionDescription(sdp=body, type="answer"))
+        return self
+
+    async def drop(self) -> None:
+        """The network path dies: the peer connection closes, no DELETE; the call waits for a
+        resume (the server's resume window)."""
+        for task in self._tasks:
+            task.cancel()
+        await self.pc.close()
+
+    async def resume(self) -> CallClient:
+        """Re-offer on a new peer connection with the latest resume token: the same call goes on
+        (same engine session); raises CallRefused when the server will not have it."""
+        assert self._session is not None and self.location is not None
+        token = next(
+            (
+                e["resume_token"]
+                for e in reversed(self.events)
+                if e.get("type") == "session.created"
+            ),
+            None,
+        )
+        with contextlib.suppress(Exception):
+            await self.pc.close()
+        self._new_peer()
+        self._add_media()
+        await self.pc.setLocalDescription(await self.pc.createOffer())
+        headers = {"Content-Type": "application/sdp", "Authorization": f"Bearer {token}"}
+        if self.origin:
+            headers["Origin"] = self.origin
+        async with self._session.post(
+            f"{self.location}/resume", data=self.pc.localDescription.sdp, headers=headers
+        ) as resp:
+            body = await resp.text()
+            if resp.status != 201:
+                try:
+                    err = json.loads(body)["error"]
+                except (ValueError, KeyError, TypeError):
+                    err = {"code": "http_error", "message": body[:200]}
+                raise CallRefused(resp.status, err["code"], err["message"], dict(resp.headers))
         await self.pc.setRemoteDescription(RTCSessionDescription(sdp=body, type="answer"))
         return self
 

@@ -8,6 +8,9 @@
     registry.add(call)                               counted at once (per-client limits see it)
     offer -> answer                                  any failure frees all of the above
 
+A resume (`CallFactory.resume(call, offer)`) builds a new peer connection for a running call the
+same way and moves the call onto it (`Call.replace_peer`): same slot, same engine session.
+
 The factory knows the server's dependencies (engine, Redis, metrics, registry, limits); the route
 only decides whether a call may start (auth, admission) and what the client hears back.
 """
@@ -18,6 +21,8 @@ import dataclasses
 import ipaddress
 import logging
 import secrets
+from collections.abc import Callable
+from typing import Any
 
 import redis.asyncio as aioredis
 from aiortc import RTCConfiguration, RTCSessionDescription
@@ -71,6 +76,7 @@ class CallFactory:
         limits: CallLimits,
         jitter_prefetch: int = 0,
         connect_timeout_lan_s: float | None = None,
+        ice_servers: Callable[[str], list[Any]] | None = None,
     ) -> None:
         self.engine = engine
         self.redis = redis
@@ -79,6 +85,7 @@ class CallFactory:
         self.limits = limits
         self.jitter_prefetch = jitter_prefetch
         self.connect_timeout_lan_s = connect_timeout_lan_s
+        self.ice_servers = ice_servers  # call_id -> the ICE servers its client may use
 
     def limits_for(self, sdp: str) -> CallLimits:
         if self.connect_timeout_lan_s is not None and lan_only(sdp):
@@ -106,15 +113,34 @@ class CallFactory:
             limits=self.limits_for(sdp),
             client=client,
         )
+        if self.ice_servers is not None:
+            ice_servers = self.ice_servers
+            call.ice_servers = lambda: ice_servers(call_id)
         self.registry.add(call)  # counted at once: concurrent offers of one client see each other
         try:
-            await pc.setRemoteDescription(RTCSessionDescription(sdp=sdp, type="offer"))
-            set_audio_prefetch(pc, self.jitter_prefetch)
-            pc.addTrack(call.outbound)  # joins the offer's audio transceiver, making it sendrecv
-            await pc.setLocalDescription(await pc.createAnswer())
+            await self._answer(call, sdp)
         except Exception as exc:
             await call.close("unusable offer")
             self.metrics.calls.labels("bad_offer").inc()
             raise ApiError(400, "invalid_sdp", f"unusable offer: {exc}"[:300]) from None
         log.info("call %s: set up (slot %d, client %s)", call_id, slot, client)
         return call
+
+    async def resume(self, call: Call, sdp: str) -> None:
+        """Move a running call onto a new peer connection for `sdp` (its answer is then
+        `call.pc.localDescription`). Raises ApiError 400 for an offer aiortc cannot use; the call
+        then waits out its resume window for a better one."""
+        call.replace_peer(new_peer_connection(RTCConfiguration(iceServers=[])))
+        try:
+            await self._answer(call, sdp)
+        except Exception as exc:
+            self.metrics.calls.labels("bad_offer").inc()
+            raise ApiError(400, "invalid_sdp", f"unusable offer: {exc}"[:300]) from None
+        log.info("call %s: resuming on a new peer connection", call.call_id)
+
+    async def _answer(self, call: Call, sdp: str) -> None:
+        pc = call.pc
+        await pc.setRemoteDescription(RTCSessionDescription(sdp=sdp, type="offer"))
+        set_audio_prefetch(pc, self.jitter_prefetch)
+        pc.addTrack(call.outbound)  # joins the offer's audio transceiver, making it sendrecv
+        await pc.setLocalDescription(await pc.createAnswer())

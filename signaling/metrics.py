@@ -43,6 +43,11 @@ class Metrics:
         self.calls_ended = Counter(
             "microturn_calls_ended", "calls ended, by why", ["reason"], registry=r
         )
+        self.resumes = Counter(
+            "microturn_call_resumes",
+            "calls resumed on a new peer connection after theirs dropped (same engine session)",
+            registry=r,
+        )
         self.microturns = Counter("microturn_microturns", "micro-turns processed", registry=r)
         self.late_steps = Counter(
             "microturn_late_steps", "micro-turns answered after their deadline", registry=r

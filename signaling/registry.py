@@ -49,5 +49,15 @@ class CallRegistry:
     def all(self) -> list[Call]:
         return list(self._calls.values())
 
+    async def evict_suspended(self) -> bool:
+        """Make room: the call that has waited longest for a resume (its peer is gone) ends and
+        gives its slot to a new one. False when no call is waiting."""
+        waiting = [c for c in self._calls.values() if c.suspended_since is not None]
+        if not waiting:
+            return False
+        oldest = min(waiting, key=lambda c: c.suspended_since or 0.0)
+        await oldest.close("connection lost; its slot went to a new call")
+        return True
+
     async def close_all(self, reason: str) -> None:
         await asyncio.gather(*(c.close(reason) for c in self.all()), return_exceptions=True)

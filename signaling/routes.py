@@ -30,6 +30,7 @@ from signaling.keys import (
     REDIS,
     TEMPLATES,
 )
+from signaling.turn import ice_servers
 
 log = logging.getLogger(__name__)
 
@@ -187,6 +188,8 @@ async def start_call(request: web.Request, path: str, realtime: bool = False) ->
             "connected yet; connect or close them first",
             {"Retry-After": "1"},
         )
+    if calls.full:  # a call whose peer is gone and has not come back gives way to a new one
+        await calls.evict_suspended()
     if calls.full:
         raise at_capacity(app, "full", "the server is serving as many calls as it can")
     if app[LOAD].overloaded:
@@ -216,6 +219,49 @@ async def start_call(request: web.Request, path: str, realtime: bool = False) ->
         # Calls are sticky to this node: with --public-url the Location says which node it is.
         headers={"Location": f"{config.public_url.rstrip('/')}{path}/{call_id}"},
     )
+
+
+@routes.post("/v1/calls/{call_id}/resume")
+@routes.post("/v1/realtime/calls/{call_id}/resume")
+async def resume_call(request: web.Request) -> web.Response:
+    """A running call on a new peer connection: the client's path dropped or its page reloaded.
+    The credential is the call's resume token (from `session.created`), whatever the auth mode."""
+    app = request.app
+    check_origin(request)
+    call_id = request.match_info["call_id"]
+    call = app[CALLS].get(call_id)
+    presented = app[AUTH].bearer(request.headers.get("Authorization"))
+    if call is None or call.state == "closed":
+        raise ApiError(
+            404, "call_not_found", "no such call (it ended, or its resume window passed)"
+        )
+    if not call.may_resume(presented):
+        raise ApiError(401, "invalid_resume_token", "present this call's latest resume token")
+    if request.content_type != "application/sdp":
+        raise ApiError(415, "unsupported_media_type", "send the SDP offer as application/sdp")
+    sdp = decode_sdp(await read_offer(request, app[CONFIG].max_body_bytes))
+    validate_offer(sdp)
+    await app[FACTORY].resume(call, sdp)
+    app[METRICS].calls.labels("resume_offered").inc()
+    base = request.path.rsplit("/", 1)[0]  # /v1/calls/{id} or /v1/realtime/calls/{id}
+    return web.Response(
+        status=201,
+        text=call.pc.localDescription.sdp,
+        content_type="application/sdp",
+        headers={"Location": f"{app[CONFIG].public_url.rstrip('/')}{base}"},
+    )
+
+
+@routes.get("/v1/ice-servers")
+async def get_ice_servers(request: web.Request) -> web.Response:
+    """STUN and TURN servers (TURN with short-lived credentials) for the client's next offer;
+    auth as POST /v1/calls (a call token is checked, not spent)."""
+    app = request.app
+    origin = check_origin(request)
+    app[AUTH].authorize_call(request.headers.get("Authorization"), origin)
+    config = app[CONFIG]
+    servers = ice_servers(config, "microturn") if config.ice_servers else []
+    return web.json_response({"ice_servers": servers, "ttl_s": config.turn_ttl_s})
 
 
 def _call(request: web.Request) -> Call:

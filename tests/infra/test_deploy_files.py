@@ -59,3 +59,35 @@ def test_turn_refuses_to_relay_into_private_loopback_and_link_local_ranges() -> 
     assert not any(line.startswith("allowed-peer-ip=") for line in conf.splitlines()), (
         "no private range is re-allowed by default"
     )
+
+
+def test_the_turn_server_and_the_media_nodes_share_one_secret_and_its_ports() -> None:
+    from infra.config import Config
+    from signaling.turn import ice_servers, turn_credential
+
+    conf = dict(
+        line.split("=", 1) for line in (DEPLOY / "turnserver.conf").read_text().splitlines()
+        if "=" in line and not line.startswith("#")
+    )  # fmt: skip
+    env = dict(
+        line.split("=", 1) for line in (DEPLOY / "microturn.env.example").read_text().splitlines()
+        if "=" in line and not line.startswith("#")
+    )  # fmt: skip
+    assert "use-auth-secret" in (DEPLOY / "turnserver.conf").read_text().splitlines()
+    assert env["MICROTURN_TURN_SECRET"] == conf["static-auth-secret"]
+    config = Config.from_env(env)
+    turn = [u for u in config.ice_servers if u.startswith("turn:")]
+    turns = [u for u in config.ice_servers if u.startswith("turns:")]
+    assert turn and all(f"{conf['realm']}:{conf['listening-port']}" in u for u in turn)
+    assert turns and all(f"{conf['realm']}:{conf['tls-listening-port']}" in u for u in turns)
+    servers = ice_servers(config, "call1", now=1_000.0)
+    (relay,) = [s for s in servers if "username" in s]
+    assert relay["username"] == f"{1_000 + int(config.turn_ttl_s)}:call1"
+    assert relay["credential"] == turn_credential(conf["static-auth-secret"], relay["username"])
+
+
+def test_turn_credentials_are_coturns_rest_api_hmac() -> None:
+    from signaling.turn import turn_credential
+
+    # openssl: printf '1795003600:microturn' | openssl dgst -sha1 -hmac s3cret -binary | base64
+    assert turn_credential("s3cret", "1795003600:microturn") == "ViDQQ8XVZdoU85UK+ymUVw0Kyz8="

@@ -7,11 +7,15 @@ text stream goes on to the end of the reply, silently, as a text head that does 
 barge-in would: the transcript must not take those words as heard. So a test knows exactly which
 words were said with which audio, and which were heard.
 
+"hello every N seconds" makes it say "hello " (one micro-turn of tone) every N seconds from the
+micro-turn that text arrived in, for as long as the call lasts: state a resumed call must keep.
+
 Served in-process by the real engine: `talker_engine()`.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping, Sequence
 
 import numpy as np
@@ -24,6 +28,7 @@ REPLY_WORDS = 25  # 5 s
 BARGE_IN_RMS = 0.05
 VOICE_HZ = 300.0
 VOICE_AMPLITUDE = 0.3
+EVERY = re.compile(r"hello every ([0-9]+) seconds?")
 
 
 def word(n: int) -> str:
@@ -41,10 +46,16 @@ class TalkerSession:
         self.voiced = False  # its voice is on (a barge-in turns it off; the text goes on)
         self.replies = 0
         self.barge_ins = 0
+        self.period: int | None = None  # micro-turns between hellos
+        self.since = 0  # the micro-turn the period counts from
+        self._every: int | None = None  # seconds asked, not yet started
 
     def accept(self, inp: MicroTurnInput) -> None:
         if "talk" in inp.text.lower():
             self.asked += 1
+        every = EVERY.search(inp.text.lower())
+        if every is not None:
+            self._every = int(every.group(1))
 
     def take_turn(self) -> None:
         return None
@@ -56,6 +67,11 @@ class TalkerSession:
         return {"replies": self.replies, "barge_ins": self.barge_ins}
 
     def step(self, inp: MicroTurnInput) -> Reply:
+        if self._every is not None and inp.text:
+            self.period, self.since, self._every = self._every * 5, inp.index, None
+        if self.period and self.said is None and inp.index > self.since:
+            if (inp.index - self.since) % self.period == 0:
+                return Reply("hello ", self._tone(inp.index), True, end_of_utterance=True)
         loud = float(np.sqrt(np.mean(inp.audio**2))) > BARGE_IN_RMS
         if self.voiced and loud:
             self.voiced = False
@@ -68,11 +84,13 @@ class TalkerSession:
             return Reply("", np.zeros(MICROTURN_SAMPLES, dtype=np.float32), False)
         n = self.said
         self.said = n + 1 if n + 1 < REPLY_WORDS else None
-        audio = np.zeros(MICROTURN_SAMPLES, dtype=np.float32)
-        if self.voiced:
-            t = (np.arange(MICROTURN_SAMPLES) + n * MICROTURN_SAMPLES) / SAMPLE_RATE_HZ
-            audio = (VOICE_AMPLITUDE * np.sin(2 * np.pi * VOICE_HZ * t)).astype(np.float32)
+        audio = self._tone(n) if self.voiced else np.zeros(MICROTURN_SAMPLES, dtype=np.float32)
         return Reply(word(n), audio, self.voiced, end_of_utterance=self.said is None)
+
+    @staticmethod
+    def _tone(n: int) -> np.ndarray:
+        t = (np.arange(MICROTURN_SAMPLES) + n * MICROTURN_SAMPLES) / SAMPLE_RATE_HZ
+        return (VOICE_AMPLITUDE * np.sin(2 * np.pi * VOICE_HZ * t)).astype(np.float32)
 
 
 class Talker:

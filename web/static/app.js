@@ -244,6 +244,7 @@ function onClientState(state) {
   probe.state = state;
   if (state === "connecting") setStatus("Connecting…");
   if (state === "connected" && !probe.callId) setStatus("Connected; opening the session…");
+  if (state === "reconnecting") setStatus("Connection lost; reconnecting to the same call…");
   if ((state === "failed" || state === "disconnected") && client && client.pc && !client._stopping) {
     if (state === "failed") {
       showError({ code: "connection_failed", message: "the peer connection failed" });
@@ -365,6 +366,8 @@ ui.micSelect.addEventListener("change", () => chooseDevice("mic"));
 ui.cameraSelect.addEventListener("change", () => chooseDevice("camera"));
 ui.form.addEventListener("submit", sendText);
 navigator.mediaDevices?.addEventListener?.("devicechange", listDevices);
-window.addEventListener("pagehide", () => { if (client) client.stop(); });
+// A reload keeps the call (the client saves its resume token on pagehide, without hanging up):
+// take it up again at once if its resume window is still open.
 listDevices();
 renderSenses();
+if (MicroturnClient.savedCall("")) start();

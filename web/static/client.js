@@ -9,7 +9,8 @@
 //   await client.stop();
 //
 // Events (CustomEvent, payload in `detail`):
-//   state        "starting" | "connecting" | "connected" | "disconnected" | "failed" | "closed"
+//   state        "starting" | "connecting" | "connected" | "disconnected" | "reconnecting" |
+//                "failed" | "closed"
 //   event        a server event from the `events` data channel ({type, ...})
 //   sent         a client event this client sent ({type, ...})
 //   channelopen  the `events` channel is open
@@ -24,10 +25,21 @@
 // latest output_audio.started and played_ms the audio the page has actually played out since that
 // event (the inbound-rtp `totalSamplesDuration` delta), and once more when output_audio.stopped
 // arrives.
+//
+// Calls that survive the network (docs/api.md, "Resuming a call"): before its offer the client
+// asks GET /v1/ice-servers (STUN, TURN with short-lived credentials); `session.created` brings a
+// resume token and fresh ICE servers. When the peer connection fails (or stays disconnected for
+// RESUME_AFTER_DISCONNECT_MS), the client re-offers on a new one with the token
+// (POST {location}/resume) until the server's resume window passes: the same call goes on. When
+// the page goes away (a reload), it keeps the token in sessionStorage and closes its connection
+// without hanging up; start() on the reloaded page resumes that call if the window is still open.
 
 import { assessQuality, QualitySampler } from "./quality.js";
 
 export const STATS_INTERVAL_MS = 500;
+export const RESUME_AFTER_DISCONNECT_MS = 2000;
+const RESUME_RETRY_MS = 1000;
+const RESUME_KEY = "microturn.resume";
 
 export class CallError extends Error {
   constructor(status, code, message) {
@@ -61,6 +73,7 @@ const FRIENDLY = {
   NotReadableError: "The microphone or camera is in use by another application.",
   OverconstrainedError: "The chosen microphone or camera is no longer available.",
   connection_failed: "The connection to the server was lost.",
+  invalid_resume_token: "The call could not be resumed; press Start for a new one.",
 };
 
 /** {code, message, detail} for anything thrown while starting or running a call. */
@@ -92,6 +105,21 @@ function constraint(device) {
   return device && device.deviceId ? { deviceId: { exact: device.deviceId } } : true;
 }
 
+const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
+
+function resumeKey(baseUrl) {
+  return `${RESUME_KEY}:${baseUrl || window.location.origin}`;
+}
+
+async function refusal(response) {
+  let code = "http_error", message = `the server answered ${response.status}`;
+  try {
+    const body = await response.json();
+    code = body.error.code; message = body.error.message;
+  } catch { /* not JSON */ }
+  return new CallError(response.status, code, message);
+}
+
 export class MicroturnClient extends EventTarget {
   constructor({ baseUrl = "", token = null, audioContext = null } = {}) {
     super();
@@ -117,6 +145,22 @@ export class MicroturnClient extends EventTarget {
     this._playback = null;  // {microturn, base: Promise<seconds>}
     this._ticking = false;
     this._stopping = false;
+    this.iceServers = [];       // STUN/TURN for our peer connections (server-provided)
+    this.resume = null;         // {token, windowS} from the latest session.created
+    this.resumed = false;       // this call was resumed (after a failure or a reload)
+    this._lostAt = null;        // when the connection was lost, while reconnecting
+    this._disconnectTimer = null;
+    this._onPageHide = () => this._keepForReload();
+  }
+
+  /** The call this tab left behind on a reload, if its resume window may still be open. */
+  static savedCall(baseUrl = "") {
+    try {
+      const saved = JSON.parse(sessionStorage.getItem(resumeKey(baseUrl)) || "null");
+      if (saved && saved.until > Date.now() && saved.location && saved.token) return saved;
+      sessionStorage.removeItem(resumeKey(baseUrl));
+    } catch { /* no storage */ }
+    return null;
   }
 
   _emit(type, detail) {
@@ -161,11 +205,58 @@ export class MicroturnClient extends EventTarget {
       }
       this._emit("localtracks", this.localTracks);
 
-      const pc = new RTCPeerConnection();
-      this.pc = pc;
+      const saved = MicroturnClient.savedCall(this.baseUrl);
+      try { sessionStorage.removeItem(resumeKey(this.baseUrl)); } catch { /* no storage */ }
+      if (saved) {  // the page was reloaded during a call: take it up again
+        this.iceServers = saved.iceServers || [];
+        try {
+          await this._offer(this._resumeUrl(saved.location), saved.token);
+          this.location = saved.location;
+          this.resumed = true;
+        } catch { /* ended, or its window passed: a new call */ }
+      }
+      if (!this.resumed) {
+        this.iceServers = await this._fetchIceServers();
+        const response = await this._offer(`${this.baseUrl}/v1/calls`, this.token);
+        this.location = response.headers.get("Location");
+      }
+      this._setState("connecting");
+      this._statsTimer = setInterval(() => this._tick(), STATS_INTERVAL_MS);
+      window.addEventListener("pagehide", this._onPageHide);
+    } catch (err) {
+      await this._teardown();
+      this._setState("failed");
+      throw err;
+    }
+  }
+
+  async _fetchIceServers() {
+    // STUN/TURN for the first offer; a server without them (or an older one) gives none.
+    try {
+      const headers = this.token ? { Authorization: `Bearer ${this.token}` } : {};
+      const response = await fetch(`${this.baseUrl}/v1/ice-servers`, { headers });
+      if (response.status !== 200) return [];
+      const body = await response.json();
+      return Array.isArray(body.ice_servers) ? body.ice_servers : [];
+    } catch {
+      return [];
+    }
+  }
+
+  _resumeUrl(location) {
+    // Location may be a path or, behind a scale-out, the absolute URL of the call's node.
+    return new URL(`${location}/resume`, this.baseUrl || window.location.href).href;
+  }
+
+  /** A new peer connection carrying our tracks and an `events` channel, offered to `url`. */
+  async _offer(url, bearer) {
+    const pc = new RTCPeerConnection({ iceServers: this.iceServers });
+    const old = this.pc;
+    this.pc = pc;
+    if (old) old.close();
+    try {
       pc.addEventListener("connectionstatechange", () => {
-        if (this.pc !== pc) return;
-        this._setState(pc.connectionState);
+        if (this.pc === pc) this._onConnectionState(pc.connectionState);
       });
       pc.addEventListener("track", (e) => {
         if (e.track.kind !== "audio") return;
@@ -178,34 +269,86 @@ export class MicroturnClient extends EventTarget {
       this._videoSender = video.sender;
       if (this.cameraTrack) await video.sender.replaceTrack(this.cameraTrack);
 
-      this.channel = pc.createDataChannel("events", { ordered: true });
-      this.channel.addEventListener("message", (e) => this._onMessage(e.data));
-      this.channel.addEventListener("open", () => this._emit("channelopen"));
+      const channel = pc.createDataChannel("events", { ordered: true });
+      this.channel = channel;
+      channel.addEventListener("message", (e) => this._onMessage(e.data));
+      channel.addEventListener("open", () => this._emit("channelopen"));
 
       await pc.setLocalDescription(await pc.createOffer());
       await waitForIceGathering(pc);
       const headers = { "Content-Type": "application/sdp" };
-      if (this.token) headers.Authorization = `Bearer ${this.token}`;
-      const response = await fetch(`${this.baseUrl}/v1/calls`, {
-        method: "POST", headers, body: pc.localDescription.sdp,
-      });
-      if (response.status !== 201) {
-        let code = "http_error", message = `the server answered ${response.status}`;
-        try {
-          const body = await response.json();
-          code = body.error.code; message = body.error.message;
-        } catch { /* not JSON */ }
-        throw new CallError(response.status, code, message);
-      }
-      this.location = response.headers.get("Location");
+      if (bearer) headers.Authorization = `Bearer ${bearer}`;
+      const response = await fetch(url, { method: "POST", headers, body: pc.localDescription.sdp });
+      if (response.status !== 201) throw await refusal(response);
+      this._playback = null;
       await pc.setRemoteDescription({ type: "answer", sdp: await response.text() });
-      this._setState("connecting");
-      this._statsTimer = setInterval(() => this._tick(), STATS_INTERVAL_MS);
+      return response;
     } catch (err) {
-      await this._teardown();
-      this._setState("failed");
+      if (this.pc === pc) { pc.close(); this.pc = null; this.channel = null; }
       throw err;
     }
+  }
+
+  _onConnectionState(state) {
+    clearTimeout(this._disconnectTimer);
+    if (state === "connected") this._lostAt = null;
+    if (this._stopping || !this.resume || !this.location) {
+      this._setState(state);
+      return;
+    }
+    if (state === "failed") {
+      this._reconnect();
+    } else if (state === "disconnected") {
+      this._setState(state);
+      this._disconnectTimer = setTimeout(() => {
+        if (this.pc && this.pc.connectionState === "disconnected") this._reconnect();
+      }, RESUME_AFTER_DISCONNECT_MS);
+    } else {
+      this._setState(state);
+    }
+  }
+
+  /** The path to the server died: re-offer with the resume token until the window passes. */
+  async _reconnect() {
+    if (this._reconnecting) return;
+    this._reconnecting = true;
+    this._lostAt = this._lostAt || Date.now();
+    this._setState("reconnecting");
+    try {
+      while (!this._stopping && this.resume && this.location) {
+        if (Date.now() - this._lostAt > this.resume.windowS * 1000) break;
+        try {
+          await this._offer(this._resumeUrl(this.location), this.resume.token);
+          this.resumed = true;
+          this._setState("connecting");
+          return;
+        } catch (err) {
+          if (err instanceof CallError && err.status < 500 && err.status !== 429) break;
+          await sleep(RESUME_RETRY_MS);
+        }
+      }
+      if (!this._stopping) {
+        this.location = null;  // gone on the server: no DELETE
+        this._setState("failed");
+      }
+    } finally {
+      this._reconnecting = false;
+    }
+  }
+
+  _keepForReload() {
+    // The page goes away (a reload, a navigation): keep the call for the next page of this tab
+    // and let the server know at once that our side of the connection is gone; no DELETE.
+    if (this._stopping || !this.location || !this.resume) return;
+    try {
+      sessionStorage.setItem(resumeKey(this.baseUrl), JSON.stringify({
+        location: this.location,
+        token: this.resume.token,
+        iceServers: this.iceServers,
+        until: Date.now() + this.resume.windowS * 1000,
+      }));
+    } catch { /* no storage: the call ends with its window */ }
+    if (this.pc) this.pc.close();
   }
 
   send(type, fields = {}) {
@@ -273,6 +416,8 @@ export class MicroturnClient extends EventTarget {
     // Hang up first (the server frees the call at once), then close our side: closing first would
     // let the server drop the call on its own and answer our DELETE with 404.
     this._stopping = true;
+    window.removeEventListener("pagehide", this._onPageHide);
+    try { sessionStorage.removeItem(resumeKey(this.baseUrl)); } catch { /* no storage */ }
     const location = this.location;
     if (location) {
       const headers = this.token ? { Authorization: `Bearer ${this.token}` } : {};
@@ -296,7 +441,11 @@ export class MicroturnClient extends EventTarget {
     let event;
     try { event = JSON.parse(data); } catch { return; }
     if (!event || typeof event.type !== "string") return;
-    if (event.type === "session.created") this.callId = event.call_id;
+    if (event.type === "session.created") {
+      this.callId = event.call_id;
+      if (event.resume_token) this.resume = { token: event.resume_token, windowS: event.resume_window_s || 0 };
+      if (Array.isArray(event.ice_servers)) this.iceServers = event.ice_servers;
+    }
     if (event.type === "session.ended") this.location = null;  // gone on the server: no DELETE
     if (event.type === "output_audio.started") this._playbackStarted(event.microturn);
     if (event.type === "output_audio.stopped") this._playbackStopped();
@@ -360,6 +509,8 @@ export class MicroturnClient extends EventTarget {
 
   async _teardown() {
     clearInterval(this._statsTimer);
+    clearTimeout(this._disconnectTimer);
+    window.removeEventListener("pagehide", this._onPageHide);
     this._statsTimer = null;
     this._playback = null;
     if (this.channel) this.channel.close();

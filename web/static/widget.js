@@ -277,6 +277,7 @@
   function onClientState(state) {
     setState(state);
     if (state === "connecting") setStatus("Connecting…");
+    if (state === "reconnecting") setStatus("Connection lost; reconnecting…");
     if (state === "failed" && client && client.pc && !client._stopping) {
       showError({ code: "connection_failed", message: "the peer connection failed" });
       stop();
@@ -304,7 +305,12 @@
       mods = await load();
       describeError = mods.describeError;
       board = board || new mods.TaskBoard(ui.cards);
-      const token = options.token || await fetchToken();
+      // A call this tab left on a reload is taken up with its resume token; a fresh token is
+      // still asked for, in case that call is gone.
+      const resuming = mods.MicroturnClient.savedCall(base);
+      let token = options.token || null;
+      if (!token && resuming) token = await fetchToken().catch(() => null);
+      else if (!token) token = await fetchToken();
       starting = new mods.MicroturnClient({ baseUrl: base, token });
       client = starting;
       starting.addEventListener("state", (e) => onClientState(e.detail));
@@ -378,7 +384,11 @@
     renderLive();
   }
 
-  window.addEventListener("pagehide", () => { if (client) client.stop(); });
+  // A reload keeps the call: the client saves its resume token on pagehide without hanging up,
+  // and the reloaded page takes it up again while the server's resume window is open.
   if (document.body) build();
   else document.addEventListener("DOMContentLoaded", build, { once: true });
+  try {
+    if (sessionStorage.getItem(`microturn.resume:${base || window.location.origin}`)) api.start();
+  } catch { /* no storage */ }
 })();
