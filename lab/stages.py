@@ -269,3 +269,36 @@ STAGES["open"] = {
     "live_path": 1.0,
     "new_voice": True,
 }
+# Everything in one model (issues 25, 26, 29, 30), from the `open` export: pins (the typed text
+# kept past the window) and long calls shown in little, exercise video through the served video
+# path (lab/tasks/figure.py: reps of an articulated figure, "start"/"stop"), the open-speech world
+# and the in-world skills, every microphone through the live path.
+STAGES["together"] = {
+    "config": {"pins": 32},
+    "mix": {
+        "turn_corpus": 0.18,
+        "repcount_figure": 0.08,
+        "cuespeak_near": 0.08,
+        "timespeak_timed": 0.07,
+        "timespeak_long": 0.07,
+        "cuespeak": 0.06,
+        "startstop": 0.06,
+        "chain_quiet": 0.06,
+        "monologue_corpus": 0.05,
+        "noisy_room": 0.04,
+        "repcount_long": 0.04,
+        "turn": 0.03,
+        "timespeak_late": 0.03,
+        "timespeak_spoken": 0.03,
+        "repcount": 0.03,
+        "delegate": 0.03,
+        "timespeak": 0.02,
+        "chat_spoken": 0.02,
+        "chat": 0.01,
+        "idle": 0.01,
+    },
+    "n_range": (80, 220),
+    "lr": 1e-3,
+    "word_weight": 0.2,
+    "live_path": 1.0,
+}

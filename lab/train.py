@@ -269,9 +269,10 @@ def resume_or_start(args: argparse.Namespace, state_path: Path) -> Start | None:
     else:
         if args.init is not None:
             warm_start = True
-            # warm start: the preset's architecture, every tensor the checkpoint has (a newer
-            # architecture's additions, e.g. the relative clocks, keep their fresh init)
-            cfg = preset(args.preset)
+            # warm start: the preset's architecture (with what the stage adds, e.g. pins), every
+            # tensor the checkpoint has (a newer architecture's additions, e.g. the relative
+            # clocks, keep their fresh init)
+            cfg = replace(preset(args.preset), **STAGES[args.stage].get("config", {}))
             model = init_model(cfg, seed=args.seed)
             missing, unexpected = model.load_state_dict(load(args.init).state_dict(), strict=False)
             assert not unexpected, unexpected

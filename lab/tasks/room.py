@@ -124,9 +124,28 @@ def at_dbfs(x: np.ndarray, dbfs: float) -> np.ndarray:
 
 
 # ---- the model's own voice, as the listener's speaker plays it ---------------------------------------
-@lru_cache(maxsize=512)
+@lru_cache(maxsize=1024)
 def model_voice_played(text: str) -> np.ndarray:
-    """The model's phrase as a call plays it: its teacher mel through the streaming vocoder."""
+    """The model's phrase as a call plays it: its teacher mel through the streaming vocoder
+    (cached on disk beside the speech renders: ~0.3 s of Griffin-Lim each)."""
+    import hashlib
+    import os
+
+    from lab.tasks.voice import MODEL_VOICE, cache_dir
+
+    key = f"played|{text}|{MODEL_VOICE}"
+    path = cache_dir() / f"p{hashlib.sha1(key.encode()).hexdigest()[:20]}.npy"
+    try:
+        return np.load(path)
+    except (OSError, ValueError):
+        audio = _vocoded(text)
+        tmp = path.with_suffix(f".{os.getpid()}.tmp.npy")
+        np.save(tmp, audio)
+        os.replace(tmp, path)
+        return audio
+
+
+def _vocoded(text: str) -> np.ndarray:
     import torch
 
     from inference.vocoder import CTX_FRAMES, TAIL_SAMPLES, StreamingGriffinLim
