@@ -23,7 +23,7 @@ from lab.tasks.common import new_episode, place, utter_mts
 from lab.tasks.episode import Episode, Utterance
 from lab.tasks.families.turn import LONG_REPLY, say_turn, turn_episode
 from lab.tasks.vocab import SENTENCES
-from lab.tasks.voice import FLITE_VOICES, Voice, espeak_voice, speech
+from lab.tasks.voice import espeak_voice, flite_voice, speech
 
 MT = MICROTURN_SAMPLES
 SR = SAMPLE_RATE_HZ
@@ -61,9 +61,7 @@ assert not set(OPEN_SENTENCES) & set(SENTENCES), "held-out sentences must not be
 NOISE_KINDS = ("room", "fan", "music", "babble")
 
 
-def open_voice(rng: np.random.Generator) -> Voice:
-    name = FLITE_VOICES[int(rng.integers(len(FLITE_VOICES)))]
-    return Voice(name, int(rng.choice([140, 160, 180])), 0, engine="flite")
+open_voice = flite_voice  # the held-out engine's speakers
 
 
 def _parts(rng: np.random.Generator) -> list[str]:

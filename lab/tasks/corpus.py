@@ -120,3 +120,21 @@ def turn_parts(rng: np.random.Generator, split: str = "train") -> list[str]:
 def chat_line(rng: np.random.Generator, split: str = "train") -> str:
     """One sentence said in one breath (distractor talk, babble)."""
     return sentence(rng, split)
+
+
+# ---- how a turn's parts are said ------------------------------------------------------------------
+def part_text(part: str, last: bool) -> str:
+    """A turn's part as said: its own end punctuation if it brings one, else a comma before a
+    pause (continuation intonation) and a period at the end (falling)."""
+    return part if part[-1] in ",.?!" else part + ("." if last else ",")
+
+
+def in_one_breath(parts: list[str] | tuple[str, ...]) -> str:
+    """A turn's parts said without pauses (a barge-in), ending as a sentence."""
+    said = " ".join(parts)
+    return said if said[-1] in ".?!" else said.rstrip(",") + "."
+
+
+def continuing(parts: list[str]) -> list[str]:
+    """Every part but the last said as going on (its end punctuation a comma)."""
+    return [p.rstrip(",.?!") + "," for p in parts[:-1]] + parts[-1:]

@@ -65,15 +65,14 @@ def turns_of(i: int) -> Callable[[np.random.Generator], list[str]]:
 
 def utterance(rng: np.random.Generator) -> tuple[Voice, str]:
     """Somebody of the bank saying one of their turns in one breath (distractors, babble)."""
-    from lab.tasks.families.turn import in_one_breath
+    from lab.tasks.corpus import in_one_breath
 
     i = pick(rng)
     return voice(i), in_one_breath(turn(i, int(rng.integers(TURNS))))
 
 
 def _render_speaker(i: int) -> int:
-    from lab.tasks.families.monologue import continuing
-    from lab.tasks.families.turn import in_one_breath, part_text
+    from lab.tasks.corpus import continuing, in_one_breath, part_text
     from lab.tasks.voice import speech
 
     v = voice(i)

@@ -96,6 +96,12 @@ FLITE_VOICES = ("kal", "kal16", "awb", "rms", "slt")
 FLITE_NATURAL_WPM = 170  # flite's own pace: a voice's `speed` stretches durations from it
 
 
+def flite_voice(rng: np.random.Generator) -> Voice:
+    """A speaker of the held-out engine (the live and open evaluations' users)."""
+    name = FLITE_VOICES[int(rng.integers(len(FLITE_VOICES)))]
+    return Voice(name, int(rng.choice([140, 160, 180])), 0, engine="flite")
+
+
 def _flite(text: str, voice: Voice) -> bytes:
     """flite's WAV of `text` (through files: flite cannot write a WAV to a pipe)."""
     stretch = FLITE_NATURAL_WPM / voice.speed

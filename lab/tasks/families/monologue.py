@@ -12,6 +12,7 @@ from lab.tasks.common import (
     new_episode,
     utter_mts,
 )
+from lab.tasks.corpus import continuing
 from lab.tasks.episode import Episode, Utterance
 from lab.tasks.families.turn import LONG_REPLY, _sentence_parts, say_turn
 from lab.tasks.speakers import bank_voice
@@ -36,11 +37,6 @@ def backchannel_mt(turn_start: int, pause: tuple[int, int], last: int | None) ->
     if last is not None and m - last < BACKCHANNEL_GAP_MT:
         return None
     return m
-
-
-def continuing(parts: list[str]) -> list[str]:
-    """Every part but the last said as going on (its end punctuation a comma)."""
-    return [p.rstrip(",.?!") + "," for p in parts[:-1]] + parts[-1:]
 
 
 def monologue_corpus(rng: np.random.Generator, n: int) -> Episode:

@@ -14,12 +14,13 @@ from lab.tasks.common import (
     speech_gain,
     utter_mts,
 )
+from lab.tasks.corpus import in_one_breath, part_text
 from lab.tasks.episode import Episode, Utterance
 from lab.tasks.speakers import bank_voice
 from lab.tasks.vocab import (
     SENTENCES,
 )
-from lab.tasks.voice import Voice, random_user_voice, speech
+from lab.tasks.voice import Voice, flite_voice, random_user_voice, speech
 
 # ---- turn-taking and barge-in (listening) ----------------------------------------------------------
 TAKE = "okay"
@@ -40,18 +41,6 @@ def _sentence_parts(rng: np.random.Generator) -> list[str]:
         parts.append(" ".join(words[last:c]))
         last = int(c)
     return parts
-
-
-def part_text(part: str, last: bool) -> str:
-    """A turn's part as said: its own end punctuation if it brings one, else a comma before a
-    pause (continuation intonation) and a period at the end (falling)."""
-    return part if part[-1] in ",.?!" else part + ("." if last else ",")
-
-
-def in_one_breath(parts: list[str] | tuple[str, ...]) -> str:
-    """A turn's parts said without pauses (a barge-in), ending as a sentence."""
-    said = " ".join(parts)
-    return said if said[-1] in ".?!" else said.rstrip(",") + "."
 
 
 def say_turn(
@@ -174,9 +163,8 @@ def turn_heldout(rng: np.random.Generator, n: int) -> Episode:
 def turn_flite(rng: np.random.Generator, n: int) -> Episode:
     """Evaluation only: held-out corpus sentences in flite's voices (an engine no training
     stage uses), the turn family's shape."""
-    from lab.live.episodes import open_voice
     from lab.tasks.corpus import turn_parts
 
-    ep = turn_episode(rng, n, "turn_flite", open_voice, lambda r: turn_parts(r, "dev"))
+    ep = turn_episode(rng, n, "turn_flite", flite_voice, lambda r: turn_parts(r, "dev"))
     add_video(rng, ep, p_motion=0.3)
     return ep
