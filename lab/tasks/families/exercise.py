@@ -1,6 +1,6 @@
 """Exercise video (issue 29): counting a person's repetitions, and saying "start" and "stop".
 
-Both families film an articulated figure (lab/tasks/figure.py) in a random scene, through the
+Both families film an articulated figure (lab/tasks/figure/) in a random scene, through the
 video path as served (the browser camera's picture, media/video_in.py's crop and resize).
 
     repcount_figure          typed "count my reps"; the person does bouts of the training
@@ -35,23 +35,20 @@ import numpy as np
 from lab.tasks.common import add_distractor_speech, early_text, first_free, instruct, new_episode
 from lab.tasks.episode import Episode, Utterance
 from lab.tasks.families.repcount import HOW_MANY
-from lab.tasks.figure import (
+from lab.tasks.figure.poses import (
     ACTION_KINDS,
-    DT,
     HELDOUT_KINDS,
     KINDS,
     STAND,
     TRAIN_KINDS,
-    Bout,
     Kind,
-    Scene,
-    micro_turn_of,
     pick_yaw,
     random_kind,
-    render_video,
-    sample_scene,
     with_yaw,
 )
+from lab.tasks.figure.scene import Scene, sample_scene
+from lab.tasks.figure.schedule import Bout
+from lab.tasks.figure.video import DT, micro_turn_of, render_video
 from lab.tasks.voice import random_user_voice
 
 START_LAG = 2  # micro-turns from the first frame of the action to "start"
