@@ -69,7 +69,14 @@ CONFIG_FILE = "config.json"
 WEIGHTS_FILE = "model.safetensors"
 SHIPPED_DIR = Path(__file__).parent / "checkpoints" / "small"
 SAMPLING_FIELDS = frozenset(
-    {"name", "flow_steps", "griffin_lim_iters", "speak_threshold_log10", "onset_survival"}
+    {
+        "name",
+        "flow_steps",
+        "flow_temperature",
+        "griffin_lim_iters",
+        "speak_threshold_log10",
+        "onset_survival",
+    }
 )
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 

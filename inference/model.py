@@ -619,7 +619,8 @@ class InteractionModel(nn.Module):
             state.survival[idx] = torch.where(reset, torch.ones_like(surv), surv)
         text_ids = self.text_head.generate(h, force)  # [B, K_out]
         control = self.control_head(h)  # [B, 2]
-        x1 = self.flow.sample(h + self.flow_text(text_ids), inp.noise, cfg.flow_steps)  # [B, 1280]
+        noise = inp.noise * cfg.flow_temperature
+        x1 = self.flow.sample(h + self.flow_text(text_ids), noise, cfg.flow_steps)  # [B, 1280]
         logmel = self.denormalize_mel(x1.float().view(batch, MEL_FRAMES_PER_MICROTURN, N_MELS))
         with torch.autocast(device_type=logmel.device.type, enabled=False):
             audio, voc_tail, voc_ctx = self.vocoder.stream(

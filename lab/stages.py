@@ -271,7 +271,7 @@ STAGES["open"] = {
 }
 # Everything in one model (issues 25, 26, 29, 30), from the `open` export: pins (the typed text
 # kept past the window) and long calls shown in little, exercise video through the served video
-# path (lab/tasks/figure.py: reps of an articulated figure, "start"/"stop"), the open-speech world
+# path (lab/tasks/figure/: reps of an articulated figure, "start"/"stop"), the open-speech world
 # and the in-world skills, every microphone through the live path.
 STAGES["together"] = {
     "config": {"pins": 32},

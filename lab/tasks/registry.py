@@ -19,7 +19,7 @@ Each family lives in its own module under lab/tasks/families/.
                when the user barges in (needs the dMel input)
     monologue  the user tells something at length; the model backchannels ("uh-huh") in the
                pauses late in the telling without taking the floor, then takes it at the end
-    repcount_figure  typed "count my reps", a rendered person exercising (lab/tasks/figure.py,
+    repcount_figure  typed "count my reps", a rendered person exercising (lab/tasks/figure/,
                through the served video path); 1, 2, 3 ... as each rep completes (the return
                to the rest pose); "how many?" -> the total
     startstop  typed "tell me when I start and stop <action>"; "start" / "stop" as the named
