@@ -6,10 +6,13 @@ import argparse
 import json
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import torch
 
+from inference.config import ModelConfig
 from lab.eval.report import markdown_table, seeds_table
 from lab.eval.suites import SUITES, evaluate
 
@@ -58,6 +61,14 @@ def main(argv: list[str] | None = None) -> int:
         help="pass the microphone through training's live path first (lab/tasks/room.py: own "
         "echo, room, noise, level, Opus) at this strength (1: as training draws it)",
     )
+    ap.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="FIELD=VALUE",
+        help="override a model setting that has no weights of its own (sampling settings such as "
+        "flow_temperature, or pins=0: the window alone), e.g. --set pins=0",
+    )
     ap.add_argument("--progress", action="store_true")
     ap.add_argument(
         "--table",
@@ -80,6 +91,8 @@ def main(argv: list[str] | None = None) -> int:
 
     path = args.checkpoint or str(SHIPPED_DIR)
     model = load(path)
+    if args.set:
+        model.cfg = with_settings(model.cfg, args.set)
     _, doc = read_config(path)
     t = time.time()
     report = evaluate(
@@ -106,3 +119,19 @@ def main(argv: list[str] | None = None) -> int:
     else:
         print(text)
     return 0
+
+
+SETTABLE = frozenset(
+    {"pins", "flow_temperature", "flow_steps", "griffin_lim_iters", "onset_survival"}
+)
+
+
+def with_settings(cfg: ModelConfig, settings: list[str]) -> ModelConfig:
+    """`FIELD=VALUE` overrides of the settings that own no weights (see --set)."""
+    changes: dict[str, Any] = {}
+    for item in settings:
+        field, _, value = item.partition("=")
+        if field not in SETTABLE:
+            raise SystemExit(f"--set {field}: one of {', '.join(sorted(SETTABLE))}")
+        changes[field] = type(getattr(cfg, field))(value)
+    return replace(cfg, **changes)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -92,6 +93,7 @@ def markdown_table(report: dict[str, Any]) -> str:
             "",
         ),
     ]
+    rows += world_rows(s, latency, get)
     sp = report.get("speech", {})
     rows.append(
         (
@@ -118,6 +120,92 @@ def markdown_table(report: dict[str, Any]) -> str:
     ]
     lines += [f"| {a} | {b} | {c} | {d} |" for a, b, c, d in rows]
     return "\n".join(lines)
+
+
+def world_rows(
+    s: dict[str, Any], latency: Callable[[dict[str, Any]], str], get: Callable[..., str]
+) -> list[tuple[str, str, str, str]]:
+    """Rows of the suites beyond the lab's benchmarks, where a report has them: open speech
+    (held-in, held-out sentences, the held-out engine), noisy rooms, exercise video against the
+    baselines, long calls."""
+    rows: list[tuple[str, str, str, str]] = []
+    for suite, name in (
+        ("turn_corpus", "Open speech, training sentences and speakers"),
+        (
+            "turn_heldout",
+            "Open speech, held-out sentences, unseen speakers of the training engines",
+        ),
+        ("turn_flite", "Open speech, held-out sentences, held-out engine (flite)"),
+    ):
+        if suite in s:
+            rows.append(
+                (
+                    f"{name}: latency median / p90, s; false interruptions, %; barge-in within 400 ms, %",
+                    f"{latency(s[suite])}; {get(suite, 'false_interruption_rate')}; "
+                    f"{get(suite, 'barge_in_success')}",
+                    "",
+                    "",
+                )
+            )
+    if "noisy_room" in s:
+        rows.append(
+            (
+                "Noisy rooms nobody talks in (fan, music, babble, TV): episodes with false speech, %",
+                get("noisy_room", "false_speech_episodes"),
+                "",
+                "",
+            )
+        )
+    for suite, name in (
+        ("repcount_figure", "RepCount on exercise video, training kinds and scenes"),
+        ("repcount_figure_heldout", "RepCount on exercise video, held-out kinds, scenes, figures"),
+    ):
+        if suite in s:
+            base = s[suite].get("centroid_baseline", {})
+            energy = s[suite].get("energy_baseline", {})
+            rows.append(
+                (
+                    f"{name}: off-by-one, % (centroid tracker; frame-difference counter)",
+                    f"{get(suite, 'off_by_one_accuracy')} ({base.get('off_by_one_accuracy')}; "
+                    f"{energy.get('off_by_one_accuracy')})",
+                    "",
+                    "",
+                )
+            )
+    for suite, name in (
+        ("startstop", "Start/stop, training actions and scenes"),
+        ("startstop_heldout", "Start/stop, held-out scenes and motions"),
+    ):
+        if suite in s:
+            rows.append(
+                (
+                    f"{name}: mIoU, % (energy threshold; targets said exactly)",
+                    f"{get(suite, 'miou')} ({s[suite].get('energy_baseline', {}).get('miou')}; "
+                    f"{get(suite, 'target_miou')})",
+                    "",
+                    "32.4 (real Charades)" if suite == "startstop_heldout" else "",
+                )
+            )
+    if "long_timespeak" in s:
+        rows.append(
+            (
+                "10-minute calls, say W every N s: on time over the call, %; a later stop or "
+                "new period obeyed, %",
+                f"{get('long_timespeak', 'on_time')}; {get('long_timespeak', 'change_obeyed')}",
+                "",
+                "",
+            )
+        )
+    if "long_repcount" in s:
+        rows.append(
+            (
+                "3 minutes of reps: final count off by at most one, %",
+                get("long_repcount", "off_by_one_accuracy"),
+                "",
+                "",
+            )
+        )
+    return rows
 
 
 # word metrics done with the words heard right too (lab/eval/metrics/heard.py): (suite, key, name)

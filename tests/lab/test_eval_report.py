@@ -87,3 +87,31 @@ def test_reports_of_several_seeds_print_side_by_side_against_the_targets(
     # turns never taken on seed 3: its median latency is "never", kept out of the mean
     assert rows["Turn-taking latency median, s"].endswith("| <= 0.4 | 0.3 | never | 0.3 |")
     assert rows["Barge-in stopped within 400 ms, %"].endswith("| >= 90 | n/a | n/a | n/a |")
+
+
+def test_the_table_shows_the_open_world_vision_and_long_call_suites_when_a_report_has_them() -> (
+    None
+):
+    from lab.eval.report import markdown_table
+
+    suites: dict[str, Any] = {
+        "turn_flite": {
+            "turns": 10,
+            "latency_median_s": 0.3,
+            "latency_p90_s": 0.5,
+            "took_floor": 90,
+        },
+        "noisy_room": {"false_speech_episodes": 12.5},
+        "repcount_figure_heldout": {
+            "off_by_one_accuracy": 81.0,
+            "centroid_baseline": {"off_by_one_accuracy": 21.9},
+            "energy_baseline": {"off_by_one_accuracy": 37.5},
+        },
+        "startstop_heldout": {"miou": 55.0, "energy_baseline": {"miou": 41.2}, "target_miou": 85.9},
+        "long_timespeak": {"on_time": 93.0, "change_obeyed": 88.0},
+    }
+    table = markdown_table({"suites": suites})
+    assert "held-out engine (flite)" in table and "0.3 / 0.5 (took 90 % of turns)" in table
+    assert "| 12.5 |" in table and "81.0 (21.9; 37.5)" in table
+    assert "55.0 (41.2; 85.9)" in table and "93.0; 88.0" in table
+    assert "turn_corpus" not in table and "training sentences and speakers" not in table
