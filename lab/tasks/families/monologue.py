@@ -14,7 +14,7 @@ from lab.tasks.common import (
 )
 from lab.tasks.corpus import continuing
 from lab.tasks.episode import Episode, Utterance
-from lab.tasks.families.turn import LONG_REPLY, _sentence_parts, say_turn
+from lab.tasks.families.turn import LONG_REPLY, _sentence_parts, say_turn, take_mt
 from lab.tasks.speakers import bank_voice
 from lab.tasks.voice import Voice
 
@@ -78,7 +78,7 @@ def monologue(
                 ep.say.append(Utterance(m, BACKCHANNEL, "backchannel"))
                 last = m
         pauses += said_pauses
-        m = end // MT + 1
+        m = take_mt(end)
         if m >= n:  # cut short by the episode's end (as in turn)
             turns.append({"start": start, "end": min(end, n * MT), "take_mt": None, "long": True})
             break

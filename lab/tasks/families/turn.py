@@ -25,6 +25,16 @@ from lab.tasks.voice import Voice, flite_voice, random_user_voice, speech
 # ---- turn-taking and barge-in (listening) ----------------------------------------------------------
 TAKE = "okay"
 BARGE_HEARD = 1280  # samples (80 ms) of a barge-in the model hears before it goes quiet
+TAKE_AFTER = 1600  # samples (100 ms) of silence after a turn's end the model hears before it answers
+
+
+def take_mt(end: int) -> int:
+    """The micro-turn whose output takes the floor after a turn that ends at sample `end`: the
+    one holding the end when 100 ms of silence follows it there, else the next (heard 0.1-0.3 s
+    after the end, before the transport's ~0.25 s; until the `together` stage always the next:
+    0.2-0.4 s)."""
+    k = end // MT
+    return k if (k + 1) * MT - end >= TAKE_AFTER else k + 1
 LONG_REPLY = "let me think about that for a moment"
 
 
@@ -98,7 +108,7 @@ def turn_episode(
         start = pos
         end, gain, said_pauses = say_turn(rng, audio, parts_of(rng), pos, voice, gain, ep.heard)
         pauses += said_pauses
-        m = end // MT + 1  # the first micro-turn whose output can follow the end of the turn
+        m = take_mt(end)
         if m >= n:  # the episode ends first: nothing to take, but nothing to interrupt either
             turns.append({"start": start, "end": min(end, n * MT), "take_mt": None, "long": True})
             break
@@ -119,7 +129,7 @@ def turn_episode(
             ep.silence.append((stop_mt, m + reply_mts + 1))
             barge.append({"at": b, "stop_mt": stop_mt, "end": bend})
             # and then takes the floor again after the barge-in turn
-            m2 = bend // MT + 1
+            m2 = take_mt(bend)
             if m2 < n:
                 ep.say.append(Utterance(m2, TAKE, "take"))
                 turns.append({"start": b, "end": bend, "take_mt": m2, "long": False})
