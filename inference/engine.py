@@ -221,6 +221,10 @@ class Engine:
                     return slot
         raise EngineFull(f"all {self.capacity} model slots are taken")
 
+    async def open_async(self, call_id: str) -> int:
+        """open() as the Engine protocol's event-loop side calls it (in process: no waiting)."""
+        return self.open(call_id)
+
     def close(self, slot: int) -> None:
         with self._cond:
             session = self._slots[slot] if 0 <= slot < self.capacity else None

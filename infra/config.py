@@ -70,6 +70,36 @@ class Config:
         default=4,
         metadata={"env": "MICROTURN_MAX_CALLS", "help": "calls served at once (503 beyond)"},
     )
+    inference: str = field(
+        default="local",
+        metadata={
+            "env": "MICROTURN_INFERENCE",
+            "help": "local: the engine in this process; remote: sessions on `microturn infer` "
+            "workers found in --redis-url's Redis",
+        },
+    )
+    inference_pool: str = field(
+        default="default",
+        metadata={
+            "env": "MICROTURN_INFERENCE_POOL",
+            "help": "with --inference remote: the workers' pool (`microturn infer --pool`)",
+        },
+    )
+    inference_secret: str = field(
+        default="",
+        metadata={
+            "env": "MICROTURN_INFERENCE_SECRET",
+            "help": "with --inference remote: the workers' shared secret, if they have one",
+        },
+    )
+    inference_stall_ms: float = field(
+        default=500.0,
+        metadata={
+            "env": "MICROTURN_INFERENCE_STALL_MS",
+            "help": "with --inference remote: a worker that leaves a micro-turn unanswered this "
+            "long is stalled; its calls move to another worker",
+        },
+    )
     device: str | None = field(
         default=None,
         metadata={"env": "MICROTURN_DEVICE", "help": "torch device; unset: cuda if present"},
@@ -290,6 +320,15 @@ class Config:
                 )
             if url.startswith("turn") and not self.turn_secret:
                 raise ValueError(f"ice_servers: {url!r} needs --turn-secret (coturn's REST API)")
+        if self.inference not in {"local", "remote"}:
+            raise ValueError(f"inference must be local or remote, not {self.inference!r}")
+        if self.inference == "remote" and not self.redis_url:
+            raise ValueError(
+                "--inference remote needs --redis-url: the workers register there "
+                "(an embedded Redis is private to this process)"
+            )
+        if self.inference_stall_ms <= 0:
+            raise ValueError("inference_stall_ms must be positive")
         if self.turn_ttl_s <= 0 or self.resume_window_s < 0:
             raise ValueError("turn_ttl_s must be positive and resume_window_s at least 0")
         if not self.token_secret:

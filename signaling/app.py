@@ -166,6 +166,10 @@ async def redis_ctx(app: web.Application) -> AsyncIterator[None]:
 
 def engine_ctx(given: Engine | None) -> Callable[[web.Application], AsyncIterator[None]]:
     async def ctx(app: web.Application) -> AsyncIterator[None]:
+        if given is None and app[CONFIG].inference == "remote":
+            async for _ in remote_engine(app):
+                yield
+            return
         engine = given
         if engine is None:
             loop = asyncio.get_running_loop()
@@ -181,6 +185,29 @@ def engine_ctx(given: Engine | None) -> Callable[[web.Application], AsyncIterato
             engine.stop()
 
     return ctx
+
+
+async def remote_engine(app: web.Application) -> AsyncIterator[None]:
+    """`--inference remote`: sessions on `microturn infer` workers (inference/remote.py)."""
+    from inference.remote import RemoteConfig, RemoteEngine
+
+    config = app[CONFIG]
+    assert config.redis_url is not None
+    engine = RemoteEngine(
+        RemoteConfig(
+            redis_url=config.redis_url,
+            max_sessions=config.max_calls,
+            pool=config.inference_pool,
+            secret=config.inference_secret,
+            stall_s=config.inference_stall_ms / 1000.0,
+        )
+    )
+    engine.start()
+    app[ENGINE] = engine
+    app[METRICS].watch(lambda: engine.stats().as_dict(), app[CALLS].snapshots)
+    log.info("inference: remote workers of pool %s", config.inference_pool)
+    yield
+    await engine.aclose()
 
 
 async def load_ctx(app: web.Application) -> AsyncIterator[None]:
@@ -248,6 +275,10 @@ async def readiness(app: web.Application) -> list[str]:
         reasons.append(f"redis unreachable: {type(exc).__name__}")
     if app[CALLS].full:
         reasons.append("at capacity")
+    elif engine is not None and app[CONFIG].inference == "remote":
+        stats = engine.stats()
+        if stats.capacity <= stats.active:
+            reasons.append("no inference worker has a free session")
     if app[LOAD].overloaded:
         reasons.append(f"overloaded: event loop lag p95 {app[LOAD].lag_p95_ms:.0f} ms")
     return reasons

@@ -2,6 +2,7 @@
 
 microturn serve [--host H] [--port P] [--model PATH|echo] ...   the media + model server
 microturn agent --redis URL [--concurrency N] ...               a background-model worker
+microturn infer --redis-url URL [--model PATH|echo] ...          the engine in its own process
 """
 
 from __future__ import annotations
@@ -49,11 +50,14 @@ def serve(args: argparse.Namespace) -> int:
     setup_logging(config.log_level, config.log_format)
     redis = config.redis_url or "embedded"
     auth = "on" if config.auth_enabled else "off"
+    inference = (
+        f", inference: remote pool {config.inference_pool}" if config.inference == "remote" else ""
+    )
 
     def announce(_: str) -> None:
         print(
             f"Microturn is serving on {config.url}  (redis: {redis}, auth: {auth}, "
-            f"max calls: {config.max_calls})\nOpen it in a browser; press Ctrl-C to stop.",
+            f"max calls: {config.max_calls}{inference})\nOpen it in a browser; press Ctrl-C to stop.",
             flush=True,
         )
 
@@ -75,6 +79,9 @@ def main(argv: list[str] | None = None) -> int:
     _serve_parser(sub)
     # Subcommands owned by other packages parse their own flags.
     sub.add_parser("agent", help="run a background-model worker", add_help=False)
+    sub.add_parser(
+        "infer", help="serve the model's sessions to media processes (a worker)", add_help=False
+    )
     sub.add_parser("train", help="train the reference interaction model", add_help=False)
     sub.add_parser(
         "eval", help="evaluate a checkpoint through the streaming engine", add_help=False
@@ -83,6 +90,10 @@ def main(argv: list[str] | None = None) -> int:
         from agent.cli import main as agent_main
 
         return agent_main(argv[1:])
+    if argv[:1] == ["infer"]:
+        from inference.worker import main as infer_main
+
+        return infer_main(argv[1:])
     if argv[:1] == ["train"]:
         from lab.train import main as train_main
 

@@ -1,6 +1,7 @@
 """Calls are built in one place: `CallFactory.create(offer, client)`.
 
-    slot = engine.open(call_id)                      the model's state for this call (503 if full)
+    slot = await engine.open_async(call_id)          the model's state for this call, in process or
+                                                     on an inference worker (503 if none has room)
     pc   = new_peer_connection(...)                  the peer, with the jitter buffer we choose and
                                                      DTLS for RSA and ECDSA peers (dtls.py)
     call = Call(call_id, pc, engine, slot, limits=...) its limits (a shorter connect timeout for
@@ -98,8 +99,8 @@ class CallFactory:
         Raises EngineBusy, or ApiError 400 for an offer aiortc cannot use."""
         call_id = secrets.token_urlsafe(9)
         try:
-            slot = self.engine.open(call_id)
-        except Exception as exc:  # EngineFull, or the engine stopped
+            slot = await self.engine.open_async(call_id)
+        except Exception as exc:  # EngineFull, NoWorkerRoom, or the engine stopped
             raise EngineBusy(str(exc)) from None
         pc = new_peer_connection(RTCConfiguration(iceServers=[]))
         call = Call(

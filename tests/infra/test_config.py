@@ -57,3 +57,23 @@ def test_every_setting_is_described_with_its_env_var() -> None:
     rows = Config.describe()
     assert len(rows) >= 15
     assert all(env and help_ for _, env, _, help_ in rows)
+
+
+def test_remote_inference_needs_a_redis_the_workers_share() -> None:
+    with pytest.raises(ValueError, match="redis-url"):
+        Config.from_env({}, inference="remote")
+    with pytest.raises(ValueError, match="local or remote"):
+        Config.from_env({}, inference="elsewhere")
+    env = {
+        "MICROTURN_INFERENCE": "remote",
+        "REDIS_URL": "redis://redis.internal:6379/0",
+        "MICROTURN_INFERENCE_POOL": "gpu",
+        "MICROTURN_INFERENCE_STALL_MS": "300",
+    }
+    config = Config.from_env(env)
+    assert (config.inference, config.inference_pool, config.inference_stall_ms) == (
+        "remote",
+        "gpu",
+        300.0,
+    )
+    assert Config.from_env({}).inference == "local", "one process by default (make run)"

@@ -62,6 +62,9 @@ class Recording:
     def open(self, call_id: str) -> int:
         return self.inner.open(call_id)
 
+    async def open_async(self, call_id: str) -> int:
+        return await self.inner.open_async(call_id)
+
     async def append(self, slot: int, inp: MicroTurnInput) -> MicroTurnOutput:
         self.inputs.append(inp)
         return await self.inner.append(slot, inp)
