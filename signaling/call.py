@@ -95,6 +95,7 @@ class CallStats:
     agent_tasks: int = 0
     failed_steps: int = 0
     events_dropped: int = 0
+    restarts: int = 0  # the model's session moved to another inference worker
 
 
 @dataclass
@@ -378,6 +379,11 @@ class Call:
             self._handle_output(out)
 
     def _handle_output(self, out: MicroTurnOutput) -> None:
+        if out.restart is not None:  # its session moved to another inference worker
+            self.stats.restarts += 1
+            self.metrics.failovers.labels(out.restart).inc()
+            log.warning("call %s: model session restarted (%s)", self.call_id, out.restart)
+            self.send_event("session.restarted", microturn=out.index, reason=out.restart)
         self.stats.microturns += 1
         self.metrics.microturns.inc()
         self.metrics.step_ms.observe(out.step_ms)
@@ -686,6 +692,7 @@ class Call:
             "events_dropped": self.stats.events_dropped,
             "resumes": self.resumes,
             "suspended": self.suspended,
+            "model_restarts": self.stats.restarts,
         }
 
     async def wait_closed(self) -> None:

@@ -48,6 +48,12 @@ class Metrics:
             "calls resumed on a new peer connection after theirs dropped (same engine session)",
             registry=r,
         )
+        self.failovers = Counter(
+            "microturn_inference_failovers",
+            "calls whose model session moved to another inference worker (its state restarted)",
+            ["reason"],
+            registry=r,
+        )
         self.microturns = Counter("microturn_microturns", "micro-turns processed", registry=r)
         self.late_steps = Counter(
             "microturn_late_steps", "micro-turns answered after their deadline", registry=r

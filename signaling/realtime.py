@@ -43,7 +43,7 @@ REALTIME_LABEL = "oai-events"
 MAX_ID_CHARS = 64
 MAX_CONTENT_PARTS = 16
 SUPPORTED = ("session.update", "conversation.item.create", "conversation.item.truncate")
-PASSED_THROUGH = frozenset({"agent.task", "session.ended"})
+PASSED_THROUGH = frozenset({"agent.task", "session.ended", "session.restarted"})
 SERVER_ERRORS = frozenset({"step_failed", "internal_error", "agent_unavailable"})
 _SPEECH_ITEM = re.compile(r"^item_([0-9]{1,12})$")
 
