@@ -572,3 +572,17 @@ def test_heard_words_label_cues_turn_ends_and_spoken_numbers() -> None:
             break
     else:
         raise AssertionError("no spoken 'every' instruction in 6 seeds")
+
+
+def test_silence_in_a_mid_turn_pause_weighs_like_taking_the_floor() -> None:
+    from lab.tasks.common import MT
+
+    held = 0
+    for seed in range(6):
+        ep = make("turn_corpus", seed, 200)
+        t = targets(ep, 8, 4)
+        for a, b in ep.info["pauses"]:
+            inside = range(a // MT + 1, min(ep.n, b // MT))  # wholly in the pause
+            assert all(t.text_weight[m] == 4.0 and t.text_out[m, 0] == SIL for m in inside)
+            held += len(inside)
+    assert held > 20

@@ -91,8 +91,9 @@ def turn_episode(
     barge_after_s: tuple[float, float] = (0.2, 1.0),
     gap_s: tuple[float, float] = (0.3, 1.5),
 ) -> Episode:
-    """The user speaks turns (with mid-sentence pauses of 0.3-1.2 s); after each turn ends the
-    model answers with its long reply; with probability `p_barge` the user barges in on it
+    """The user speaks turns (with mid-sentence pauses of 0.3-1.2 s, whose micro-turns are held:
+    their silence weighs like an answer); after each turn ends the model answers with its long
+    reply; with probability `p_barge` the user barges in on it
     (`barge_after_s` into the reply), the model stops (silent from the micro-turn whose input
     holds 80 ms of the barge-in), and after the barge-in turn it says
     "okay"; the next turn starts `gap_s` after the model is done. The user's voice and what
@@ -108,6 +109,8 @@ def turn_episode(
         start = pos
         end, gain, said_pauses = say_turn(rng, audio, parts_of(rng), pos, voice, gain, ep.heard)
         pauses += said_pauses
+        for a, b in said_pauses:  # staying quiet in a pause weighs as much as taking the floor
+            ep.hold += range(a // MT, b // MT + 1)
         m = take_mt(end)
         if m >= n:  # the episode ends first: nothing to take, but nothing to interrupt either
             turns.append({"start": start, "end": min(end, n * MT), "take_mt": None, "long": True})
