@@ -87,6 +87,7 @@ class EngineConfig:
     seed: int = 0
     max_pending: int = 2  # inputs a session may have waiting; more drops the oldest
     gc_freeze: bool = True  # on start(), move existing objects out of the GC's full collections
+    step_mode: str = "eager"  # eager | compile | cudagraph: the hot step (inference/hotstep.py)
 
 
 def pick_device(name: str | None) -> torch.device:
@@ -177,6 +178,11 @@ class Engine:
         self.device = pick_device(config.device)
         self.model = model
         model.to_device(self.device)
+        self.step_mode = config.step_mode
+        if config.step_mode != "eager":
+            from inference.hotstep import accelerate
+
+            self.step_mode = accelerate(model, config.step_mode, self.device)
         self.model_name: str = spec.name
         self.frame_size: int = spec.frame_size
         self.capacity: int = config.max_sessions

@@ -263,6 +263,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="torch threads of the engine",
     )
     p.add_argument(
+        "--step-mode",
+        default=env("MICROTURN_STEP_MODE", "eager"),
+        choices=("eager", "compile", "cudagraph"),
+        help="the hot step: eager, torch.compile, or CUDA graphs (CUDA only) [MICROTURN_STEP_MODE]",
+    )
+    p.add_argument(
         "--pool",
         default=env("MICROTURN_INFERENCE_POOL", "default"),
         help="worker pool name in Redis (media processes use the same)",
@@ -296,6 +302,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         max_sessions=args.max_sessions,
         device=args.device,
         num_threads=args.threads,
+        step_mode=args.step_mode,
     )
     engine = Engine(load_model(args.model), config)
     engine.warm_up()  # before registering: the first session's first step is not late

@@ -104,6 +104,14 @@ class Config:
         default=None,
         metadata={"env": "MICROTURN_DEVICE", "help": "torch device; unset: cuda if present"},
     )
+    step_mode: str = field(
+        default="eager",
+        metadata={
+            "env": "MICROTURN_STEP_MODE",
+            "help": "the model's hot step: eager, compile (torch.compile) or cudagraph (CUDA "
+            "graphs, CUDA only)",
+        },
+    )
     engine_threads: int | None = field(
         default=None,
         metadata={"env": "MICROTURN_ENGINE_THREADS", "help": "torch threads of the engine"},
@@ -320,6 +328,10 @@ class Config:
                 )
             if url.startswith("turn") and not self.turn_secret:
                 raise ValueError(f"ice_servers: {url!r} needs --turn-secret (coturn's REST API)")
+        if self.step_mode not in {"eager", "compile", "cudagraph"}:
+            raise ValueError(
+                f"step_mode must be eager, compile or cudagraph, not {self.step_mode!r}"
+            )
         if self.inference not in {"local", "remote"}:
             raise ValueError(f"inference must be local or remote, not {self.inference!r}")
         if self.inference == "remote" and not self.redis_url:

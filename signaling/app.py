@@ -68,7 +68,10 @@ def load_engine(config: Config) -> Engine:
     from inference.loading import load_model
 
     engine_config = engines.EngineConfig(
-        max_sessions=config.max_calls, device=config.device, num_threads=config.engine_threads
+        max_sessions=config.max_calls,
+        device=config.device,
+        num_threads=config.engine_threads,
+        step_mode=config.step_mode,
     )
     return engines.Engine(load_model(config.model), engine_config)
 

@@ -91,3 +91,30 @@ def test_turn_credentials_are_coturns_rest_api_hmac() -> None:
 
     # openssl: printf '1795003600:microturn' | openssl dgst -sha1 -hmac s3cret -binary | base64
     assert turn_credential("s3cret", "1795003600:microturn") == "ViDQQ8XVZdoU85UK+ymUVw0Kyz8="
+
+
+def test_the_inference_worker_unit_and_compose_service_use_flags_that_exist() -> None:
+    import shlex
+
+    from inference.worker import build_parser
+    from infra.config import Config
+
+    unit = (DEPLOY / "microturn-infer@.service").read_text()
+    command = next(line for line in unit.splitlines() if line.startswith("ExecStart="))
+    inner = shlex.split(command.split("-c ", 1)[1])[0]  # the sh -c script
+    argv = shlex.split(inner.replace("$((8090 + %i))", "8090").replace("%i", "0"))
+    assert argv[:3] == ["exec", "/opt/microturn/.venv/bin/microturn", "infer"]
+    args = build_parser().parse_args(argv[3:])
+    assert (args.port, args.device, args.max_sessions) == (8090, "cuda:0", 64)
+    compose = (DEPLOY / "compose.yaml").read_text()
+    infer = compose.split("  infer:", 1)[1].split("  agent:", 1)[0]
+    flags = infer.split("command: [", 1)[1].split("]", 1)[0]
+    argv = [part.strip().strip('"') for part in flags.replace("\n", " ").split(",")]
+    assert argv[:2] == ["microturn", "infer"]
+    build_parser().parse_args(argv[2:])
+    env = dict(
+        line.lstrip("# ").split("=", 1)
+        for line in (DEPLOY / "microturn.env.example").read_text().splitlines()
+        if line.lstrip("# ").startswith(("MICROTURN_", "REDIS_URL"))
+    )  # the commented-out remote lines too
+    assert Config.from_env(env).inference == "remote"
