@@ -190,13 +190,16 @@ class Link(Generic[S]):
         try:
             self.listener.on_lost(self, reason)
         finally:
-            if self.reader is not asyncio.current_task():
-                self.reader.cancel()
             task = asyncio.get_running_loop().create_task(self.aclose())
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
 
     async def aclose(self) -> None:
+        """Stop reading, then close; a worker that does not answer the close (stalled) has its
+        connection cut when the timeout cancels it (aiohttp closes the transport then)."""
         self.alive = False
+        if self.reader is not asyncio.current_task():
+            self.reader.cancel()
+            await asyncio.gather(self.reader, return_exceptions=True)
         with contextlib.suppress(Exception):
             await asyncio.wait_for(self.ws.close(), CLOSE_TIMEOUT_S)

@@ -16,7 +16,8 @@ the appends it had in flight are answered at once as dropped (silence, counted),
 wait (at most `max_pending`, the oldest dropped), and the session reopens on another worker
 (retried every 0.2 s until one has room: a restarted worker is as good as any). The model's state
 restarts there; the first output from the new worker carries `restart` = why, which the call turns
-into a `session.restarted` event and a counter. A lost worker is avoided for `AVOID_S`.
+into a `session.restarted` event and a counter. A lost worker is avoided for 30 s (infra/
+discovery.py's Directory, which also says which workers may take a session).
 
 Everything here runs on the event loop and never blocks it: sends are uncompressed WebSocket
 frames written at once; every network wait has a timeout; queues are bounded.
@@ -39,15 +40,12 @@ import redis.asyncio as aioredis
 from inference import wire
 from inference.link import TRY_NEXT, Link, Lost
 from inference.protocol import EngineStats, MicroTurnInput, MicroTurnOutput, silence
-from infra.discovery import DEFAULT_POOL, WorkerInfo, WorkerKeys, list_workers
+from infra.discovery import DEFAULT_POOL, Directory, WorkerInfo, WorkerKeys
 
 log = logging.getLogger(__name__)
 
 DEFAULT_STALL_S = 0.5  # an append unanswered this long: the worker stalled (steps take < 200 ms)
-REDIS_TIMEOUT_S = 0.5
-REFRESH_S = 0.5  # the cached list of workers (stats, readiness); opens read it fresh
 RETRY_S = 0.2  # a session with no worker tries again this often
-AVOID_S = 30.0  # a lost worker is not tried again for this long (a restart has a new id)
 WATCH_S = 0.05  # stall checks
 HISTORY = 1000
 
@@ -114,16 +112,15 @@ class RemoteEngine:
         assert config.max_sessions >= 1 and config.max_pending >= 1
         self.config = config
         self.keys = WorkerKeys(config.pool)
-        self.model_name = ""  # the pool's model, from the first worker seen
+        self.model_name = ""  # the pool's model, from the first worker seen (the Directory's)
         self.frame_size = 0
         self._slots: list[_Session | None] = [None] * config.max_sessions
-        self._workers: list[WorkerInfo] = []
         self._links: dict[str, Link[_Session]] = {}
         self._connecting: dict[str, asyncio.Task[Link[_Session]]] = {}
-        self._avoid: dict[str, float] = {}  # worker id -> monotonic time it may be tried again
         self._tasks: set[asyncio.Task[Any]] = set()
         self._running = False
         self._redis: aioredis.Redis | None = None
+        self.directory: Directory | None = None
         self._http: aiohttp.ClientSession | None = None
         self._rtt_ms: deque[float] = deque(maxlen=HISTORY)
         self._wire_ms: deque[float] = deque(maxlen=HISTORY)
@@ -132,7 +129,6 @@ class RemoteEngine:
         self.late_outputs = 0
         self.dropped_inputs = 0
         self.failovers = 0
-        self._skipped: set[str] = set()  # workers of another model, warned about once
 
     # ---- lifetime ---------------------------------------------------------------------------------
     def warm_up(self) -> None:
@@ -147,7 +143,8 @@ class RemoteEngine:
             self.config.redis_url, socket_connect_timeout=1.0, socket_timeout=1.0
         )
         self._http = aiohttp.ClientSession()
-        self._spawn(self._refresh_loop(), "inference-directory")
+        self.directory = Directory(self._redis, self.keys)
+        self._spawn(self.directory.run(), "inference-directory")
         self._spawn(self._watch_loop(), "inference-stalls")
 
     def stop(self) -> None:
@@ -164,7 +161,6 @@ class RemoteEngine:
         await asyncio.gather(*self._tasks, return_exceptions=True)
         links, self._links = list(self._links.values()), {}
         for link in links:
-            link.reader.cancel()
             await link.aclose()
         if self._http is not None:
             await self._http.close()
@@ -178,46 +174,11 @@ class RemoteEngine:
         return task
 
     # ---- the workers ------------------------------------------------------------------------------
-    async def _refresh(self) -> list[WorkerInfo]:
-        """The pool's workers, fresh from Redis (the cached list when Redis does not answer)."""
-        assert self._redis is not None
-        try:
-            workers = await asyncio.wait_for(list_workers(self._redis, self.keys), REDIS_TIMEOUT_S)
-        except Exception as exc:
-            log.debug("inference directory: Redis did not answer (%s)", exc)
-            return self._workers
-        if workers and not self.model_name:
-            first = min(workers, key=lambda w: w.updated_at)
-            self.model_name, self.frame_size = first.model, first.frame_size
-            log.info("inference pool %s serves %s", self.config.pool, self.model_name)
-        self._workers = workers
-        return workers
-
-    async def _refresh_loop(self) -> None:
-        while True:
-            await self._refresh()
-            now = time.monotonic()
-            for worker_id in [w for w, until in self._avoid.items() if until < now]:
-                del self._avoid[worker_id]
-            await asyncio.sleep(REFRESH_S)
-
-    def _usable(self, worker: WorkerInfo) -> bool:
-        if (worker.model, worker.frame_size) != (self.model_name, self.frame_size):
-            if worker.worker_id not in self._skipped:
-                self._skipped.add(worker.worker_id)
-                log.warning(
-                    "inference worker %s serves %s (frame %d), not this pool's %s: skipped",
-                    worker.worker_id,
-                    worker.model,
-                    worker.frame_size,
-                    self.model_name,
-                )
-            return False
-        return self._avoid.get(worker.worker_id, 0.0) <= time.monotonic()
-
     async def _candidates(self) -> list[WorkerInfo]:
-        workers = [w for w in await self._refresh() if w.free > 0 and self._usable(w)]
-        return sorted(workers, key=lambda w: -w.free)
+        assert self.directory is not None
+        workers = await self.directory.candidates()
+        self.model_name, self.frame_size = self.directory.model, self.directory.frame_size
+        return workers
 
     async def _link_to(self, worker: WorkerInfo) -> Link[_Session]:
         link = self._links.get(worker.worker_id)
@@ -284,7 +245,8 @@ class RemoteEngine:
         """The worker behind `link` is gone or stuck: every session on it moves."""
         if self._links.get(link.worker_id) is link:
             del self._links[link.worker_id]
-        self._avoid[link.worker_id] = time.monotonic() + AVOID_S
+        if self.directory is not None:
+            self.directory.avoid(link.worker_id)
         sessions, link.sessions = list(link.sessions.values()), {}
         if self._running:
             log.warning(
@@ -472,7 +434,7 @@ class RemoteEngine:
         """step_ms_*: round trips, append to output (the wait and step on the worker included)."""
         rtt = np.array(self._rtt_ms, dtype=np.float64)
         batch = np.array(self._batch, dtype=np.float64)
-        free = sum(w.free for w in self._workers if self._usable(w))
+        free = self.directory.free() if self.directory is not None else 0
         return EngineStats(
             model=self.model_name,
             device="remote",
@@ -495,4 +457,4 @@ class RemoteEngine:
 
     def workers(self) -> list[WorkerInfo]:
         """The pool as last read (usable or not)."""
-        return list(self._workers)
+        return list(self.directory.workers) if self.directory is not None else []

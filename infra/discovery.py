@@ -18,6 +18,7 @@ import asyncio
 import contextlib
 import json
 import logging
+import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 
@@ -169,3 +170,85 @@ class Registration:
                 pipe.delete(self.keys.worker(info.worker_id))
                 pipe.srem(self.keys.index, info.worker_id)
                 await asyncio.wait_for(pipe.execute(), REDIS_TIMEOUT_S)
+
+
+REFRESH_S = 0.5  # the cached list (stats, readiness) is read this often
+FRESH_S = 0.05  # reads this close together share one answer
+AVOID_S = 30.0  # a lost worker is not tried again for this long (a restart has a new id)
+
+
+class Directory:
+    """A media process's view of one pool: which workers may take a session now.
+
+    The pool's model is the first worker's (its name and frame size): workers serving another are
+    skipped, with one warning each. `candidates()` reads Redis (one read shared by every caller
+    within FRESH_S: the sessions of a lost worker all ask at once) and lists the workers with a
+    free session, most free first, less the ones `avoid()`ed. When Redis does not answer, the last
+    list stands.
+    """
+
+    def __init__(self, redis: aioredis.Redis, keys: WorkerKeys) -> None:
+        self.redis = redis
+        self.keys = keys
+        self.model = ""
+        self.frame_size = 0
+        self.workers: list[WorkerInfo] = []
+        self._reading: asyncio.Task[list[WorkerInfo]] | None = None
+        self._read_at = -1.0
+        self._avoid: dict[str, float] = {}  # worker id -> monotonic time it may be tried again
+        self._skipped: set[str] = set()
+
+    async def refresh(self) -> list[WorkerInfo]:
+        if self._reading is None or self._reading.done():
+            if time.monotonic() - self._read_at < FRESH_S:
+                return self.workers
+            self._reading = asyncio.get_running_loop().create_task(self._read())
+        return await asyncio.shield(self._reading)
+
+    async def _read(self) -> list[WorkerInfo]:
+        try:
+            workers = await asyncio.wait_for(list_workers(self.redis, self.keys), REDIS_TIMEOUT_S)
+        except Exception as exc:
+            log.debug("inference directory: Redis did not answer (%s)", exc)
+            return self.workers
+        if workers and not self.model:
+            first = min(workers, key=lambda w: w.updated_at)
+            self.model, self.frame_size = first.model, first.frame_size
+            log.info("inference pool %s serves %s", self.keys.pool, self.model)
+        self.workers = workers
+        self._read_at = time.monotonic()
+        now = time.monotonic()
+        for worker_id in [w for w, until in self._avoid.items() if until < now]:
+            del self._avoid[worker_id]
+        return workers
+
+    async def run(self) -> None:
+        """Keep the cached list fresh (until cancelled)."""
+        while True:
+            await self.refresh()
+            await asyncio.sleep(REFRESH_S)
+
+    def avoid(self, worker_id: str, seconds: float = AVOID_S) -> None:
+        self._avoid[worker_id] = time.monotonic() + seconds
+
+    def usable(self, worker: WorkerInfo) -> bool:
+        if (worker.model, worker.frame_size) != (self.model, self.frame_size):
+            if worker.worker_id not in self._skipped:
+                self._skipped.add(worker.worker_id)
+                log.warning(
+                    "inference worker %s serves %s (frame %d), not this pool's %s: skipped",
+                    worker.worker_id,
+                    worker.model,
+                    worker.frame_size,
+                    self.model,
+                )
+            return False
+        return self._avoid.get(worker.worker_id, 0.0) <= time.monotonic()
+
+    async def candidates(self) -> list[WorkerInfo]:
+        workers = [w for w in await self.refresh() if w.free > 0 and self.usable(w)]
+        return sorted(workers, key=lambda w: -w.free)
+
+    def free(self) -> int:
+        """Free sessions on the usable workers, as last read."""
+        return sum(w.free for w in self.workers if self.usable(w))
