@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import urllib.request
 
+import aiohttp
 import numpy as np
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
@@ -109,6 +110,11 @@ async def test_a_call_survives_its_inference_worker_being_killed(
                 async with CallClient(server.url, audio=tone()):
                     pass
             assert refused.value.status == 503 and refused.value.code == "at_capacity"
+            async with aiohttp.ClientSession() as http:
+                async with http.get(f"{server.url}/readyz") as resp:
+                    assert resp.status == 503
+                    reasons = (await resp.json())["reasons"]
+            assert "no inference worker has a free session" in reasons
             assert await call.hang_up() == 204
     finally:
         await loop.run_in_executor(None, server.stop)
