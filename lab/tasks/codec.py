@@ -10,8 +10,11 @@ and through the codec) and, later, as a training augmentation. Packet loss is no
 
 from __future__ import annotations
 
+from typing import cast
+
 import av
 import numpy as np
+from av.audio.codeccontext import AudioCodecContext
 from scipy.signal import resample_poly
 
 from inference.protocol import SAMPLE_RATE_HZ
@@ -55,7 +58,7 @@ def _roundtrip(
     enc.sample_rate, enc.layout, enc.format, enc.bit_rate = rate, "mono", "s16", bitrate
     if complexity is not None:
         enc.options = {"compression_level": str(complexity)}
-    dec = av.CodecContext.create(decoder, "r")
+    dec = cast(AudioCodecContext, av.CodecContext.create(decoder, "r"))
     dec.sample_rate, dec.layout = OPUS_RATE, "mono"
     resampler = av.AudioResampler(format="s16", layout="mono", rate=SAMPLE_RATE_HZ)
     decoded: list[np.ndarray] = []

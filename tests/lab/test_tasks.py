@@ -343,9 +343,7 @@ def test_turns_get_the_long_reply_and_a_barge_in_gets_okay() -> None:
 
 
 def test_spoken_instructions_are_said_not_typed_and_timed_from_the_speech_end() -> None:
-    from lab.tasks.common import MT, PER_S
-
-    from lab.tasks.common import instruct
+    from lab.tasks.common import MT, PER_S, instruct
     from lab.tasks.episode import Episode
     from lab.tasks.speakers import voice
 

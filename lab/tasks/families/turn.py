@@ -25,7 +25,9 @@ from lab.tasks.voice import Voice, flite_voice, random_user_voice, speech
 # ---- turn-taking and barge-in (listening) ----------------------------------------------------------
 TAKE = "okay"
 BARGE_HEARD = 1280  # samples (80 ms) of a barge-in the model hears before it goes quiet
-TAKE_AFTER = 1600  # samples (100 ms) of silence after a turn's end the model hears before it answers
+TAKE_AFTER = (
+    1600  # samples (100 ms) of silence after a turn's end the model hears before it answers
+)
 
 
 def take_mt(end: int) -> int:
@@ -35,6 +37,8 @@ def take_mt(end: int) -> int:
     0.2-0.4 s)."""
     k = end // MT
     return k if (k + 1) * MT - end >= TAKE_AFTER else k + 1
+
+
 LONG_REPLY = "let me think about that for a moment"
 
 
