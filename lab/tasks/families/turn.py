@@ -25,9 +25,7 @@ from lab.tasks.voice import Voice, flite_voice, random_user_voice, speech
 # ---- turn-taking and barge-in (listening) ----------------------------------------------------------
 TAKE = "okay"
 BARGE_HEARD = 1280  # samples (80 ms) of a barge-in the model hears before it goes quiet
-TAKE_AFTER = (
-    1600  # samples (100 ms) of silence after a turn's end the model hears before it answers
-)
+TAKE_AFTER = 1600  # samples (100 ms) of silence after a turn's end heard before answering
 
 
 def take_mt(end: int) -> int:
