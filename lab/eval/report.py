@@ -196,6 +196,15 @@ def world_rows(
                 "",
             )
         )
+    if "long_recall" in s:
+        rows.append(
+            (
+                "5-minute calls: a number told at the start, asked for at the end: answered right, %",
+                get("long_recall", "answer_accuracy"),
+                "",
+                "",
+            )
+        )
     if "long_repcount" in s:
         rows.append(
             (

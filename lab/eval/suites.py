@@ -18,6 +18,7 @@ from lab.eval.metrics.timing import (
     eval_cuespeak,
     eval_demo,
     eval_long_timespeak,
+    eval_recall,
     eval_repcount,
     eval_timespeak,
 )
@@ -58,6 +59,7 @@ SUITES: dict[str, Suite] = {
     # long calls, stepped in full: 10 minutes of "say W every N seconds", 3 minutes of counting
     "long_timespeak": Suite((3000, 3000), eval_long_timespeak),
     "long_repcount": Suite((900, 900), eval_repcount),
+    "long_recall": Suite((1500, 1500), eval_recall),
     # a person exercising on camera through the served video path (issue 29), with the centroid
     # and frame-difference baselines on the same episodes; held-out kinds, backgrounds, figures
     "repcount_figure": Suite((150, 250), eval_repcount_vision),

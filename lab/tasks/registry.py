@@ -47,7 +47,14 @@ from lab.tasks.families.exercise import (
     startstop,
     startstop_heldout,
 )
-from lab.tasks.families.long import long_repcount, long_timespeak, repcount_long, timespeak_long
+from lab.tasks.families.long import (
+    long_recall,
+    long_repcount,
+    long_timespeak,
+    recall_long,
+    repcount_long,
+    timespeak_long,
+)
 from lab.tasks.families.monologue import monologue, monologue_corpus
 from lab.tasks.families.repcount import repcount
 from lab.tasks.families.timespeak import timespeak
@@ -85,8 +92,10 @@ FAMILIES: dict[str, Generator] = {
     # evaluation steps real calls of 10 and 3 minutes
     "timespeak_long": timespeak_long,
     "repcount_long": repcount_long,
+    "recall_long": recall_long,
     "long_timespeak": long_timespeak,
     "long_repcount": long_repcount,
+    "long_recall": long_recall,
     "demo": demo,  # evaluation only (no training mix names it)
     # training only (the demo suite evaluates the demo page's chain)
     "chain": chain,
@@ -101,8 +110,18 @@ FAMILIES: dict[str, Generator] = {
 }
 
 
-EVAL_ONLY = frozenset({"demo", "turn_heldout", "turn_flite", "long_timespeak", "long_repcount"})
-EVAL_ONLY |= {"repcount_figure_heldout", "startstop_heldout"}
+EVAL_ONLY = frozenset(
+    {
+        "demo",
+        "turn_heldout",
+        "turn_flite",
+        "long_timespeak",
+        "long_repcount",
+        "long_recall",
+        "repcount_figure_heldout",
+        "startstop_heldout",
+    }
+)
 
 
 def make(family: str, seed: int, n: int, training: bool = True, live_path: float = 0.0) -> Episode:

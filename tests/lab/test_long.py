@@ -59,3 +59,27 @@ def test_long_evaluation_calls_are_stepped_whole() -> None:
     rc = make("long_repcount", 3, 900, training=False)
     assert not rc.skips and rc.info["total"] >= 30
     assert np.diff(rc.clock()).max() == 1
+
+
+def test_recall_asks_minutes_later_for_the_number_told_and_scores_the_answer() -> None:
+    from lab.eval.metrics.timing import eval_recall
+    from lab.eval.runner import Run
+    from tests.lab.test_tasks import _out
+
+    for seed in range(8):
+        ep = make("recall_long", seed, 200)
+        ((first, jump),) = ep.skips
+        told, asked = ep.typed[0][0], ep.typed[-1][0]
+        assert told < first <= asked and jump >= 150
+        assert str(ep.info["number"]) in ep.typed[0][1]
+        assert ep.say[-1].text == str(ep.info["number"]) and ep.say[-1].mt >= ep.info["q0"]
+    long = make("long_recall", 2, 1500, training=False)
+    assert long.info["q0"] > 1400 and not long.skips
+
+    q0, n = long.info["q0"], long.info["number"]
+
+    def run(at: int, text: str) -> Run:
+        return Run(long, outputs=[_out(at, text + " ", eou=True)])
+
+    right, wrong, late = run(q0, str(n)), run(q0, str(n + 1)), run(q0 + 10, str(n))
+    assert eval_recall([right, wrong, late, right])["answer_accuracy"] == 50.0

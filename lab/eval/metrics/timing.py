@@ -175,3 +175,15 @@ def eval_long_timespeak(runs: list[Run]) -> dict[str, Any]:
         "changes": len(obeyed),
         "episodes": len(runs),
     }
+
+
+def eval_recall(runs: list[Run]) -> dict[str, Any]:
+    """Long calls: the number asked about minutes after it was told, said within 3 micro-turns
+    of the question's end (the first number said then)."""
+    right = []
+    for r in runs:
+        q0 = r.ep.info["q0"]
+        said = [s for s in r.utterances() if q0 - 1 <= s.mt <= q0 + 3]
+        nums = [x for s in said if (x := _number(s.text)) is not None]
+        right.append(bool(nums) and nums[0] == r.ep.info["number"])
+    return {"answer_accuracy": pct(float(np.mean(right))) if right else None, "episodes": len(runs)}

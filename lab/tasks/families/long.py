@@ -13,9 +13,12 @@ first utterance there): what a real call would show and a skipped one cannot.
                     later "stop" or a new period ("now every M seconds"), typed after the jump
     repcount_long   typed "count my reps", something moving all along; the counting goes on
                     across the jump (counts into the hundreds), sometimes "how many?" at the end
+    recall_long     a number typed to be remembered ("my locker number is 42"), the question
+                    after the jump ("what is my locker number?"): the number
 
-Evaluation does not skip: `long_timespeak` and `long_repcount` are real calls of 10 and 3
-minutes stepped micro-turn by micro-turn (mostly a quiet room, so they cost little to make).
+Evaluation does not skip: `long_timespeak`, `long_repcount` and `long_recall` are real calls of
+10, 3 and 5 minutes stepped micro-turn by micro-turn (mostly a quiet room, so they cost little to
+make).
 """
 
 from __future__ import annotations
@@ -247,5 +250,56 @@ def long_repcount(rng: np.random.Generator, n: int) -> Episode:
         harness=False,
         period_s=motion.period_s,
     )
+    ep.audio = audio
+    return ep
+
+
+# ---- what was said minutes ago ----------------------------------------------------------------------
+RECALL = [
+    ("remember the number {n}", "what number did I tell you to remember?"),
+    ("my locker number is {n}", "what is my locker number?"),
+    ("the door code is {n}", "what was the door code?"),
+    ("my room is number {n}", "what room am I in?"),
+    ("please remember {n} for me", "what did I ask you to remember?"),
+]
+NOTED = "okay"
+
+
+def recall_long(rng: np.random.Generator, n: int, skip: tuple[int, int] = (150, 3000)) -> Episode:
+    """Training: a number typed to be remembered ("my locker number is 42"; the model says
+    "okay"), a jump of `skip` micro-turns, then the question ("what is my locker number?"):
+    the model answers with the number. Only the pins keep the first message in view."""
+    ep, audio = new_episode("recall_long", rng, n)
+    first = int(rng.integers(max(20, n // 6), max(21, n // 3)))
+    jump = int(rng.integers(*skip))
+    ep.skips.append((first, jump))
+    tell, ask = RECALL[int(rng.integers(len(RECALL)))]
+    number = int(rng.integers(1, 100))
+    t_typed = early_text(rng, first - 8)
+    t0 = instruct(ep, rng, audio, t_typed, tell.format(n=number), None)
+    if t0 < first:
+        ep.say.append(Utterance(t0, NOTED, "reply"))
+    at = int(rng.integers(first + 5, max(first + 6, n - 15)))
+    q0 = instruct(ep, rng, audio, at, ask, None)
+    if q0 < n:
+        ep.say.append(Utterance(first_free(ep.say, q0), str(number), "answer"))
+    ep.info.update(number=number, t0=t0, ask_mt=at, q0=q0, jump=jump, first=first)
+    add_video(rng, ep, p_motion=0.3)
+    ep.audio = audio
+    return ep
+
+
+def long_recall(rng: np.random.Generator, n: int) -> Episode:
+    """Evaluation: the number told at a call's start, the question n - 40 micro-turns later (5
+    minutes: n = 1500), a quiet room in between."""
+    ep, audio = new_episode("long_recall", rng, n)
+    ep.start_index = 0
+    tell, ask = RECALL[int(rng.integers(len(RECALL)))]
+    number = int(rng.integers(1, 100))
+    t0 = instruct(ep, rng, audio, int(rng.integers(1, 10)), tell.format(n=number), None)
+    ep.say.append(Utterance(t0, NOTED, "reply"))
+    q0 = instruct(ep, rng, audio, n - 40, ask, None)
+    ep.say.append(Utterance(q0, str(number), "answer"))
+    ep.info.update(number=number, t0=t0, q0=q0)
     ep.audio = audio
     return ep
