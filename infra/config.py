@@ -70,6 +70,15 @@ class Config:
         default=4,
         metadata={"env": "MICROTURN_MAX_CALLS", "help": "calls served at once (503 beyond)"},
     )
+    processes: int | None = field(
+        default=None,
+        metadata={
+            "env": "MICROTURN_PROCESSES",
+            "help": "media processes sharing --port (SO_REUSEPORT), --max-calls split between "
+            "them; unset: 1 with --inference local, one per core with --inference remote; more "
+            "than 1 with --inference local starts one `microturn infer` child for them all",
+        },
+    )
     inference: str = field(
         default="local",
         metadata={
@@ -301,6 +310,16 @@ class Config:
         return is_loopback(self.host) if self.ice_loopback is None else self.ice_loopback
 
     @property
+    def media_processes(self) -> int:
+        """How many media processes serve: --processes, else one per core when the engine is
+        remote (media is what limits a process: aiortc runs on one event loop), else 1; never
+        more than --max-calls (each process holds at least one call)."""
+        wanted = self.processes
+        if wanted is None:
+            wanted = (os.cpu_count() or 1) if self.inference == "remote" else 1
+        return max(1, min(wanted, self.max_calls))
+
+    @property
     def url(self) -> str:
         host = f"[{self.host}]" if ":" in self.host else self.host
         return f"http://{host}:{self.port}"
@@ -312,6 +331,8 @@ class Config:
             raise ValueError(f"log_format must be text or json, not {self.log_format!r}")
         if self.max_calls < 1:
             raise ValueError("max_calls must be at least 1")
+        if self.processes is not None and self.processes < 1:
+            raise ValueError("processes must be at least 1")
         if self.max_connecting_per_client < 1:
             raise ValueError("max_connecting_per_client must be at least 1")
         for proxy in self.trusted_proxies:

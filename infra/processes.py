@@ -11,16 +11,34 @@ registration is in Redis, which the worker writes only after its engine has warm
 from __future__ import annotations
 
 import asyncio
+import ctypes
 import os
 import signal
 import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import redis.asyncio as aioredis
 
 from infra.discovery import WorkerInfo, WorkerKeys, list_workers
+
+PR_SET_PDEATHSIG = 1
+
+
+def _die_with_parent() -> None:
+    """In the child, before exec: SIGTERM when the process that started it dies (even by kill
+    -9), so a supervisor's children never outlive it."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
+
+
+def supervised() -> dict[str, Any]:
+    """Popen/create_subprocess_exec arguments of a child a supervisor owns: its own process group
+    (a terminal's Ctrl-C reaches the supervisor alone, which stops the children in order) and
+    stopped with its parent."""
+    return {"process_group": 0, "preexec_fn": _die_with_parent}
 
 
 async def find_worker(redis_url: str, pool: str, pid: int) -> WorkerInfo | None:
@@ -43,8 +61,12 @@ class InferProcess:
         args: list[str] | None = None,
         env: dict[str, str] | None = None,
         log_path: Path | None = None,
+        supervised: bool = False,
     ) -> None:
+        """`supervised`: a child of a long-running supervisor (`microturn serve --processes`): its
+        output goes to the supervisor's, and it stops with it (`supervised()`)."""
         self.redis_url = redis_url
+        self.supervised = supervised
         self.pool = pool
         self.command = [
             sys.executable,
@@ -72,6 +94,9 @@ class InferProcess:
         return self.proc.pid
 
     def launch(self) -> None:
+        if self.supervised:
+            self.proc = subprocess.Popen(self.command, env=self.env, **supervised())
+            return
         out = self.log_path.open("wb") if self.log_path is not None else subprocess.DEVNULL
         self.proc = subprocess.Popen(
             self.command, stdout=out, stderr=subprocess.STDOUT, env=self.env

@@ -44,13 +44,15 @@ from signaling.keys import (
     READINESS,
     REDIS,
     REDIS_URL,
+    SIBLINGS,
     TEMPLATES,
 )
 from signaling.metrics import Metrics
 from signaling.overload import LoopLagMonitor
 from signaling.ratelimit import RateLimiter, rate_limit_middleware
 from signaling.registry import CallRegistry
-from signaling.routes import routes
+from signaling.routes import internal_metrics, internal_room, routes
+from signaling.siblings import Siblings, hop_middleware
 from signaling.turn import ice_servers
 
 log = logging.getLogger(__name__)
@@ -76,8 +78,11 @@ def load_engine(config: Config) -> Engine:
     return engines.Engine(load_model(config.model), engine_config)
 
 
-def create_app(config: Config, *, engine: Engine | None = None) -> web.Application:
-    """Build the application. Pass `engine` to serve with one built elsewhere (tests, benchmarks)."""
+def create_app(
+    config: Config, *, engine: Engine | None = None, siblings: Siblings | None = None
+) -> web.Application:
+    """Build the application. Pass `engine` to serve with one built elsewhere (tests, benchmarks),
+    `siblings` when this is one of several media processes behind one port (`--processes`)."""
     if config.use_loopback_ice:
         enable_loopback_candidates()
     channel_guard.install()
@@ -85,6 +90,8 @@ def create_app(config: Config, *, engine: Engine | None = None) -> web.Applicati
     limiter = RateLimiter(config.calls_per_minute)
     clients = ClientAddresses(config.trusted_proxies)
     middlewares: list[Middleware] = [cors, json_errors]
+    if siblings is not None:  # first: a sibling's hop carries the client's address and scheme
+        middlewares.insert(0, hop_middleware())
     if not config.auth_enabled:  # with auth on, a rebinding page has no key or token to use
         public_host = urlsplit(config.public_url).hostname if config.public_url else None
         middlewares.append(host_guard([*config.allowed_hosts, *filter(None, [public_host])]))
@@ -105,6 +112,11 @@ def create_app(config: Config, *, engine: Engine | None = None) -> web.Applicati
     )
     app[READINESS] = lambda: readiness(app)
     app.add_routes(routes)
+    if siblings is not None:
+        app[SIBLINGS] = siblings
+        app.router.add_get("/internal/room", internal_room)
+        app.router.add_get("/internal/metrics", internal_metrics)
+        app.on_cleanup.append(close_siblings)
     app.router.add_get("/widget.js", widget)
     app.router.add_static("/static/", WEB_DIR / "static")
 
@@ -117,6 +129,10 @@ def create_app(config: Config, *, engine: Engine | None = None) -> web.Applicati
     app.on_startup.append(started)  # after every cleanup context's setup
     app.on_shutdown.append(close_calls)
     return app
+
+
+async def close_siblings(app: web.Application) -> None:
+    await app[SIBLINGS].aclose()
 
 
 async def started(app: web.Application) -> None:
@@ -139,6 +155,7 @@ async def started(app: web.Application) -> None:
         jitter_prefetch=config.jitter_prefetch,
         connect_timeout_lan_s=config.connect_timeout_lan_s,
         ice_servers=(lambda user: ice_servers(config, user)) if config.ice_servers else None,
+        call_ids=app[SIBLINGS].new_call_id if SIBLINGS in app else None,
     )
     app[LOAD].reset()
 
@@ -267,6 +284,16 @@ async def close_calls(app: web.Application) -> None:
     await app[CALLS].close_all("server shutting down")
 
 
+async def sibling_has_room(app: web.Application) -> bool:
+    siblings = app.get(SIBLINGS)
+    if siblings is None:
+        return False
+    rooms = await siblings.rooms()
+    return any(
+        int(room.get("free", 0)) > 0 and not room.get("overloaded") for room in rooms.values()
+    )
+
+
 async def readiness(app: web.Application) -> list[str]:
     reasons = []
     engine = app.get(ENGINE)
@@ -276,7 +303,10 @@ async def readiness(app: web.Application) -> list[str]:
         await asyncio.wait_for(app[REDIS].ping(), REDIS_PING_TIMEOUT_S)
     except Exception as exc:
         reasons.append(f"redis unreachable: {type(exc).__name__}")
-    if app[CALLS].full:
+    siblings = app.get(SIBLINGS)
+    if siblings is not None and not await siblings.all_up():
+        reasons.append(f"starting: not every one of the {siblings.count} media processes is up")
+    if app[CALLS].full and not await sibling_has_room(app):
         reasons.append("at capacity")
     elif engine is not None and app[CONFIG].inference == "remote":
         stats = engine.stats()

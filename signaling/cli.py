@@ -40,14 +40,21 @@ def serve(args: argparse.Namespace) -> int:
     from aiohttp import web
 
     from signaling.app import create_app
+    from signaling.siblings import Siblings
 
-    overrides = {}
+    overrides, given = {}, {}
     for f in fields(Config):
         raw = getattr(args, f.name)
         if raw is not None:
             overrides[f.name] = _parse(f.type, raw, f.name)
+            given[f.name] = raw
     config = Config.from_env(**overrides)
     setup_logging(config.log_level, config.log_format)
+    siblings = Siblings.from_env()  # set by a supervisor for each of its media processes
+    if siblings is None and config.media_processes > 1:
+        from infra.supervisor import supervise
+
+        return supervise(config, given)
     redis = config.redis_url or "embedded"
     auth = "on" if config.auth_enabled else "off"
     inference = (
@@ -55,6 +62,9 @@ def serve(args: argparse.Namespace) -> int:
     )
 
     def announce(_: str) -> None:
+        if siblings is not None:  # the supervisor announces the server
+            print(f"media process {siblings.index} serving", flush=True)
+            return
         print(
             f"Microturn is serving on {config.url}  (redis: {redis}, auth: {auth}, "
             f"max calls: {config.max_calls}{inference})\nOpen it in a browser; press Ctrl-C to stop.",
@@ -62,9 +72,12 @@ def serve(args: argparse.Namespace) -> int:
         )
 
     web.run_app(
-        create_app(config),
+        create_app(config, siblings=siblings),
         host=config.host,
         port=config.port,
+        # several media processes share the port; each has its private socket for its siblings
+        path=siblings.socket if siblings is not None else None,
+        reuse_port=True if siblings is not None else None,
         print=announce,
         shutdown_timeout=5.0,
         access_log=None,

@@ -78,6 +78,7 @@ class CallFactory:
         jitter_prefetch: int = 0,
         connect_timeout_lan_s: float | None = None,
         ice_servers: Callable[[str], list[Any]] | None = None,
+        call_ids: Callable[[], str] | None = None,
     ) -> None:
         self.engine = engine
         self.redis = redis
@@ -87,6 +88,8 @@ class CallFactory:
         self.jitter_prefetch = jitter_prefetch
         self.connect_timeout_lan_s = connect_timeout_lan_s
         self.ice_servers = ice_servers  # call_id -> the ICE servers its client may use
+        # New call ids; with several media processes each id names its process (siblings.py).
+        self.call_ids = call_ids or (lambda: secrets.token_urlsafe(9))
 
     def limits_for(self, sdp: str) -> CallLimits:
         if self.connect_timeout_lan_s is not None and lan_only(sdp):
@@ -97,7 +100,7 @@ class CallFactory:
     async def create(self, sdp: str, client: str) -> Call:
         """A registered call with its answer set (`call.pc.localDescription`), not yet begun.
         Raises EngineBusy, or ApiError 400 for an offer aiortc cannot use."""
-        call_id = secrets.token_urlsafe(9)
+        call_id = self.call_ids()
         try:
             slot = await self.engine.open_async(call_id)
         except Exception as exc:  # EngineFull, NoWorkerRoom, or the engine stopped

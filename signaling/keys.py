@@ -16,6 +16,7 @@ from signaling.factory import CallFactory
 from signaling.metrics import Metrics
 from signaling.overload import LoopLagMonitor
 from signaling.registry import CallRegistry
+from signaling.siblings import Siblings
 
 CONFIG = web.AppKey("config", Config)
 AUTH = web.AppKey("auth", Auth)
@@ -30,3 +31,5 @@ READINESS: web.AppKey[Callable[[], Awaitable[list[str]]]] = web.AppKey("readines
 LOAD = web.AppKey("load", LoopLagMonitor)
 CLIENTS = web.AppKey("clients", ClientAddresses)
 FACTORY = web.AppKey("factory", CallFactory)
+# The other media processes of this server (`--processes N`); absent for a process on its own.
+SIBLINGS = web.AppKey("siblings", Siblings)

@@ -28,8 +28,10 @@ from signaling.keys import (
     METRICS,
     READINESS,
     REDIS,
+    SIBLINGS,
     TEMPLATES,
 )
+from signaling.siblings import Unreachable, hop, merge_metrics
 from signaling.turn import ice_servers
 
 log = logging.getLogger(__name__)
@@ -89,9 +91,11 @@ async def read_offer(request: web.Request, limit: int) -> bytes:
     return bytes(body)
 
 
-def at_capacity(app: web.Application, why: str, message: str) -> ApiError:
-    """The 503 of a call we cannot take now, counted by why."""
-    app[METRICS].calls.labels(f"refused_{why}").inc()
+def at_capacity(request: web.Request, why: str, message: str) -> ApiError:
+    """The 503 of a call we cannot take now, counted by why (once: not by a sibling asked to
+    place an offer that another process received)."""
+    if hop(request) is None:
+        request.app[METRICS].calls.labels(f"refused_{why}").inc()
     return ApiError(
         503, "at_capacity", f"{message}; retry shortly", {"Retry-After": str(RETRY_AFTER_S)}
     )
@@ -188,18 +192,26 @@ async def start_call(request: web.Request, path: str, realtime: bool = False) ->
             "connected yet; connect or close them first",
             {"Retry-After": "1"},
         )
-    if calls.full:  # a call whose peer is gone and has not come back gives way to a new one
+    if calls.full or app[LOAD].overloaded:  # another media process of this server may have room
+        placed = await place_elsewhere(request, body)
+        if placed is not None:
+            return placed
+    # A call whose peer is gone and has not come back gives way to a new one (not when a sibling
+    # process only asks whether it has a free slot).
+    if calls.full and hop(request) != "place":
         await calls.evict_suspended()
     if calls.full:
-        raise at_capacity(app, "full", "the server is serving as many calls as it can")
+        raise at_capacity(request, "full", "the server is serving as many calls as it can")
     if app[LOAD].overloaded:
         raise at_capacity(
-            app, "overloaded", "the server is at its real-time capacity (calls would fall behind)"
+            request,
+            "overloaded",
+            "the server is at its real-time capacity (calls would fall behind)",
         )
     try:
         call = await app[FACTORY].create(sdp, client)
     except EngineBusy as exc:
-        raise at_capacity(app, "full", str(exc)) from None
+        raise at_capacity(request, "full", str(exc)) from None
     call_id = call.call_id
     if token is not None:
         try:
@@ -221,11 +233,46 @@ async def start_call(request: web.Request, path: str, realtime: bool = False) ->
     )
 
 
+async def place_elsewhere(request: web.Request, body: bytes) -> web.Response | None:
+    """An offer this process cannot take, answered by the first sibling media process that can
+    (signaling/siblings.py); None when there is none, or this is itself a sibling's request."""
+    siblings = request.app.get(SIBLINGS)
+    if siblings is None or hop(request) is not None:
+        return None
+    for index in siblings.others:
+        try:
+            answer = await siblings.forward(request, index, "place", body)
+        except Unreachable as exc:
+            log.info("offer not placed on a sibling: %s", exc)
+            continue
+        if answer.status != 503:
+            return answer
+    return None
+
+
+async def to_owner(request: web.Request) -> web.Response | None:
+    """The answer of the media process that owns the call of the URL, when that is another one
+    (signaling/siblings.py); None when the call would be this process's own."""
+    siblings = request.app.get(SIBLINGS)
+    if siblings is None or hop(request) is not None:
+        return None
+    owner = siblings.owner_of(request.match_info["call_id"])
+    if owner == siblings.index:
+        return None
+    try:
+        return await siblings.forward(request, owner, "owner")
+    except Unreachable:
+        # Its process is gone (the supervisor restarts it): its calls ended with it.
+        raise ApiError(404, "call_not_found", "no such call") from None
+
+
 @routes.post("/v1/calls/{call_id}/resume")
 @routes.post("/v1/realtime/calls/{call_id}/resume")
 async def resume_call(request: web.Request) -> web.Response:
     """A running call on a new peer connection: the client's path dropped or its page reloaded.
     The credential is the call's resume token (from `session.created`), whatever the auth mode."""
+    if (forwarded := await to_owner(request)) is not None:
+        return forwarded
     app = request.app
     check_origin(request)
     call_id = request.match_info["call_id"]
@@ -281,13 +328,21 @@ def _call(request: web.Request) -> Call:
 @routes.get("/v1/calls/{call_id}")
 @routes.get("/v1/realtime/calls/{call_id}")
 async def get_call(request: web.Request) -> web.Response:
-    return web.json_response(_call(request).describe())
+    if (forwarded := await to_owner(request)) is not None:
+        return forwarded
+    described = _call(request).describe()
+    siblings = request.app.get(SIBLINGS)
+    if siblings is not None:
+        described["process"] = siblings.index
+    return web.json_response(described)
 
 
 @routes.delete("/v1/calls/{call_id}")
 @routes.delete("/v1/realtime/calls/{call_id}")
 @routes.post("/v1/realtime/calls/{call_id}/hangup")
 async def delete_call(request: web.Request) -> web.Response:
+    if (forwarded := await to_owner(request)) is not None:
+        return forwarded
     await _call(request).close("deleted by client")
     return web.Response(status=204)
 
@@ -330,11 +385,36 @@ async def readyz(request: web.Request) -> web.Response:
     return web.json_response({"status": "ready"})
 
 
+METRICS_CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+
+
 @routes.get("/metrics")
 async def metrics(request: web.Request) -> web.Response:
+    """This process's metrics; with several media processes, all of theirs, each sample labelled
+    with its `process` (sum them `without (process)` for the server's)."""
+    own = request.app[METRICS].render()
+    siblings = request.app.get(SIBLINGS)
+    if siblings is not None:
+        others = await siblings.metrics()
+        own = merge_metrics([(siblings.index, own), *others.items()])
+    return web.Response(body=own, headers={"Content-Type": METRICS_CONTENT_TYPE})
+
+
+async def internal_room(request: web.Request) -> web.Response:
+    """For sibling media processes only (signaling/siblings.py): could this one take a call?"""
+    app = request.app
+    calls = app[CALLS]
+    return web.json_response(
+        {
+            "free": max(0, calls.max_calls - len(calls)),
+            "overloaded": app[LOAD].overloaded,
+        }
+    )
+
+
+async def internal_metrics(request: web.Request) -> web.Response:
     return web.Response(
-        body=request.app[METRICS].render(),
-        headers={"Content-Type": "text/plain; version=0.0.4; charset=utf-8"},
+        body=request.app[METRICS].render(), headers={"Content-Type": METRICS_CONTENT_TYPE}
     )
 
 

@@ -1,0 +1,119 @@
+"""`microturn serve --processes 2` as a user runs it: two media processes on one port (with a
+`microturn infer` child for the echo model and an embedded Redis, all started by the server
+itself), real aiortc calls. With --max-calls 2 each process holds one call, so the second offer
+lands on the other process whichever one the kernel handed it to; GET and DELETE through the
+public Location reach the owner from either process (new connections each time, until both
+paths were taken); an unknown id is 404; a third offer is 503 from either process; /metrics and
+/readyz speak for both."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import aiohttp
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+from infra.embedded_redis import free_port
+from media.synthetic import tone
+from signaling.client import CallClient, CallRefused
+from signaling.siblings import VIA
+from tests.browser.harness import ARTIFACTS, ServerProcess
+
+WAIT_S = 60.0
+TRIES = 40  # fresh connections per check: the kernel picks the process (2^-40 to miss one)
+
+
+@asynccontextmanager
+async def fresh_connections() -> AsyncIterator[aiohttp.ClientSession]:
+    """A client whose every request opens a new TCP connection (so any process may take it)."""
+    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(force_close=True)) as http:
+        yield http
+
+
+async def both_paths(http: aiohttp.ClientSession, url: str) -> list[tuple[int, dict[str, object]]]:
+    """GET `url` on new connections until one was answered by the process that took the
+    connection and one was forwarded by the other; every answer (status, body)."""
+    answers, paths = [], set()
+    for _ in range(TRIES):
+        async with http.get(url) as resp:
+            answers.append((resp.status, await resp.json()))
+            paths.add(resp.headers.get(VIA) is not None)
+        if paths == {True, False}:
+            return answers
+    raise AssertionError(f"{url}: in {TRIES} connections only {paths} (forwarded?) were seen")
+
+
+async def test_two_media_processes_behind_one_port() -> None:
+    server = ServerProcess(
+        free_port(),
+        args=["--processes", "2", "--model", "echo", "--max-calls", "2", "--agent-workers", "0"],
+        log_path=ARTIFACTS / "processes-server.log",
+    )
+    loop = asyncio.get_running_loop()
+    calls: list[CallClient] = []
+    try:
+        await loop.run_in_executor(None, server.start)  # ready: both processes answer
+        assert "2 media processes" in server.log()
+        for _ in range(2):
+            call = CallClient(server.url, audio=tone())
+            calls.append(call)
+            await call.connect()
+            await call.wait_event("session.created", timeout=WAIT_S)
+        owners = {(await c.status())["process"] for c in calls}
+        assert owners == {0, 1}  # one slot each: the second offer went to the other process
+
+        async with fresh_connections() as http:
+            for call in calls:
+                assert call.location is not None
+                for status, body in await both_paths(http, call.location):
+                    assert status == 200 and body["call_id"] == call.call_id
+            for status, body in await both_paths(http, f"{server.url}/v1/calls/nosuchcall00"):
+                assert status == 404 and body["error"]["code"] == "call_not_found"  # type: ignore[index]
+
+            # Full everywhere: 503 whichever process takes the offer, and not ready.
+            for _ in range(3):
+                with pytest.raises(CallRefused) as refused:
+                    async with CallClient(server.url, audio=tone()):
+                        pass
+                assert refused.value.status == 503 and refused.value.code == "at_capacity"
+            async with http.get(f"{server.url}/readyz") as resp:
+                assert resp.status == 503
+                assert "at capacity" in (await resp.json())["reasons"]
+
+            # One scrape shows both processes.
+            async with http.get(f"{server.url}/metrics") as resp:
+                text = await resp.text()
+            active = {
+                s.labels["process"]: s.value
+                for family in text_string_to_metric_families(text)
+                for s in family.samples
+                if s.name == "microturn_calls_active"
+            }
+            assert active == {"0": 1.0, "1": 1.0}
+
+            # DELETE through the Location, from whichever process: the owner ends it.
+            for call in calls:
+                assert call.location is not None
+                async with http.delete(call.location) as resp:
+                    assert resp.status == 204
+                async with http.delete(call.location) as resp:
+                    assert resp.status == 404
+                await call.wait_event("session.ended", timeout=WAIT_S)
+            async with http.get(f"{server.url}/readyz") as resp:
+                assert resp.status == 200
+
+        # Room again: a new call is taken.
+        again = CallClient(server.url, audio=tone())
+        calls.append(again)
+        await again.connect()
+        await again.wait_event("session.created", timeout=WAIT_S)
+        assert await again.hang_up() == 204
+    finally:
+        for call in calls:
+            await call.close()
+        code = await loop.run_in_executor(None, server.stop)
+    assert code == 0
+    assert "Traceback" not in server.log()
