@@ -302,3 +302,12 @@ STAGES["together"] = {
     "word_weight": 0.2,
     "live_path": 1.0,
 }
+# The together mix at half the lr, with numbers to remember for minutes (recall_long).
+STAGES["polish"] = {
+    **STAGES["together"],
+    "mix": {
+        **{k: v * 0.96 for k, v in STAGES["together"]["mix"].items()},
+        "recall_long": 0.04,
+    },
+    "lr": 5e-4,
+}
