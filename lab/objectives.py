@@ -11,6 +11,7 @@ from inference.flow import flow_matching_loss
 from inference.model import InteractionModel
 from inference.text import N_BYTES, PAD
 from lab.tasks.batch import Batch
+from lab.tasks.episode import FLOOR_CLASSES
 from lab.tasks.vocab import WORD_CLASSES
 from lab.train_recipe import Recipe
 
@@ -18,11 +19,17 @@ from lab.train_recipe import Recipe
 class WordHead(nn.Module):
     """Training only (never exported): which word the user just finished saying, from the
     world token's hidden state; 0 = none. Dense supervision for the dMel input's word
-    recognition, which CueSpeak, spoken instructions and turn ends rest on (episode.heard)."""
+    recognition, which CueSpeak, spoken instructions and turn ends rest on (episode.heard).
+
+    Beside it (`floor`, from the `polish` stage on): where the user is in their turn
+    (episode.FLOOR_CLASSES: no turn, speaking, a mid-turn pause, the turn just over), every
+    micro-turn of the turn-taking families: the take-the-floor answer is one sparse target a
+    turn; this says at every micro-turn what the audio shows."""
 
     def __init__(self, d_model: int) -> None:
         super().__init__()
         self.out = nn.Linear(d_model, WORD_CLASSES)
+        self.floor = nn.Linear(d_model, FLOOR_CLASSES)
 
     def forward(self, hidden: torch.Tensor) -> torch.Tensor:
         return self.out(hidden)
@@ -77,4 +84,14 @@ def losses(
         lw = F.cross_entropy(logits[known], batch.word.flatten()[known]) if known.any() else lt * 0
         total = total + recipe.word_weight * lw
         parts["word"] = lw
+        if recipe.floor_weight > 0:
+            floor_logits = word_head.floor(hidden).float().flatten(0, 1)
+            known = batch.floor.flatten() >= 0
+            lfl = (
+                F.cross_entropy(floor_logits[known], batch.floor.flatten()[known])
+                if known.any()
+                else lt * 0
+            )
+            total = total + recipe.floor_weight * lfl
+            parts["floor"] = lfl
     return {"loss": total, **parts}

@@ -338,12 +338,13 @@ def main(argv: list[str] | None = None) -> int:
         lr=args.lr or spec.get("lr", 3e-3),
         batch_size=args.batch_size,
         word_weight=spec.get("word_weight", 0.0),
+        floor_weight=spec.get("floor_weight", 0.0),
     )
     word_head = None
     if recipe.word_weight > 0:
         word_head = WordHead(cfg.d_model)
         if word_state is not None and word_state["out.weight"].shape == word_head.out.weight.shape:
-            word_head.load_state_dict(word_state)
+            word_head.load_state_dict(word_state, strict=False)  # an older state has no floor
         elif warm_start:
             # a warm start from an export, which carries no head: the head learns on detached
             # features first (the lineage's stages carried theirs over, see above)

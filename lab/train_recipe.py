@@ -18,6 +18,7 @@ class Recipe:
     flow_silent_frac: float = 0.25
     flow_draws: int = 2
     word_weight: float = 0.0  # the heard-word auxiliary loss; 0: no WordHead
+    floor_weight: float = 0.0  # where the user is in their turn (WordHead.floor); needs a WordHead
     # a fresh heard-word head learns this many steps on detached features before its loss
     # reaches the trunk (a random head's gradient is noise: ~75 steps of it at every fresh start)
     word_warmup: int = 100

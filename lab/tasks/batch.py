@@ -30,6 +30,7 @@ class Batch:
     speaking: Tensor  # [B, N] bool
     word: Tensor  # [B, N] int64 heard-word class (0 none, -1 unknown; episode.word_class)
     valid: Tensor  # [B, N] bool: counts in the loss (episode.ignore)
+    floor: Tensor  # [B, N] int64 where the user is in their turn (-1 unknown; episode.floor_labels)
     families: list[str]
 
 
@@ -56,6 +57,7 @@ def collate(episodes: list[Episode], cfg: ModelConfig) -> Batch:
         speaking=torch.from_numpy(np.stack([t.speaking for t in tg])),
         word=torch.from_numpy(np.stack([t.word for t in tg])),
         valid=torch.from_numpy(np.stack([t.valid for t in tg])),
+        floor=torch.from_numpy(np.stack([t.floor for t in tg])),
         families=[ep.task for ep in episodes],
     )
 

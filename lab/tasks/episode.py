@@ -152,6 +152,7 @@ class Targets:
     speaking: np.ndarray  # [n] bool: the model's audio is on in this micro-turn
     word: np.ndarray  # [n] int64 heard-word class (0: none ended, -1: unknown; see word_class)
     valid: np.ndarray  # [n] bool: the micro-turn counts in the loss (not in `ignore`)
+    floor: np.ndarray  # [n] int64 where the user is in their turn (`floor_labels`; -1 unknown)
 
 
 def targets(ep: Episode, k_in: int, k_out: int, event_weight: float = 4.0) -> Targets:
@@ -214,4 +215,32 @@ def targets(ep: Episode, k_in: int, k_out: int, event_weight: float = 4.0) -> Ta
         speaking=speaking,
         word=word,
         valid=valid,
+        floor=np.where(valid, floor_labels(ep), -1),
     )
+
+
+# where the user is in their turn, per micro-turn (the turn-taking families' auxiliary target)
+FLOOR_NONE, FLOOR_SPEAKING, FLOOR_PAUSE, FLOOR_OVER = 0, 1, 2, 3
+FLOOR_CLASSES = 4
+FLOOR_OVER_MTS = 5  # "the turn is over" for this long after the first micro-turn that may answer
+
+
+def floor_labels(ep: Episode) -> np.ndarray:
+    """[n] labels from the episode's turns and pauses (info "turns", "pauses"): speaking while a
+    micro-turn holds any of a turn, a pause while it lies wholly in one of the turn's pauses,
+    over from the micro-turn that may take the floor (`take_mt`) for 1 s, none elsewhere; -1
+    everywhere for an episode without turns."""
+    turns = ep.info.get("turns")
+    if not turns:
+        return np.full(ep.n, -1, np.int64)
+    mt = MICROTURN_SAMPLES
+    out = np.full(ep.n, FLOOR_NONE, np.int64)
+    for tr in turns:
+        a, b = tr["start"] // mt, min(ep.n, -(-tr["end"] // mt))
+        out[a:b] = FLOOR_SPEAKING
+        if tr.get("take_mt") is not None:
+            m = tr["take_mt"]
+            out[m : min(ep.n, m + FLOOR_OVER_MTS)] = FLOOR_OVER
+    for start, end in ep.info.get("pauses", []):
+        out[-(-start // mt) : min(ep.n, end // mt)] = FLOOR_PAUSE
+    return out

@@ -584,3 +584,19 @@ def test_silence_in_a_mid_turn_pause_weighs_like_taking_the_floor() -> None:
             assert all(t.text_weight[m] == 4.0 and t.text_out[m, 0] == SIL for m in inside)
             held += len(inside)
     assert held > 20
+
+
+def test_floor_labels_say_where_the_user_is_in_their_turn() -> None:
+    from lab.tasks.common import MT
+    from lab.tasks.episode import FLOOR_NONE, FLOOR_OVER, FLOOR_PAUSE, FLOOR_SPEAKING
+
+    ep = make("turn_corpus", 3, 200)
+    floor = targets(ep, 8, 4).floor
+    for tr in ep.info["turns"]:
+        assert floor[tr["start"] // MT + 1] in (FLOOR_SPEAKING, FLOOR_PAUSE)
+        if tr["take_mt"] is not None and tr["take_mt"] < ep.n:
+            assert floor[tr["take_mt"]] == FLOOR_OVER
+    for a, b in ep.info["pauses"]:
+        assert all(floor[m] == FLOOR_PAUSE for m in range(-(-a // MT), b // MT))
+    assert floor[0] == FLOOR_NONE  # before the first turn
+    assert (targets(make("timespeak", 1, 60), 8, 4).floor == -1).all()  # no turns: unknown
