@@ -3,7 +3,8 @@
 aiortc sends as fast as `recv()` returns, so the track paces itself on the clock (like aiortc's own
 player). Each sample in the ring remembers which output micro-turn it belongs to, so the track knows
 what the user has been sent ("played") so far. `flush()` drops everything queued (barge-in): the next
-frame is already silence.
+frame is already silence. `OpusAudioTrack` (a call's) sends each frame as an Opus packet encoded
+here (media/opus.py); `PacedAudioTrack` as samples, for aiortc to resample and encode on a thread.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import numpy as np
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 
 from inference.protocol import SAMPLE_RATE_HZ
+from media.opus import OpusPacketizer
 
 AUDIO_PTIME_S = 0.020
 FRAME_SAMPLES = int(SAMPLE_RATE_HZ * AUDIO_PTIME_S)  # 320
@@ -35,6 +37,7 @@ CUSHION_UP_S = 0.020  # added after an underrun
 CUSHION_PEAK_HALF_LIFE_WRITES = 300  # the peak halves in 60 s of 200 ms outputs without jitter
 PRIOR_HALF_LIFE_WRITES = 25  # the first cushion's assumption halves in 5 s
 SILENCE_LEVEL = 10 ** (-50 / 20)  # queued samples all quieter than -50 dBFS may be skipped
+OPUS_SILENCE = b"\xf8\xff\xfe"  # a 20 ms Opus frame of silence (CELT, mono), if the encoder is mute
 TIME_BASE = fractions.Fraction(1, SAMPLE_RATE_HZ)
 
 
@@ -119,8 +122,9 @@ class SampleRing:
         self._discard(min(n, self._size))
 
 
-class PacedAudioTrack(MediaStreamTrack):
-    """The call's outbound audio track: 20 ms frames of 16 kHz mono, paced on the monotonic clock."""
+class PacedAudio(MediaStreamTrack):
+    """An outbound audio track's ring, cushion and pacing: 20 ms of 16 kHz mono every 20 ms on the
+    monotonic clock (`_next_pcm`); its subclasses say what leaves: samples or Opus packets."""
 
     kind = "audio"
 
@@ -186,7 +190,8 @@ class PacedAudioTrack(MediaStreamTrack):
     def queued_ms(self) -> float:
         return len(self._ring) * 1000 / SAMPLE_RATE_HZ
 
-    async def recv(self) -> av.AudioFrame:
+    async def _next_pcm(self) -> tuple[np.ndarray, int]:
+        """The next 20 ms frame, when it is due: int16 [1, 320] and its pts (16 kHz samples)."""
         if self.readyState != "live":
             raise MediaStreamError
         now = time.monotonic()
@@ -201,13 +206,10 @@ class PacedAudioTrack(MediaStreamTrack):
                 self._start = now - self._frames * AUDIO_PTIME_S
         samples = self._next_samples(time.monotonic())
         pcm = (np.clip(samples, -1.0, 1.0) * 32767).astype(np.int16).reshape(1, -1)
-        frame = av.AudioFrame.from_ndarray(pcm, format="s16", layout="mono")
-        frame.sample_rate = SAMPLE_RATE_HZ
-        frame.pts = self._frames * FRAME_SAMPLES
-        frame.time_base = TIME_BASE
+        pts = self._frames * FRAME_SAMPLES
         self._frames += 1
         self.stats.frames_sent += 1
-        return frame
+        return pcm, pts
 
     def _next_samples(self, now: float) -> np.ndarray:
         if not self._primed:
@@ -228,3 +230,32 @@ class PacedAudioTrack(MediaStreamTrack):
         if position is not None:
             self.sent_position = position
         return samples
+
+
+class PacedAudioTrack(PacedAudio):
+    """20 ms frames of 16 kHz mono samples (aiortc resamples and encodes them on a thread)."""
+
+    async def recv(self) -> av.AudioFrame:
+        pcm, pts = await self._next_pcm()
+        frame = av.AudioFrame.from_ndarray(pcm, format="s16", layout="mono")
+        frame.sample_rate = SAMPLE_RATE_HZ
+        frame.pts = pts
+        frame.time_base = TIME_BASE
+        return frame
+
+
+class OpusAudioTrack(PacedAudio):
+    """A call's outbound track: each 20 ms leaves as an Opus packet encoded here, on the loop
+    (media/opus.py); aiortc's sender only packs it into RTP."""
+
+    def __init__(self, capacity_s: float = RING_CAPACITY_S) -> None:
+        super().__init__(capacity_s)
+        self._opus = OpusPacketizer()
+
+    async def recv(self) -> av.Packet:
+        pcm, pts = await self._next_pcm()
+        packet = self._opus.encode(pcm, pts)
+        if packet is None:  # not seen with libopus (one packet per frame); never leave a hole
+            packet = av.Packet(OPUS_SILENCE)
+            packet.pts, packet.time_base = pts, TIME_BASE
+        return packet

@@ -6,6 +6,17 @@ picks the newest frame that arrived inside slice k, centre-crops it to a square 
 middle of the picture undistorted; letterboxing would spend its few pixels on black bars) and
 resizes it to the engine's frame size. A slice in which no frame arrived gets `None`.
 
+The model uses little of a camera: one small frame per micro-turn. `video_request` says how
+little, and the call tells its client in `session.created` (docs/api.md): at most
+VIDEO_FRAMES_PER_MICROTURN frames per micro-turn (10 a second: every 200 ms slice then holds a
+frame even when arrivals jitter by most of a frame interval; at 5 a second some slices would go
+without), scaled so the shorter side is about VIDEO_OVERSAMPLE x the model's frame (a clean 2:1
+downscale to it after the centre crop). The demo page and the widget apply it to their sender
+(web/static/client.js), so the server receives, decrypts and decodes a 107x80 picture ten times a
+second instead of a camera's 640x480 at 30. Every frame that arrives is decoded all the same (VP8
+and H.264 frames depend on the previous ones: there is no skipping one), but only the one chosen
+for a micro-turn is ever converted and scaled.
+
 A peer chooses its frame sizes, so the cost of a frame is capped whatever its shape: a frame of
 more than MAX_FRAME_PIXELS is skipped (counted), and the intermediate scaled size is at most
 MAX_ASPECT x the model's frame on its long side (a 16382x2 frame would otherwise scale to
@@ -22,13 +33,27 @@ from dataclasses import dataclass
 import av
 import numpy as np
 
+from inference.protocol import MICROTURN_MS
 from media.clock import SessionClock
 
 HISTORY_FRAMES = 16  # ~0.5 s at 30 fps: enough to cover one slice plus the grace period
 MAX_FRAME_PIXELS = 4096 * 2304  # 4K-ish; larger frames are skipped
 MAX_ASPECT = 4  # the scaled frame is at most this many model frames long before the crop
 
+VIDEO_FRAMES_PER_MICROTURN = 2
+VIDEO_OVERSAMPLE = 2
+
 _converter = ThreadPoolExecutor(max_workers=2, thread_name_prefix="video-in")
+
+
+def video_request(frame_size: int) -> dict[str, int]:
+    """What video a call wants from its client, for a model that takes `frame_size` squares:
+    session.created's `video` (docs/api.md)."""
+    return {
+        "max_framerate": VIDEO_FRAMES_PER_MICROTURN * 1000 // MICROTURN_MS,
+        "short_side_px": frame_size * VIDEO_OVERSAMPLE,
+        "model_frame_px": frame_size,
+    }
 
 
 @dataclass
@@ -37,6 +62,8 @@ class VideoInStats:
     frames_used: int = 0
     slices_without_frame: int = 0
     oversize: int = 0  # frames skipped for their size
+    width: int = 0  # of the latest frame received
+    height: int = 0
 
 
 def to_model_frame(frame: av.VideoFrame, size: int) -> np.ndarray:
@@ -60,6 +87,7 @@ class VideoSampler:
 
     def push_frame(self, frame: av.VideoFrame, arrival: float) -> None:
         self.stats.frames += 1
+        self.stats.width, self.stats.height = frame.width, frame.height
         self._history.append((arrival, frame))
 
     def _choose(self, index: int) -> av.VideoFrame | None:

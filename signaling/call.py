@@ -7,7 +7,7 @@
                                                               |
                                               Engine.append (batched, on the engine thread)
                                                               |
-        browser <-- PacedAudioTrack <-- MicroTurnOutput.audio-+--> output_text.delta, speaking
+        browser <-- OpusAudioTrack <--- MicroTurnOutput.audio-+--> output_text.delta, speaking
                                                               +--> delegate -> agent (Redis Streams)
         agent results --> text at the next micro-turn + `agent.task` events
 
@@ -37,6 +37,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+import av
 from aiortc import RTCDataChannel, RTCPeerConnection
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 
@@ -45,10 +46,11 @@ from agent.client import AgentClient, AgentError, TooManyTasks
 from agent.transcript import Transcript
 from inference.protocol import MICROTURN_MS, SAMPLE_RATE_HZ, Engine, MicroTurnInput, MicroTurnOutput
 from media.audio_in import AudioInput, AudioInStats, AudioTimeline
-from media.audio_out import PacedAudioTrack
+from media.audio_out import OpusAudioTrack
 from media.clock import SessionClock
+from media.opus import decode_on_loop
 from media.playback import PlaybackTracker
-from media.video_in import VideoSampler
+from media.video_in import VideoSampler, video_request
 from signaling import channel_guard, events
 from signaling.channels import Dialect, EventChannel, MicroturnDialect
 from signaling.metrics import CallSnapshot, Metrics
@@ -118,7 +120,7 @@ class Call:
         self.timeline: AudioTimeline | None = None
         self.audio_in: AudioInput | None = None
         self.video: VideoSampler | None = None
-        self.outbound = PacedAudioTrack()
+        self.outbound = OpusAudioTrack()
         self.channels: list[EventChannel] = []  # at most one per label (events, oai-events)
         self.instructions = ""  # the latest, for dialects that show the session (OpenAI's)
         self.transcript = Transcript(TRANSCRIPT_TURNS)
@@ -160,7 +162,14 @@ class Call:
                 return
             log.info("call %s: %s track arrived", self.call_id, track.kind)
             self._tracks.append(track)
-            self._spawn(self._consume(track), f"consume-{track.kind}")
+            sink = self._audio_sink() if track.kind == "audio" else None
+            if sink is not None:  # Opus decoded on the loop, straight into the timeline
+                receiver = next(
+                    (t.receiver for t in pc.getTransceivers() if t.receiver.track is track), None
+                )
+                if receiver is not None:
+                    decode_on_loop(receiver, sink)
+            self._spawn(self._consume(track, sink), f"consume-{track.kind}")
 
         @pc.on("datachannel")
         def on_datachannel(channel: RTCDataChannel) -> None:
@@ -234,7 +243,7 @@ class Call:
         self.peers += 1
         self.resume_token = secrets.token_urlsafe(24)  # the old one is spent
         self.outbound.stop()  # the old sender's track; the new connection gets a fresh one
-        self.outbound = PacedAudioTrack()
+        self.outbound = OpusAudioTrack()
         self._spawn(self._close_peer(old), "close-old-peer")
 
     async def _close_peer(self, pc: RTCPeerConnection) -> None:
@@ -320,9 +329,28 @@ class Call:
             self.send_event("error", code="internal_error", message="a call task failed")
 
     # -- inbound media --------------------------------------------------------------------------
-    async def _consume(self, track: MediaStreamTrack) -> None:
-        """Read every frame of a track, always: an unread aiortc track queues without bound."""
-        audio_in: AudioInput | None = None
+    def _audio_sink(self) -> Callable[[av.AudioFrame], None]:
+        """Where one audio track's decoded frames go: the call's timeline, through an AudioInput
+        of its own (a resumed call's new track starts anew)."""
+        inputs: list[AudioInput] = []
+
+        def sink(frame: av.AudioFrame) -> None:
+            arrival = time.monotonic()
+            self.last_activity = arrival
+            if self.timeline is None:
+                return
+            if not inputs:
+                inputs.append(AudioInput(self.timeline))
+                self.audio_in = inputs[0]
+            inputs[0].push_frame(frame, arrival)
+
+        return sink
+
+    async def _consume(
+        self, track: MediaStreamTrack, sink: Callable[[av.AudioFrame], None] | None = None
+    ) -> None:
+        """Read every frame of a track, always: an unread aiortc track queues without bound.
+        Audio decoded on the loop (media/opus.py) comes only as the track's end."""
         while True:
             try:
                 frame = await track.recv()
@@ -331,14 +359,12 @@ class Call:
                 with contextlib.suppress(ValueError):
                     self._tracks.remove(track)  # (a resumed call's old tracks)
                 return
+            if sink is not None:
+                sink(frame)  # type: ignore[arg-type]
+                continue
             arrival = time.monotonic()
             self.last_activity = arrival
-            if track.kind == "audio":
-                if self.timeline is not None:
-                    if audio_in is None:  # one per track: a resumed call's new track starts anew
-                        audio_in = self.audio_in = AudioInput(self.timeline)
-                    audio_in.push_frame(frame, arrival)  # type: ignore[arg-type]
-            elif self.video is not None:
+            if self.video is not None:
                 self.video.push_frame(frame, arrival)  # type: ignore[arg-type]
 
     # -- the micro-turn loop --------------------------------------------------------------------
@@ -551,6 +577,7 @@ class Call:
                 call_id=self.call_id,
                 microturn_ms=MICROTURN_MS,
                 model=self.engine.model_name,
+                video=video_request(self.engine.frame_size),
                 _instructions=self.instructions,
                 **self._session_extras(),
             )
@@ -686,6 +713,12 @@ class Call:
             "audio_cushion_ms": self.outbound.stats.cushion_ms,
             "audio_underruns": self.outbound.stats.underruns,
             "video_frames_used": self.video.stats.frames_used if self.video else 0,
+            "video_frames_received": self.video.stats.frames if self.video else 0,
+            "video_frame_size": (
+                [self.video.stats.width, self.video.stats.height]
+                if self.video and self.video.stats.frames
+                else None
+            ),
             "agent_tasks": self.stats.agent_tasks,
             "agent": self.agent.status.as_dict() if self.agent is not None else None,
             "failed_steps": self.stats.failed_steps,

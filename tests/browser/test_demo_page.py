@@ -291,3 +291,51 @@ async def test_a_call_the_server_ends_is_shown_as_ended(
     assert await page.text_content("#privacy-text") == "Not listening"
     assert await page.is_enabled("#start")
     assert console_errors == [], console_errors
+
+
+async def test_the_page_sends_only_the_video_the_model_uses(
+    served: ServerProcess, chromium: Any
+) -> None:
+    """session.created says what video the model uses; the page caps its sender to it (the fake
+    camera's 320x240 at 15 fps becomes ~107x80 at 10) and the server receives that."""
+    page = await chromium.new_page()
+    console_errors = watch_console(page)
+    await page.goto(served.url)
+    await page.click("#start")
+    created = await wait_event(page, "session.created")
+    want = created["video"]
+    assert want == {"max_framerate": 10, "short_side_px": 80, "model_frame_px": 40}
+    await page.wait_for_function("() => window.microturn.videoSent !== null", timeout=T)
+    sent = await page.evaluate("window.microturn.videoSent")
+    assert sent == {"maxFramerate": 10, "scale": 3, "via": "setParameters"}, sent
+    encodings = await page.evaluate(
+        """() => window.microturn.pc.getSenders()
+             .find((s) => s.track && s.track.kind === 'video').getParameters().encodings"""
+    )
+    assert encodings[0]["maxFramerate"] == 10 and encodings[0]["scaleResolutionDownBy"] == 3
+
+    url = f"{served.url}/v1/calls/{created['call_id']}"
+    async with aiohttp.ClientSession() as http:
+
+        async def status() -> dict[str, Any]:
+            async with http.get(url) as resp:
+                assert resp.status == 200
+                result: dict[str, Any] = await resp.json()
+                return result
+
+        # The picture the server receives shrinks to the request (the encoder applies it at its
+        # next frame) ...
+        while (size := (await status())["video_frame_size"]) is None or min(size) > 80:
+            await page.wait_for_timeout(200)
+        assert min(size) >= 40, size  # still larger than the model's frame
+        # ... and comes at most about 10 times a second: 2 per micro-turn (15 fps would be 3),
+        # counted against the call's own micro-turns rather than the wall clock.
+        first = await status()
+        while (now := await status())["microturns"] < first["microturns"] + 25:
+            await page.wait_for_timeout(200)
+        per_microturn = (now["video_frames_received"] - first["video_frames_received"]) / (
+            now["microturns"] - first["microturns"]
+        )
+        assert 0 < per_microturn <= 2.4, per_microturn
+        assert now["video_frames_used"] > first["video_frames_used"]
+    assert console_errors == [], console_errors

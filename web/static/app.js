@@ -32,6 +32,7 @@ const probe = {
   played: null,             // the last output_audio.played sent
   lastError: null,          // {code, message, detail} of the last failure shown to the user
   marks: {},                // performance.now() of: start, sessionCreated, firstModelAudio, stopped
+  videoSent: null,          // how the camera's video was capped to what the model uses
   get tasks() { return board.tasks; },
 };
 window.microturn = probe;
@@ -271,6 +272,7 @@ async function start() {
   client.addEventListener("remotetrack", (e) => meterRemote(e.detail));
   client.addEventListener("localtracks", (e) => meterLocal(e.detail));
   client.addEventListener("quality", (e) => renderQuality(e.detail));
+  client.addEventListener("videosent", (e) => { probe.videoSent = e.detail; });
   client.addEventListener("channelopen", () => {
     ui.text.disabled = ui.send.disabled = false;
     ui.text.placeholder = "Say something to the model";

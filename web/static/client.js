@@ -33,6 +33,12 @@
 // (POST {location}/resume) until the server's resume window passes: the same call goes on. When
 // the page goes away (a reload), it keeps the token in sessionStorage and closes its connection
 // without hanging up; start() on the reloaded page resumes that call if the window is still open.
+//
+// Sending only what the model uses (docs/api.md, session.created's `video`): the server says how
+// many frames a second and how large a picture its model uses; the client caps its video sender
+// to that (RTCRtpSender.setParameters: maxFramerate, and scaleResolutionDownBy from the camera's
+// own settings), again whenever the camera changes; where the browser refuses, it asks the camera
+// for less instead (applyConstraints). `videoSent` says what was applied.
 
 import { assessQuality, QualitySampler } from "./quality.js";
 
@@ -147,6 +153,8 @@ export class MicroturnClient extends EventTarget {
     this._stopping = false;
     this.iceServers = [];       // STUN/TURN for our peer connections (server-provided)
     this.resume = null;         // {token, windowS} from the latest session.created
+    this.videoRequest = null;   // what video the server's model uses, from session.created
+    this.videoSent = null;      // what this client applied: {maxFramerate, scale, via}
     this.resumed = false;       // this call was resumed (after a failure or a reload)
     this._lostAt = null;        // when the connection was lost, while reconnecting
     this._disconnectTimer = null;
@@ -381,6 +389,7 @@ export class MicroturnClient extends EventTarget {
       const stream = await navigator.mediaDevices.getUserMedia({ video: constraint(this.cameraDevice) });
       this.cameraTrack = stream.getVideoTracks()[0];
       await this._videoSender.replaceTrack(this.cameraTrack);
+      await this._applyVideoRequest();
     } else if (!on && this.cameraTrack) {
       await this._videoSender.replaceTrack(null);
       this.cameraTrack.stop();
@@ -408,6 +417,7 @@ export class MicroturnClient extends EventTarget {
     const old = this.cameraTrack;
     this.cameraTrack = stream.getVideoTracks()[0];
     await this._videoSender.replaceTrack(this.cameraTrack);
+    await this._applyVideoRequest();
     old.stop();
     this._emit("localtracks", this.localTracks);
   }
@@ -445,11 +455,51 @@ export class MicroturnClient extends EventTarget {
       this.callId = event.call_id;
       if (event.resume_token) this.resume = { token: event.resume_token, windowS: event.resume_window_s || 0 };
       if (Array.isArray(event.ice_servers)) this.iceServers = event.ice_servers;
+      if (event.video && typeof event.video === "object") {
+        this.videoRequest = event.video;
+        this._applyVideoRequest();
+      }
     }
     if (event.type === "session.ended") this.location = null;  // gone on the server: no DELETE
     if (event.type === "output_audio.started") this._playbackStarted(event.microturn);
     if (event.type === "output_audio.stopped") this._playbackStopped();
     this._emit("event", event);
+  }
+
+  /** Cap the video sender to what the server's model uses (session.created's `video`). */
+  async _applyVideoRequest() {
+    const want = this.videoRequest;
+    const sender = this._videoSender;
+    const track = this.cameraTrack;
+    if (!want || !sender || !track) return;
+    const fps = Number(want.max_framerate) > 0 ? Number(want.max_framerate) : null;
+    const shortSide = Number(want.short_side_px) > 0 ? Number(want.short_side_px) : null;
+    const settings = track.getSettings ? track.getSettings() : {};
+    const cameraShort = Math.min(settings.width || 0, settings.height || 0);
+    const scale = shortSide && cameraShort > shortSide ? cameraShort / shortSide : 1;
+    try {
+      const params = sender.getParameters();
+      if (!params.encodings || !params.encodings.length) throw new Error("no encodings yet");
+      for (const encoding of params.encodings) {
+        if (fps) encoding.maxFramerate = fps;
+        encoding.scaleResolutionDownBy = scale;
+      }
+      await sender.setParameters(params);
+      this.videoSent = { maxFramerate: fps, scale, via: "setParameters" };
+    } catch {
+      // The camera itself, then: fewer frames and a smaller picture at the source.
+      const constraints = {};
+      if (fps) constraints.frameRate = { max: fps };
+      if (scale > 1 && settings.width && settings.height) {
+        constraints.width = { ideal: Math.round(settings.width / scale) };
+        constraints.height = { ideal: Math.round(settings.height / scale) };
+      }
+      try {
+        await track.applyConstraints(constraints);
+        this.videoSent = { maxFramerate: fps, scale, via: "applyConstraints" };
+      } catch { this.videoSent = null; /* sent as it is */ }
+    }
+    this._emit("videosent", this.videoSent);
   }
 
   async _inboundAudio(report = null) {

@@ -59,6 +59,7 @@
     pc: null,
     quality: null,
     lastError: null,
+    videoSent: null,  // how the camera's video was capped to what the model uses (client.js)
     element: null,
     get tasks() { return board ? board.tasks : {}; },
     on(type, fn) {
@@ -317,6 +318,7 @@
       starting.addEventListener("event", (e) => onServerEvent(e.detail));
       starting.addEventListener("localtracks", (e) => onLocalTracks(e.detail));
       starting.addEventListener("quality", (e) => onQuality(e.detail));
+      starting.addEventListener("videosent", (e) => { api.videoSent = e.detail; });
       starting.addEventListener("sent", (e) => {
         api.sent.push(e.detail);
         if (api.sent.length > MAX_EVENTS) api.sent.splice(0, MAX_EVENTS / 2);
