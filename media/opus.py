@@ -53,7 +53,10 @@ class OpusPacketizer:
         codec.format = "s16"
         codec.bit_rate = bitrate
         codec.time_base = OUT_TIME_BASE
-        codec.options = {"application": "voip"}
+        # "audio", not "voip": voip's speech processing left a tail after the live evaluation's
+        # tone bursts that its level detector heard (tests/browser/test_eval_live.py); the model's
+        # output goes out as it is
+        codec.options = {"application": "audio"}
         self.codec = codec
 
     def encode(self, pcm: np.ndarray, pts: int) -> av.Packet | None:
