@@ -4,7 +4,7 @@ itself), real aiortc calls. With --max-calls 2 each process holds one call, so t
 lands on the other process whichever one the kernel handed it to; GET and DELETE through the
 public Location reach the owner from either process (new connections each time, until both
 paths were taken); an unknown id is 404; a third offer is 503 from either process; /metrics and
-/readyz speak for both."""
+/readyz speak for both; a resume re-offered on a new connection reaches the call's process."""
 
 from __future__ import annotations
 
@@ -56,7 +56,6 @@ async def test_two_media_processes_behind_one_port() -> None:
     calls: list[CallClient] = []
     try:
         await loop.run_in_executor(None, server.start)  # ready: both processes answer
-        assert "2 media processes" in server.log()
         for _ in range(2):
             call = CallClient(server.url, audio=tone())
             calls.append(call)
@@ -72,6 +71,21 @@ async def test_two_media_processes_behind_one_port() -> None:
                     assert status == 200 and body["call_id"] == call.call_id
             for status, body in await both_paths(http, f"{server.url}/v1/calls/nosuchcall00"):
                 assert status == 404 and body["error"]["code"] == "call_not_found"  # type: ignore[index]
+
+            # A resume (an SDP offer with the resume token) reaches the owner too: each call
+            # re-offers three times on new connections (a forwarded resume in 6 tries but 2^-6).
+            for call in calls:
+                for _ in range(3):
+                    mark = len(call.events)
+                    await call.drop()
+                    assert call._session is not None
+                    await call._session.close()
+                    call._session = aiohttp.ClientSession(
+                        connector=aiohttp.TCPConnector(force_close=True)
+                    )
+                    await call.resume()
+                    resumed = await call.wait_event("session.created", timeout=WAIT_S, after=mark)
+                    assert resumed["resumed"] is True and resumed["call_id"] == call.call_id
 
             # Full everywhere: 503 whichever process takes the offer, and not ready.
             for _ in range(3):
@@ -102,8 +116,9 @@ async def test_two_media_processes_behind_one_port() -> None:
                 async with http.delete(call.location) as resp:
                     assert resp.status == 404
                 await call.wait_event("session.ended", timeout=WAIT_S)
-            async with http.get(f"{server.url}/readyz") as resp:
-                assert resp.status == 200
+            # ready again once the inference worker's freed sessions show in its registration
+            while (await http.get(f"{server.url}/readyz")).status != 200:
+                await asyncio.sleep(0.1)
 
         # Room again: a new call is taken.
         again = CallClient(server.url, audio=tone())
@@ -116,4 +131,5 @@ async def test_two_media_processes_behind_one_port() -> None:
             await call.close()
         code = await loop.run_in_executor(None, server.stop)
     assert code == 0
+    assert "2 media processes" in server.log()  # the supervisor's announcement
     assert "Traceback" not in server.log()
