@@ -91,6 +91,8 @@ class ModelConfig:
     # a pitch channel beside the 80 mel channels: each 25 ms frame's pitch relative to the
     # speaker's (inference/pitch.py), the intonation that tells a turn's end from a pause
     pitch_in: bool = False
+    # what moved since the last frame seen (the frame difference through its own stem; video.py)
+    motion_in: bool = False
     # outputs
     flow_width: int = 256
     flow_depth: int = 3
@@ -137,6 +139,7 @@ LATER_FIELDS: dict[str, Any] = {
     "onset_survival": 0.0,
     "mel_feedback": True,
     "pitch_in": False,
+    "motion_in": False,
 }
 
 PRESETS: dict[str, ModelConfig] = {

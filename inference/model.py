@@ -52,6 +52,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from inference.config import (
+    FRAME_SIZE,
     LOG10_MEL_MAX,
     LOG10_MEL_MIN,
     MEL_FRAMES_PER_MICROTURN,
@@ -67,7 +68,7 @@ from inference.kvcache import KVCache, Rows
 from inference.pitch import PITCH_STATE
 from inference.protocol import MICROTURN_MS
 from inference.text import EOU, N_BYTES, PAD, SIL, TextHead, TextSlotsEmbedding
-from inference.video import VideoEmbedding
+from inference.video import MotionEmbedding, VideoEmbedding, last_seen
 from inference.vocoder import CTX_FRAMES, TAIL_SAMPLES, StreamingGriffinLim
 
 NEVER = -(10**6)  # "no such event yet" for the relative clocks
@@ -359,6 +360,8 @@ class StreamState:
     last_start: Tensor  # [S] int64 step at which the model last started an utterance
     said_ended: Tensor  # [S] bool the model's last output ended its utterance (or was silent)
     survival: Tensor  # [S] float probability that no utterance has started yet (onset decoding)
+    prev_frame: Tensor  # [S, 40, 40, 3] uint8 the last camera frame seen (motion_in)
+    has_prev_frame: Tensor  # [S] bool
 
     def tensors(self) -> list[Tensor]:
         return [
@@ -380,6 +383,8 @@ class StreamState:
             self.last_start,
             self.said_ended,
             self.survival,
+            self.prev_frame,
+            self.has_prev_frame,
         ]
 
 
@@ -395,6 +400,8 @@ class InteractionModel(nn.Module):
         self.dmel = DMel(pitch=cfg.pitch_in)
         self.audio_in = DMelEmbedding(cfg.dmel_embed_dim, d, self.dmel.channels)
         self.video_in = VideoEmbedding(cfg.video_stem_dim, d)
+        if cfg.motion_in:
+            self.motion_in = MotionEmbedding(cfg.video_stem_dim, d)
         self.text_in = TextSlotsEmbedding(cfg.text_in_slots, cfg.text_embed_dim, d)
         self.said_text = TextSlotsEmbedding(cfg.text_out_slots, cfg.text_embed_dim, d)
         self.said_mel = nn.Linear(MEL_DIM, d)
@@ -482,6 +489,9 @@ class InteractionModel(nn.Module):
         prev_mel = torch.cat([torch.zeros_like(said[:, :1]), said[:, :-1]], 1)  # [B, N, 16, 80]
         x_self = self._self_token(prev_text, prev_mel, time)
         x_world = self._world_token(bins, seq.frames, seq.has_frame, seq.text_in, time)
+        if self.cfg.motion_in:
+            prev, has_prev = last_seen(seq.frames, seq.has_frame)
+            x_world = x_world + self.motion_in(seq.frames, prev, seq.has_frame & has_prev)
         mt = seq.index - seq.index[:, :1]  # micro-turns since the first (jumps included)
         if self.cfg.rel_clock:
             steps = mt
@@ -542,6 +552,10 @@ class InteractionModel(nn.Module):
             last_start=torch.full((slots,), NEVER, dtype=torch.long, device=device),
             said_ended=torch.ones(slots, dtype=torch.bool, device=device),
             survival=torch.ones(slots, device=device),
+            prev_frame=torch.zeros(
+                slots, FRAME_SIZE, FRAME_SIZE, 3, dtype=torch.uint8, device=device
+            ),
+            has_prev_frame=torch.zeros(slots, dtype=torch.bool, device=device),
         )
         self.reset_state(state, torch.arange(slots, device=device))
         return state
@@ -561,6 +575,8 @@ class InteractionModel(nn.Module):
         state.last_start[rows] = NEVER
         state.said_ended[rows] = True
         state.survival[rows] = 1.0
+        state.prev_frame[rows] = 0
+        state.has_prev_frame[rows] = False
 
     def step(self, state: StreamState, rows: Rows, inp: StepInput) -> StepOutput:
         """One micro-turn for each row (a slot), rows of any ages. Advances their state."""
@@ -570,12 +586,15 @@ class InteractionModel(nn.Module):
             inp.audio, state.dmel_tail[idx], state.pitch_state[idx]
         )  # [B, 8, C]
         time = self.time(inp.index)  # [B, d]
+        x_world = self._world_token(bins, inp.frames, inp.has_frame, inp.text_in, time)
+        if cfg.motion_in:
+            moved = inp.has_frame & state.has_prev_frame[idx]
+            x_world = x_world + self.motion_in(inp.frames, state.prev_frame[idx], moved)
+            seen = inp.has_frame[:, None, None, None]
+            state.prev_frame[idx] = torch.where(seen, inp.frames, state.prev_frame[idx])
+            state.has_prev_frame[idx] = state.has_prev_frame[idx] | inp.has_frame
         x = torch.stack(
-            [
-                self._self_token(state.prev_text[idx], state.prev_mel[idx], time),
-                self._world_token(bins, inp.frames, inp.has_frame, inp.text_in, time),
-            ],
-            dim=1,
+            [self._self_token(state.prev_text[idx], state.prev_mel[idx], time), x_world], dim=1
         )  # [B, 2, d]
         n_mt = state.n_microturns[idx]  # [B]
         if cfg.rel_clock:

@@ -30,11 +30,14 @@ def step_input(
     )
 
 
-@pytest.mark.parametrize(("pitch_in", "pins"), [(False, 0), (True, 0), (False, 3)])
-def test_streaming_equals_offline_full_sequence(pitch_in: bool, pins: int) -> None:
+@pytest.mark.parametrize(
+    ("pitch_in", "pins", "motion_in"), [(False, 0, False), (True, 0, False), (False, 3, True)]
+)
+def test_streaming_equals_offline_full_sequence(pitch_in: bool, pins: int, motion_in: bool) -> None:
     """pins 3: typed text every 4th micro-turn, so the ring of pins wraps too, and pinned
-    micro-turns leave the window while others are still in it."""
-    model = random_tiny(pitch_in=pitch_in, pins=pins)
+    micro-turns leave the window while others are still in it. motion_in: every third
+    micro-turn has no frame, so the last frame seen is older than the last micro-turn."""
+    model = random_tiny(pitch_in=pitch_in, pins=pins, motion_in=motion_in)
     n = 3 * model.cfg.window_microturns + 3  # well past the window: the ring buffer wraps
     calls = [make_inputs(n, seed=1, start=7), make_inputs(n, seed=2, start=0)]
     noise = torch.randn(2, n, MEL_DIM, generator=torch.Generator().manual_seed(0))
