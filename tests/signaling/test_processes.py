@@ -9,6 +9,8 @@ paths were taken); an unknown id is 404; a third offer is 503 from either proces
 from __future__ import annotations
 
 import asyncio
+import os
+import signal
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -133,3 +135,53 @@ async def test_two_media_processes_behind_one_port() -> None:
     assert code == 0
     assert "2 media processes" in server.log()  # the supervisor's announcement
     assert "Traceback" not in server.log()
+
+
+def media_children(pid: int) -> set[int]:
+    """The `microturn serve` children of the supervisor `pid` (its media processes)."""
+    found = set()
+    for tid in os.listdir(f"/proc/{pid}/task"):
+        with open(f"/proc/{pid}/task/{tid}/children") as f:
+            for child in f.read().split():
+                with open(f"/proc/{child}/cmdline", "rb") as cmd:
+                    if b"signaling.cli\0serve" in cmd.read():
+                        found.add(int(child))
+    return found
+
+
+async def test_a_media_process_that_dies_is_started_again() -> None:
+    server = ServerProcess(
+        free_port(),
+        args=["--processes", "2", "--model", "echo", "--max-calls", "2", "--agent-workers", "0"],
+        log_path=ARTIFACTS / "processes-restart-server.log",
+    )
+    loop = asyncio.get_running_loop()
+    try:
+        await loop.run_in_executor(None, server.start)
+        assert server.proc is not None
+        while "Microturn is serving" not in server.log():  # the supervisor watches its children
+            await asyncio.sleep(0.1)
+        before = media_children(server.proc.pid)
+        assert len(before) == 2
+        victim = min(before)
+        os.kill(victim, signal.SIGKILL)
+        async with fresh_connections() as http:
+            # a new process in its place, and the server whole again: both take calls
+            while len(after := media_children(server.proc.pid) - {victim}) < 2:
+                assert server.proc.poll() is None, server.log()[-2000:]
+                await asyncio.sleep(0.1)
+            while (await http.get(f"{server.url}/readyz")).status != 200:
+                await asyncio.sleep(0.1)
+        calls = [CallClient(server.url, audio=tone()) for _ in range(2)]
+        for call in calls:
+            await call.connect()
+            await call.wait_event("session.created", timeout=WAIT_S)
+        assert {(await c.status())["process"] for c in calls} == {0, 1}
+        for call in calls:
+            assert await call.hang_up() == 204
+            await call.close()
+    finally:
+        code = await loop.run_in_executor(None, server.stop)
+    assert code == 0
+    assert victim not in after
+    assert "media process" in server.log() and "exited (code -9)" in server.log()
