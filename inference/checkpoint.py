@@ -115,6 +115,8 @@ def init_model(cfg: ModelConfig, seed: int = 0) -> InteractionModel:
     if cfg.rel_clock:  # the relative clocks start silent (a warm start from a model without them)
         for clock in (model.clock_text, model.clock_said):
             nn.init.zeros_(clock.proj.weight)
+    if cfg.motion_in:  # so does the motion input (its gate)
+        nn.init.zeros_(model.motion_in.gate.weight)
     with torch.no_grad():
         # Untrained behaviour the server can rely on: no text, no delegation, moderate audio.
         model.text_head.out.bias[SIL] = 4.0

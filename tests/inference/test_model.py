@@ -253,3 +253,32 @@ def test_a_skipped_stretch_leaves_only_pins_in_view(pins: int) -> None:
         joined = model(seq(first + second, bins)).hidden[:, a:]
         alone = model(seq(second)).hidden
     assert torch.allclose(joined, alone, atol=1e-5) == (pins == 0)
+
+
+def test_a_warm_start_with_the_motion_input_computes_what_the_model_did() -> None:
+    """The motion input's gate starts at zero: a trained model warm-started with it (the polish
+    stage) gives the same outputs until training moves the gate."""
+    from inference.checkpoint import init_model
+    from inference.config import preset
+
+    before = random_tiny()
+    after = init_model(preset("tiny", motion_in=True), seed=5)
+    missing, unexpected = after.load_state_dict(before.state_dict(), strict=False)
+    assert not unexpected and all(k.startswith("motion_in.") for k in missing) and missing
+    calls = [make_inputs(8, seed=3)]
+    noise = torch.zeros(1, 8, MEL_DIM)
+    outs = []
+    for model in (before, after.eval()):
+        state = model.new_state(1, "cpu", torch.float32)
+        with torch.inference_mode():
+            outs.append(
+                [
+                    model.step(
+                        state,
+                        Rows.of([0], "cpu"),
+                        step_input(model, [c[t] for c in calls], noise[:, t]),
+                    ).hidden
+                    for t in range(8)
+                ]
+            )
+    assert all(torch.allclose(a, b, atol=1e-6) for a, b in zip(*outs, strict=True))
