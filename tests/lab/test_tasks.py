@@ -238,7 +238,7 @@ def test_train_runs_resumes_and_exports(tmp_path: Path) -> None:
     state = torch.load(run / "state.pt", weights_only=False)
     assert state["config"]["pitch_in"] and state["meta"]["stage"] == "prosody"
     # its heard-word head trains beside the model but is not exported (load refuses extras)
-    assert set(state["word_head"]) == {"out.weight", "out.bias"}
+    assert set(state["word_head"]) == {"out.weight", "out.bias", "floor.weight", "floor.bias"}
     assert load(tmp_path / "ck2").cfg.pitch_in and not load(tmp_path / "ck").cfg.pitch_in
     # the next stage starts from that head, not a fresh one (one step at warm-up lr moves it little)
     head = state["word_head"]["out.weight"]

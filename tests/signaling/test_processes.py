@@ -172,6 +172,14 @@ async def test_a_media_process_that_dies_is_started_again() -> None:
                 await asyncio.sleep(0.1)
             while (await http.get(f"{server.url}/readyz")).status != 200:
                 await asyncio.sleep(0.1)
+            # /readyz is ready while either process has room: wait until the new process answers
+            # its siblings too (its samples in the merged /metrics), or the call it should take
+            # finds no room anywhere
+            while True:
+                text = await (await http.get(f"{server.url}/metrics")).text()
+                if 'process="0"' in text and 'process="1"' in text:
+                    break
+                await asyncio.sleep(0.1)
         calls = [CallClient(server.url, audio=tone()) for _ in range(2)]
         for call in calls:
             await call.connect()
