@@ -7,13 +7,14 @@ BIN := $(VENV)/bin
 TORCH_SPEC ?= torch==2.13.0
 PYTEST_ARGS ?=
 
-.PHONY: run test install install-test install-lab system-deps lint format bench bench-inference bench-agent bench-media clean help bench-load train eval validate eval-live
+.PHONY: run test install install-test install-lab system-deps lint format bench bench-inference bench-agent bench-media clean help bench-load bench-capacity bench-remote train eval validate eval-live
 
 help:
 	@echo "make run       install into .venv and start the server on http://127.0.0.1:8080"
 	@echo "make test      install test needs (Python and Debian packages) and run every test"
 	@echo "make lint      ruff + mypy"
 	@echo "make bench     every benchmark (tables on stdout, JSON under bench/results/)"
+	@echo "make bench-capacity  media CPU per call and calls held (GStreamer callers); bench-remote: remote step overhead"
 	@echo "make train     train the reference model in resumable stages (runs/small), export it"
 	@echo "make eval      evaluate the shipped model + VAD baseline (bench/results/eval.json)"
 	@echo "make eval-live the model through Chromium + WebRTC, live beside offline (bench/results/eval-live.md)"
@@ -83,6 +84,15 @@ bench-media: install-test system-deps
 
 bench-load: install-test system-deps
 	$(BIN)/python -m bench.load
+
+# Media CPU per call and calls held, with GStreamer webrtcbin callers (issue 27's measures)
+bench-capacity: install-test system-deps
+	$(BIN)/python -m bench.capacity cost
+	$(BIN)/python -m bench.capacity hold --minutes 5
+
+# A remote inference worker's step overhead against the engine in process
+bench-remote: install
+	$(BIN)/python -m bench.remote
 
 # The reference model: staged, resumable training (see docs/model.md). Each stage stops after
 # TRAIN_MINUTES and resumes where it stopped when run again; batches are a function of (seed, step).
