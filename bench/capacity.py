@@ -189,34 +189,13 @@ def judged_calls(result: dict[str, Any]) -> list[dict[str, Any]]:
 async def plain_echo(port: int) -> None:
     """A plain aiortc echo (bench/media.py's, with the server's DTLS so webrtcbin can connect)."""
     from aiohttp import web
-    from aiortc import RTCSessionDescription
-    from aiortc.contrib.media import MediaRelay
 
+    from bench.media import plain_echo_app
     from infra.ice import enable_loopback_candidates
     from signaling.dtls import new_peer_connection
 
     enable_loopback_candidates()
-    relay = MediaRelay()
-    pcs: set[Any] = set()
-
-    async def offer(request: web.Request) -> web.Response:
-        pc = new_peer_connection()
-        pcs.add(pc)
-
-        @pc.on("track")
-        def on_track(track: Any) -> None:
-            if track.kind == "audio":
-                pc.addTrack(relay.subscribe(track))
-
-        await pc.setRemoteDescription(RTCSessionDescription(await request.text(), "offer"))
-        await pc.setLocalDescription(await pc.createAnswer())
-        return web.Response(
-            status=201, text=pc.localDescription.sdp, content_type="application/sdp"
-        )
-
-    app = web.Application()
-    app.router.add_post("/v1/calls", offer)
-    runner = web.AppRunner(app, access_log=None)
+    runner = web.AppRunner(plain_echo_app(new_peer_connection), access_log=None)
     await runner.setup()
     await web.TCPSite(runner, "127.0.0.1", port).start()
     await asyncio.Event().wait()

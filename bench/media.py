@@ -22,6 +22,7 @@ import os
 import statistics
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -100,12 +101,16 @@ window.runBench = async (count, intervalS) => {
 
 
 # -- a plain aiortc echo: the floor to compare against ---------------------------------------------
-def plain_echo_app() -> web.Application:
+def plain_echo_app(
+    new_peer: Callable[[], RTCPeerConnection] = RTCPeerConnection,
+) -> web.Application:
+    """The received audio track relayed back (aiortc decoding and re-encoding it); `new_peer`
+    makes each call's peer connection (bench/capacity.py: the server's DTLS certificate)."""
     relay = MediaRelay()
     pcs: set[RTCPeerConnection] = set()
 
     async def offer(request: web.Request) -> web.Response:
-        pc = RTCPeerConnection()
+        pc = new_peer()
         pcs.add(pc)
 
         @pc.on("track")
