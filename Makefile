@@ -116,8 +116,11 @@ train: install-lab system-deps
 	$(call train_stage,settle,1300,$(TRAIN_RUN)/export-settle)
 	$(call train_stage,late,800,$(TRAIN_RUN)/export-late)
 	nice -n 10 $(BIN)/python -m lab.tasks.speakers
-	$(call train_stage,open,3000,$(TRAIN_RUN)/export-open)
-	$(call train_stage,together,3000,inference/checkpoints/small)
+	$(call train_stage,open,1100,$(TRAIN_RUN)/export-open)
+	$(call train_stage,together,1700,$(TRAIN_RUN)/export-together)
+	$(call train_stage,polish,1200,$(TRAIN_RUN)/export-polish)
+	$(call train_stage,after,400,$(TRAIN_RUN)/export-after)
+	$(call train_stage,remind,350,inference/checkpoints/small)
 
 # Held-out episodes through the serving engine; the committed report is bench/results/eval.json.
 EVAL_ARGS ?= --suite all --episodes 32 --seed 1 --baseline

@@ -160,7 +160,16 @@ PRESETS: dict[str, ModelConfig] = {
         flow_steps=2,
         griffin_lim_iters=4,
     ),
-    "small": ModelConfig(mel_feedback=False, pitch_in=True),
+    # the shipped model (inference/checkpoints/small): typed text pinned past the window, the
+    # motion input, the flow sampled at its mean (temperature 0: the most intelligible voice)
+    "small": ModelConfig(
+        name="microturn-small-v1",
+        mel_feedback=False,
+        pitch_in=True,
+        pins=32,
+        motion_in=True,
+        flow_temperature=0.0,
+    ),
 }
 
 
