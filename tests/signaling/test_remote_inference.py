@@ -82,7 +82,11 @@ async def test_a_call_survives_its_inference_worker_being_killed(
     try:
         await doomed.astart()
         await loop.run_in_executor(None, server.start)  # ready: a worker has room
-        assert "inference: remote pool" in server.log()
+        # the supervisor announces once it has seen every media process's socket, which may come
+        # after the first process answered /readyz
+        while "inference: remote pool" not in server.log():
+            assert server.proc is not None and server.proc.poll() is None, server.log()[-2000:]
+            await asyncio.sleep(0.1)
         mic_hz = [440.0]
         mic = SignalAudioTrack(lambda t: 0.3 * np.sin(2 * np.pi * mic_hz[0] * t))
         async with CallClient(server.url, audio=mic) as call:
