@@ -320,21 +320,27 @@ STAGES["polish"] = {
     "floor_weight": 0.3,
 }
 
+
+def _reweighed(mix: dict[str, float], **weights: float) -> dict[str, float]:
+    """`mix` with some families' weights set, renormalised to sum to 1."""
+    new = {**mix, **weights}
+    total = sum(new.values())
+    return {k: v / total for k, v in new.items()}
+
+
 # After "how many?": the chain's count segments asked right after a count and followed by long
 # silences with the camera still moving (lab/tasks/families/chain.py). The polish model answered,
 # then counted again 15-25 s later, and missed the answer when asked 0-1 micro-turns after a count
 # (the demo page test failed in 5 of 10 runs).
-_after = {**STAGES["polish"]["mix"], "chain_quiet": 0.16, "repcount": 0.04}
 STAGES["after"] = {
     **STAGES["polish"],
-    "mix": {k: v / sum(_after.values()) for k, v in _after.items()},  # chain_quiet 0.14
+    "mix": _reweighed(STAGES["polish"]["mix"], chain_quiet=0.16, repcount=0.04),  # chain_quiet 0.14
     "lr": 2.5e-4,
 }
 
 # One-off reminders weighed back up: after `after`, "remind me in N seconds" was said on time in
 # 0 of seed 1's 32-episode report (50 at `polish` on seed 2, 83 with the `late` model).
-_remind = {**STAGES["after"]["mix"], "timespeak_late": 0.1, "timespeak_timed": 0.1}
 STAGES["remind"] = {
     **STAGES["after"],
-    "mix": {k: v / sum(_remind.values()) for k, v in _remind.items()},
+    "mix": _reweighed(STAGES["after"]["mix"], timespeak_late=0.1, timespeak_timed=0.1),
 }
