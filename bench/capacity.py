@@ -17,9 +17,11 @@ Per call = (server CPU while the calls are held - its idle CPU) / calls, from /p
 
 `hold`: `--calls` audio+video calls (the page's video, speech-band audio) against `microturn serve
 --processes N --inference remote` with the shipped model on one `microturn infer` worker, all on
-this machine, for `--minutes`; every call's GET at the start and the end: late steps, audio gaps
+this machine, for `--minutes`, each call typing `--say` once up so that the model speaks all
+along; every call's GET at the start and the end: late steps, audio gaps
 (micro-turns with missing microphone audio, after the first `SETTLE_S` of the call), underruns of
-the model's audio; the worker's step time (p50/p99 of its recent steps) ~40 s in and at the end;
+the model's audio (all, and those right after a frame with sound: a gap a listener hears), the
+model's utterances; the worker's step time (p50/p99 of its recent steps) ~40 s in and at the end;
 CPU of the media processes, the worker and the callers.
 """
 
@@ -46,6 +48,9 @@ PAGE_VIDEO = "107x80@10"  # a 320x240 camera after session.created's request (cl
 CAMERA_VIDEO = "320x240@15"  # the same camera as it is (the page before the request)
 IDLE_S = 10.0
 SETTLE_S = 30.0  # audio gaps are counted after this much of the call (ICE, the first frames)
+# Typed into every call once it is up: the model then speaks all through the hold, so an underrun
+# of its audio can fall in speech (a gap heard) rather than always in silence.
+SAY = "say hello every 2 seconds"
 STEP_SAMPLE_S = 40.0  # the worker's step times: this long into the hold, and at its end
 
 
@@ -117,7 +122,9 @@ def pct(a: dict[str, float], b: dict[str, float], seconds: float) -> dict[str, f
 class Callers:
     """bench/gst_caller.py as a child process; `held` is set when its calls are up."""
 
-    def __init__(self, url: str, calls: int, seconds: float, video: str, sample_s: str) -> None:
+    def __init__(
+        self, url: str, calls: int, seconds: float, video: str, sample_s: str, say: str = ""
+    ) -> None:
         self.command = [
             SYSTEM_PYTHON,
             str(GST_CALLER),
@@ -130,6 +137,8 @@ class Callers:
             video,
             "--sample-s",
             sample_s,
+            "--say",
+            say,
         ]
         self.held = asyncio.Event()
         self.up_line = ""
@@ -318,7 +327,12 @@ async def hold(args: argparse.Namespace) -> dict[str, Any]:
                 await asyncio.sleep(IDLE_S)
                 idle = {name: pct(a[name], t.read(), IDLE_S) for name, t in trees.items()}
                 callers = Callers(
-                    server.url, args.calls, seconds, args.video, f"{SETTLE_S},{STEP_SAMPLE_S}"
+                    server.url,
+                    args.calls,
+                    seconds,
+                    args.video,
+                    f"{SETTLE_S},{STEP_SAMPLE_S}",
+                    say=args.say,
                 )
                 print(f"  {args.calls} calls for {args.minutes:g} min ...", flush=True)
                 steps: dict[str, Any] = {}
@@ -349,7 +363,13 @@ async def hold(args: argparse.Namespace) -> dict[str, Any]:
                 "audio_gaps_after_settle": last.get("audio_gaps", 0)
                 - (first or {}).get("audio_gaps", 0),
                 "audio_underruns": last.get("audio_underruns", 0),
+                "audio_underruns_after_settle": last.get("audio_underruns", 0)
+                - (first or {}).get("audio_underruns", 0),
+                "audio_underruns_audible": last.get("audio_underruns_audible", 0),
+                "audio_underruns_audible_after_settle": last.get("audio_underruns_audible", 0)
+                - (first or {}).get("audio_underruns_audible", 0),
                 "model_restarts": last.get("model_restarts", 0),
+                "utterances": c["events"].get("output_audio.started", 0),
                 "video_frames_used": last.get("video_frames_used", 0),
                 "video_frame_size": last.get("video_frame_size"),
                 "process": last.get("process"),
@@ -370,8 +390,17 @@ async def hold(args: argparse.Namespace) -> dict[str, Any]:
         "late_steps": sum(c["late_steps"] for c in per_call),
         "audio_gaps": sum(c["audio_gaps"] for c in per_call),
         "audio_gaps_after_settle": sum(c["audio_gaps_after_settle"] for c in per_call),
-        "audio_underruns": sum(c["audio_underruns"] for c in per_call),
+        **{
+            k: sum(c[k] for c in per_call)
+            for k in (
+                "audio_underruns",
+                "audio_underruns_after_settle",
+                "audio_underruns_audible",
+                "audio_underruns_audible_after_settle",
+            )
+        },
         "model_restarts": sum(c["model_restarts"] for c in per_call),
+        "utterances": sum(c["utterances"] for c in per_call),
         "media_cpu_pct": round(media, 1),
         "media_cpu_pct_per_call": round((media - media_idle) / max(1, len(up)), 2),
         "infer_cpu_pct": round(sum(cpu["infer"].values()), 1),
@@ -409,7 +438,9 @@ def print_hold(r: dict[str, Any]) -> None:
     print(
         f"micro-turns {r['microturns']}, late steps {r['late_steps']}, audio gaps "
         f"{r['audio_gaps']} ({r['audio_gaps_after_settle']} after the first {SETTLE_S:.0f} s), "
-        f"underruns {r['audio_underruns']}, model restarts {r['model_restarts']}"
+        f"underruns {r['audio_underruns']} ({r['audio_underruns_after_settle']} after it; audible "
+        f"{r['audio_underruns_audible']}, {r['audio_underruns_audible_after_settle']} after it), "
+        f"model restarts {r['model_restarts']}, model utterances {r['utterances']}"
     )
     print(
         f"CPU, % of one core: media {r['media_cpu_pct']} ({r['media_cpu_pct_per_call']} per call), "
@@ -434,6 +465,9 @@ def main(argv: list[str] | None = None) -> int:
     h.add_argument("--processes", type=int, default=2)
     h.add_argument("--video", default=PAGE_VIDEO)
     h.add_argument("--model", default="shipped", help="shipped, echo, or a checkpoint directory")
+    h.add_argument(
+        "--say", default=SAY, help="what each call types once up, so the model speaks ('' for none)"
+    )
     h.add_argument("--json", default=str(RESULTS / "capacity-hold.json"))
     e = sub.add_parser("plain-echo", help=argparse.SUPPRESS)
     e.add_argument("--port", type=int, required=True)

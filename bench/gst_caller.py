@@ -57,8 +57,11 @@ def parse_video(text: str) -> tuple[int, int, int] | None:
 
 
 class Call:
-    def __init__(self, n: int, base_url: str, video: tuple[int, int, int] | None) -> None:
+    def __init__(
+        self, n: int, base_url: str, video: tuple[int, int, int] | None, say: str = ""
+    ) -> None:
         self.n = n
+        self.say = say  # typed into the call once it is up (`input_text`)
         self.base_url = base_url.rstrip("/")
         desc = "webrtcbin name=webrtc bundle-policy=max-bundle " + AUDIO.format(freq=300 + 40 * n)
         self.pipe = Gst.parse_launch(desc + self._video(video))
@@ -167,6 +170,9 @@ class Call:
         events[kind] = events.get(kind, 0) + 1
         if kind == "session.created":
             self.result["session"] = event
+            if self.say:
+                text = json.dumps({"type": "input_text", "text": self.say})
+                self.channel.emit("send-string", text)
 
     def on_pad(self, webrtc: Gst.Element, pad: Gst.Pad) -> None:
         if pad.direction != Gst.PadDirection.SRC:
@@ -231,11 +237,12 @@ def main() -> None:
     parser.add_argument("--stagger-ms", type=float, default=250.0)
     parser.add_argument("--sample-s", default="", help="comma-separated seconds to read GET at")
     parser.add_argument("--connect-timeout-s", type=float, default=60.0)
+    parser.add_argument("--say", default="", help="text each call types once it is up")
     args = parser.parse_args()
     Gst.init(None)
     video = parse_video(args.video)
     loop = GLib.MainLoop()
-    calls = [Call(n, args.url, video) for n in range(args.calls)]
+    calls = [Call(n, args.url, video, args.say) for n in range(args.calls)]
     sample_at = sorted(float(s) for s in args.sample_s.split(",") if s)
     state = Progress()
 

@@ -28,12 +28,15 @@ RING_CAPACITY_S = 2.0
 # After running dry, new audio is held back this long before it plays: a cushion against jitter in
 # when the next 200 ms output arrives. Every heard sample waits it, so it adapts like the inbound
 # grace: a slowly decaying peak of how much later than its predecessor's length an output was
-# written (a slow step, a busy loop), plus a margin; up at once after an underrun.
+# written (a slow step, a busy loop), plus a margin; up by CUSHION_UP_S after an underrun (at
+# the next output: a pause in the outputs, seconds long, is not jitter). The calls of one process
+# share the peak (`LoopJitter`).
 PLAYOUT_MARGIN_S = 0.040  # the first cushion
 MIN_CUSHION_S = 0.010
 MAX_CUSHION_S = 0.120
 CUSHION_MARGIN_S = 0.010
 CUSHION_UP_S = 0.020  # added after an underrun
+PAUSE_S = 0.5  # an output this much later than its predecessor's end: a pause, not jitter
 CUSHION_PEAK_HALF_LIFE_WRITES = 300  # the peak halves in 60 s of 200 ms outputs without jitter
 PRIOR_HALF_LIFE_WRITES = 25  # the first cushion's assumption halves in 5 s
 SILENCE_LEVEL = 10 ** (-50 / 20)  # queued samples all quieter than -50 dBFS may be skipped
@@ -41,11 +44,37 @@ OPUS_SILENCE = b"\xf8\xff\xfe"  # a 20 ms Opus frame of silence (CELT, mono), if
 TIME_BASE = fractions.Fraction(1, SAMPLE_RATE_HZ)
 
 
+class LoopJitter:
+    """How late outputs reach the calls of one process: a peak that halves every
+    `half_life_s`, shared by their outbound tracks. The calls of a process wait on one event loop
+    and (remote or in process) one engine, so a slow step or a busy loop delays every call's next
+    output alike: what one call learns (an output later than its cushion, an underrun) sets the
+    cushion of all, and a new call starts at the cushion the others have learnt rather than at
+    the first-cushion guess."""
+
+    def __init__(self, half_life_s: float = 60.0) -> None:
+        self.half_life_s = half_life_s
+        self._peak_s = 0.0
+        self._at: float | None = None
+
+    def peak(self, now: float) -> float:
+        if self._at is None:
+            return 0.0
+        return self._peak_s * 0.5 ** (max(0.0, now - self._at) / self.half_life_s)
+
+    def observe(self, lateness_s: float, now: float) -> float:
+        """Fold in one lateness; the peak now."""
+        self._peak_s = max(self.peak(now), lateness_s)
+        self._at = now if self._at is None else max(self._at, now)
+        return self._peak_s
+
+
 @dataclass
 class AudioOutStats:
     frames_sent: int = 0
     silent_frames: int = 0
-    underruns: int = 0  # the ring ran dry in the middle of speech
+    underruns: int = 0  # the ring ran dry while primed (outputs came later than the cushion)
+    audible_underruns: int = 0  # ... right after a frame with sound in it: a gap a listener hears
     cushion_ms: float = PLAYOUT_MARGIN_S * 1000  # the cushion now
     max_cushion_ms: float = PLAYOUT_MARGIN_S * 1000  # the largest it adapted to
     dropped_samples: int = 0  # oldest samples dropped because the ring was full
@@ -128,8 +157,11 @@ class PacedAudio(MediaStreamTrack):
 
     kind = "audio"
 
-    def __init__(self, capacity_s: float = RING_CAPACITY_S) -> None:
+    def __init__(
+        self, capacity_s: float = RING_CAPACITY_S, jitter: LoopJitter | None = None
+    ) -> None:
         super().__init__()
+        self._jitter = jitter  # the process's, shared with its other calls (or this call's own)
         self._ring = SampleRing(int(capacity_s * SAMPLE_RATE_HZ))
         self._start: float | None = None
         self._frames = 0
@@ -143,6 +175,8 @@ class PacedAudio(MediaStreamTrack):
         # what the first cushion assumes before anything was measured (fades faster)
         self._prior_s = PLAYOUT_MARGIN_S - CUSHION_MARGIN_S
         self._last_write: tuple[float, float] | None = None  # (when, seconds of audio written)
+        self._last_frame_loud = False
+        self._ran_dry = False  # an underrun since the last write
 
     def write(
         self, samples: np.ndarray, microturn: int, now: float | None = None, speaking: bool = False
@@ -151,8 +185,15 @@ class PacedAudio(MediaStreamTrack):
         now = time.monotonic() if now is None else now
         if self._last_write is not None:
             when, length = self._last_write
-            self._adapt_cushion(max(0.0, now - when - length))
+            lateness = now - when - length
+            if lateness <= PAUSE_S:
+                self._adapt_cushion(max(0.0, lateness), now, underrun=self._ran_dry)
+            else:  # far later than jitter: the outputs paused (a suspended call, a moved session)
+                self._adapt_cushion(0.0, now)
+        elif self._jitter is not None:
+            self._adapt_cushion(0.0, now)  # a new call starts at the cushion the others learnt
         self._last_write = (now, len(samples) / SAMPLE_RATE_HZ)
+        self._ran_dry = False
         if not speaking:
             self._trim_silence()
         self.stats.dropped_samples += self._ring.write(samples.astype(np.float32), microturn)
@@ -167,14 +208,16 @@ class PacedAudio(MediaStreamTrack):
             self._ring.skip(excess)
             self.stats.skipped_silence_samples += excess
 
-    def _adapt_cushion(self, lateness_s: float, underrun: bool = False) -> None:
-        self._lateness_peak_s *= 0.5 ** (1 / CUSHION_PEAK_HALF_LIFE_WRITES)
-        self._lateness_peak_s = max(self._lateness_peak_s, lateness_s)
-        self._prior_s *= 0.5 ** (1 / PRIOR_HALF_LIFE_WRITES)
+    def _adapt_cushion(self, lateness_s: float, now: float, underrun: bool = False) -> None:
         if underrun:
-            step_up = self.cushion_s + CUSHION_UP_S - CUSHION_MARGIN_S
-            self._lateness_peak_s = max(self._lateness_peak_s, step_up)
-        cushion = max(self._lateness_peak_s, self._prior_s) + CUSHION_MARGIN_S
+            lateness_s = max(lateness_s, self.cushion_s + CUSHION_UP_S - CUSHION_MARGIN_S)
+        self._prior_s *= 0.5 ** (1 / PRIOR_HALF_LIFE_WRITES)
+        if self._jitter is not None:
+            peak = self._jitter.observe(lateness_s, now)
+        else:
+            self._lateness_peak_s *= 0.5 ** (1 / CUSHION_PEAK_HALF_LIFE_WRITES)
+            peak = self._lateness_peak_s = max(self._lateness_peak_s, lateness_s)
+        cushion = max(peak, self._prior_s) + CUSHION_MARGIN_S
         self.cushion_s = min(MAX_CUSHION_S, max(MIN_CUSHION_S, cushion))
         self.stats.cushion_ms = round(self.cushion_s * 1000, 1)
         self.stats.max_cushion_ms = max(self.stats.max_cushion_ms, self.stats.cushion_ms)
@@ -223,10 +266,12 @@ class PacedAudio(MediaStreamTrack):
             self._primed = True
         if len(self._ring) < FRAME_SAMPLES:
             self.stats.underruns += 1
-            self._adapt_cushion(0.0, underrun=True)
+            self.stats.audible_underruns += self._last_frame_loud
+            self._ran_dry = True  # the next output says whether it was late or paused
             self._primed = False
             self._prime_at = None
         samples, position = self._ring.read(FRAME_SAMPLES)
+        self._last_frame_loud = bool(np.max(np.abs(samples)) >= SILENCE_LEVEL)
         if position is not None:
             self.sent_position = position
         return samples
@@ -248,8 +293,10 @@ class OpusAudioTrack(PacedAudio):
     """A call's outbound track: each 20 ms leaves as an Opus packet encoded here, on the loop
     (media/opus.py); aiortc's sender only packs it into RTP."""
 
-    def __init__(self, capacity_s: float = RING_CAPACITY_S) -> None:
-        super().__init__(capacity_s)
+    def __init__(
+        self, capacity_s: float = RING_CAPACITY_S, jitter: LoopJitter | None = None
+    ) -> None:
+        super().__init__(capacity_s, jitter)
         self._opus = OpusPacketizer()
 
     async def recv(self) -> av.Packet:

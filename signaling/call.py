@@ -46,7 +46,7 @@ from agent.client import AgentClient, AgentError, TooManyTasks
 from agent.transcript import Transcript
 from inference.protocol import MICROTURN_MS, SAMPLE_RATE_HZ, Engine, MicroTurnInput, MicroTurnOutput
 from media.audio_in import AudioInput, AudioInStats, AudioTimeline
-from media.audio_out import OpusAudioTrack
+from media.audio_out import LoopJitter, OpusAudioTrack
 from media.clock import SessionClock
 from media.opus import decode_on_loop
 from media.playback import PlaybackTracker
@@ -111,6 +111,7 @@ class Call:
     on_closed: Callable[[Call], Awaitable[None] | None] | None = None
     limits: CallLimits = field(default_factory=CallLimits)
     client: str = "?"  # the address that offered it (per-client limits)
+    playout: LoopJitter | None = None  # the process's output jitter, shared by its calls
     created_at: float = field(default_factory=time.time)
     state: str = "new"  # new -> connecting -> active -> closed
     stats: CallStats = field(default_factory=CallStats)
@@ -120,7 +121,7 @@ class Call:
         self.timeline: AudioTimeline | None = None
         self.audio_in: AudioInput | None = None
         self.video: VideoSampler | None = None
-        self.outbound = OpusAudioTrack()
+        self.outbound = OpusAudioTrack(jitter=self.playout)
         self.channels: list[EventChannel] = []  # at most one per label (events, oai-events)
         self.instructions = ""  # the latest, for dialects that show the session (OpenAI's)
         self.transcript = Transcript(TRANSCRIPT_TURNS)
@@ -243,7 +244,7 @@ class Call:
         self.peers += 1
         self.resume_token = secrets.token_urlsafe(24)  # the old one is spent
         self.outbound.stop()  # the old sender's track; the new connection gets a fresh one
-        self.outbound = OpusAudioTrack()
+        self.outbound = OpusAudioTrack(jitter=self.playout)
         self._spawn(self._close_peer(old), "close-old-peer")
 
     async def _close_peer(self, pc: RTCPeerConnection) -> None:
@@ -712,6 +713,7 @@ class Call:
             "audio_grace_ms": round(self.timeline.grace_s * 1000) if self.timeline else None,
             "audio_cushion_ms": self.outbound.stats.cushion_ms,
             "audio_underruns": self.outbound.stats.underruns,
+            "audio_underruns_audible": self.outbound.stats.audible_underruns,
             "video_frames_used": self.video.stats.frames_used if self.video else 0,
             "video_frames_received": self.video.stats.frames if self.video else 0,
             "video_frame_size": (

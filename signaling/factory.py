@@ -30,6 +30,7 @@ from aiortc import RTCConfiguration, RTCSessionDescription
 
 from agent.client import AgentClient
 from inference.protocol import Engine
+from media.audio_out import LoopJitter
 from media.jitter import set_audio_prefetch
 from signaling.call import Call, CallLimits
 from signaling.dtls import new_peer_connection
@@ -90,6 +91,9 @@ class CallFactory:
         self.ice_servers = ice_servers  # call_id -> the ICE servers its client may use
         # New call ids; with several media processes each id names its process (siblings.py).
         self.call_ids = call_ids or (lambda: secrets.token_urlsafe(9))
+        # How late the model's outputs reach this process's calls (one loop, one engine): every
+        # call's playout cushion learns from all of them (media/audio_out.py).
+        self.playout = LoopJitter()
 
     def limits_for(self, sdp: str) -> CallLimits:
         if self.connect_timeout_lan_s is not None and lan_only(sdp):
@@ -116,6 +120,7 @@ class CallFactory:
             on_closed=self.registry.remove,
             limits=self.limits_for(sdp),
             client=client,
+            playout=self.playout,
         )
         if self.ice_servers is not None:
             ice_servers = self.ice_servers

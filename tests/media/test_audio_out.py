@@ -10,6 +10,7 @@ from media.audio_out import (
     FRAME_SAMPLES,
     MIN_CUSHION_S,
     PLAYOUT_MARGIN_S,
+    LoopJitter,
     PacedAudioTrack,
     SampleRing,
 )
@@ -157,3 +158,34 @@ def test_queued_silence_is_skipped_to_bring_the_delay_back_to_the_cushion() -> N
     cushion = PLAYOUT_MARGIN_S  # not yet decayed much in 6 s of steady outputs
     assert delays[False] <= cushion + 0.020 + 1e-6, delays
     assert delays[True] >= delays[False] + 0.020, "mid-utterance, the queue is left whole"
+
+
+def test_calls_of_one_process_share_what_they_learn_of_the_loops_jitter() -> None:
+    """One call's late outputs set the cushion of every call on the loop: a call started later
+    plays the same jitter without running dry, where a call on its own would have."""
+    jitter = LoopJitter()
+    writes = [k * 0.2 + (0.06 if k % 5 == 4 else 0.0) for k in range(100)]
+    first = PacedAudioTrack(jitter=jitter)
+    _play(first, writes, 0.0, 20.0)
+    assert first.stats.underruns >= 1 and first.cushion_s >= 0.06
+
+    later = PacedAudioTrack(jitter=jitter)
+    _play(later, [20.0 + w for w in writes], 20.0, 40.0)
+    assert later.stats.underruns == 0, "it started at the cushion the first call learnt"
+    alone = PacedAudioTrack()
+    _play(alone, [20.0 + w for w in writes], 20.0, 40.0)
+    assert alone.stats.underruns >= 1, "(on its own it would have run dry)"
+
+    # what was learnt fades when the loop is calm: a minute's half-life
+    assert jitter.peak(40.0 + 120.0) <= jitter.peak(40.0) / 3
+
+
+def test_a_pause_in_the_outputs_is_not_taken_for_jitter() -> None:
+    """Outputs that stop for seconds (a suspended call, a session moved to another worker) and
+    come back on time do not raise the shared cushion."""
+    jitter = LoopJitter()
+    track = PacedAudioTrack(jitter=jitter)
+    writes = [k * 0.2 for k in range(50)] + [13.0 + k * 0.2 for k in range(50)]
+    _play(track, writes, 0.0, 23.0)
+    assert jitter.peak(23.0) < 0.001  # (float rounding of the write times)
+    assert track.cushion_s < PLAYOUT_MARGIN_S

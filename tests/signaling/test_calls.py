@@ -93,6 +93,23 @@ async def test_a_call_without_camera_works(server: TestServer) -> None:
         await call.hang_up()
 
 
+async def test_the_calls_of_a_process_share_what_their_playout_learns(server: TestServer) -> None:
+    """One event loop and one engine delay every call's outputs alike: their playout cushions
+    learn from one shared peak (media/audio_out.LoopJitter)."""
+    base = str(server.make_url("")).rstrip("/")
+    async with CallClient(base, audio=tone()) as a, CallClient(base, audio=tone()) as b:
+        await a.wait_event("session.created", timeout=CONNECT_S)
+        await b.wait_event("session.created", timeout=CONNECT_S)
+        assert a.call_id is not None and b.call_id is not None
+        first, second = server.app[CALLS].get(a.call_id), server.app[CALLS].get(b.call_id)
+        assert first is not None and second is not None
+        assert first.playout is not None and first.playout is second.playout
+        status = await a.status()
+        assert status["audio_underruns_audible"] <= status["audio_underruns"]
+        await a.hang_up()
+        await b.hang_up()
+
+
 async def test_ask_runs_a_background_task_and_weaves_the_result(make_server: MakeServer) -> None:
     server = await make_server(agent_workers=1)
     base = str(server.make_url("")).rstrip("/")
