@@ -344,3 +344,12 @@ STAGES["remind"] = {
     **STAGES["after"],
     "mix": _reweighed(STAGES["after"]["mix"], timespeak_late=0.1, timespeak_timed=0.1),
 }
+
+# Voices the bank does not have (issue 25): the held-out engine's speakers (flite: kal, awb, rms,
+# slt) took the floor in 58 % of held-out turns against 77 % for the bank's voices saying the
+# same held-out sentences (make eval, seed 1). Half of the bank voices are now heard through a
+# vocal-tract warp (lab/tasks/speakers.WARPS: pitch, formants and pace x0.86-1.14), the remind mix.
+STAGES["voices"] = {
+    **STAGES["remind"],
+    "voice_warp": 0.5,
+}

@@ -73,6 +73,7 @@ class Batches(Dataset[Batch]):
             mix=spec["mix"],
             n_range=(self.n_range[0], self.n_range[-1]),
             live_path=spec.get("live_path", 0.0),
+            voice_warp=spec.get("voice_warp", 0.0),
         )
 
 

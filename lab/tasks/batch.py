@@ -69,6 +69,7 @@ def training_batch(
     mix: dict[str, float],
     n_range: tuple[int, int],
     live_path: float = 0.0,
+    voice_warp: float = 0.0,
 ) -> Batch:
     """A deterministic training batch: (seed) -> the same episodes every time."""
     trainable = set(FAMILIES) - EVAL_ONLY  # held out for evaluation
@@ -85,7 +86,15 @@ def training_batch(
         ep_seed = 10_000_000 + seed * batch_size + i
         for attempt in range(3):  # a generator bug must not end a two-hour run: log, redraw
             try:
-                episodes.append(make(family, ep_seed + attempt * 7_777_777, n, live_path=live_path))
+                episodes.append(
+                    make(
+                        family,
+                        ep_seed + attempt * 7_777_777,
+                        n,
+                        live_path=live_path,
+                        voice_warp=voice_warp,
+                    )
+                )
                 break
             except Exception as exc:
                 print(

@@ -124,17 +124,28 @@ EVAL_ONLY = frozenset(
 )
 
 
-def make(family: str, seed: int, n: int, training: bool = True, live_path: float = 0.0) -> Episode:
-    """One episode, fully determined by (family, seed, n, live_path).
+def make(
+    family: str,
+    seed: int,
+    n: int,
+    training: bool = True,
+    live_path: float = 0.0,
+    voice_warp: float = 0.0,
+) -> Episode:
+    """One episode, fully determined by (family, seed, n, live_path, voice_warp).
 
     training: background results are placed in the typed stream `delay` micro-turns after the
     expected delegation (teacher forcing); otherwise (evaluation) they stay in `ep.results` and
     the harness delivers them only when the model really delegates.
     live_path: the strength of the live audio path on its microphone (lab/tasks/room.py: own
     echo, room, noise, level, Opus); 0: the clean microphone.
+    voice_warp: the share of the training bank's voices heard warped (lab/tasks/speakers.py).
     """
+    from lab.tasks.speakers import warping
+
     rng = np.random.default_rng([hash_family(family), seed, n])
-    ep = FAMILIES[family](rng, n)
+    with warping(voice_warp):
+        ep = FAMILIES[family](rng, n)
     if training and ep.results:
         add_result_targets(ep)
     if live_path > 0:

@@ -16,9 +16,12 @@ Augmentation (level, room, noise, codec, position, pauses) differs at every use.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import ProcessPoolExecutor
+from contextvars import ContextVar
+from dataclasses import replace
 from functools import lru_cache
 
 import numpy as np
@@ -28,6 +31,31 @@ from lab.tasks.voice import Voice
 SPEAKERS = 160
 TURNS = 100
 _BANK_SEED = 20261206
+
+
+# Vocal-tract warps (lab/tasks/voice.Voice.warp) a bank voice may be heard with: the share of
+# uses warped is the stage's `voice_warp` (0 before the `voices` stage: earlier stages' batches
+# stay what they were).
+WARPS = (0.86, 0.9, 0.94, 1.06, 1.1, 1.14)
+_warp_share: ContextVar[float] = ContextVar("voice_warp", default=0.0)
+
+
+@contextlib.contextmanager
+def warping(share: float) -> Iterator[None]:
+    """Within: that share of bank voices drawn is warped."""
+    token = _warp_share.set(share)
+    try:
+        yield
+    finally:
+        _warp_share.reset(token)
+
+
+def warped(v: Voice, rng: np.random.Generator) -> Voice:
+    """`v`, or (with the share `warping` set) `v` with a random warp. Draws nothing at share 0."""
+    share = _warp_share.get()
+    if share <= 0 or rng.random() >= share:
+        return v
+    return replace(v, warp=float(rng.choice(WARPS)))
 
 
 @lru_cache(maxsize=SPEAKERS)
@@ -51,7 +79,7 @@ def pick(rng: np.random.Generator) -> int:
 def bank_voice(rng: np.random.Generator) -> Voice:
     """A speaker of the bank: the training families' users (their renders stay in the cache;
     the held-out families draw fresh voices instead)."""
-    return voice(pick(rng))
+    return warped(voice(pick(rng)), rng)
 
 
 def turns_of(i: int) -> Callable[[np.random.Generator], list[str]]:
@@ -68,7 +96,7 @@ def utterance(rng: np.random.Generator) -> tuple[Voice, str]:
     from lab.tasks.corpus import in_one_breath
 
     i = pick(rng)
-    return voice(i), in_one_breath(turn(i, int(rng.integers(TURNS))))
+    return warped(voice(i), rng), in_one_breath(turn(i, int(rng.integers(TURNS))))
 
 
 def _render_speaker(i: int) -> int:

@@ -25,7 +25,8 @@ import os
 import subprocess
 import tempfile
 import wave
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from fractions import Fraction
 from functools import lru_cache
 from pathlib import Path
 
@@ -46,6 +47,10 @@ class Voice:
     # espeak-ng: its 0-99 pitch; festival: a shift in semitones (sox); flite: unused
     pitch: int
     engine: str = "espeak-ng"  # festival, or flite (held out of training)
+    # The render resampled so that pitch, formants and pace all scale by this (a longer or
+    # shorter vocal tract, Kaldi's speed perturbation): more speakers out of the training bank's
+    # voices (lab/tasks/speakers.warped). 1: as the engine renders it.
+    warp: float = 1.0
 
 
 MODEL_VOICE = Voice("cmu_us_slt_arctic_hts", 170, 0, engine="festival")
@@ -206,8 +211,18 @@ def _read_wav(data: bytes) -> np.ndarray:
 _memory: dict[tuple[str, Voice], np.ndarray] = {}
 
 
+def warp_clip(x: np.ndarray, warp: float) -> np.ndarray:
+    """`x` resampled by 1/warp and played at the same rate: every frequency times `warp`, every
+    duration divided by it."""
+    ratio = Fraction(1 / warp).limit_denominator(40)
+    return resample_poly(x, ratio.numerator, ratio.denominator).astype(np.float32)
+
+
 def speech(text: str, voice: Voice) -> np.ndarray:
-    """16 kHz float32 mono speech of `text`, trimmed; cached in memory and on disk."""
+    """16 kHz float32 mono speech of `text`, trimmed; cached in memory and on disk (a warped
+    voice's render is its engine render's, warped at each use)."""
+    if voice.warp != 1.0:
+        return warp_clip(speech(text, replace(voice, warp=1.0)), voice.warp)
     key = (text, voice)
     got = _memory.get(key)
     if got is not None:

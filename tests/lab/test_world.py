@@ -38,6 +38,39 @@ def test_the_bank_has_speakers_of_both_training_engines_and_none_held_out() -> N
     assert speakers.voice(5) == speakers.voice(5) and speakers.turn(5, 7) == speakers.turn(5, 7)
 
 
+def test_a_warped_voice_is_its_render_with_every_frequency_and_duration_scaled() -> None:
+    from dataclasses import replace
+
+    from lab.tasks.voice import Voice, speech
+
+    base = Voice("en-us", 170, 50)
+    text = "the weather was nice today"
+    plain = speech(text, base)
+    higher = speech(text, replace(base, warp=1.1))
+    assert abs(len(higher) - len(plain) / 1.1) <= 2
+
+    def centroid(x: np.ndarray) -> float:
+        power = np.abs(np.fft.rfft(x)) ** 2
+        return float((np.fft.rfftfreq(len(x), 1 / 16_000) * power).sum() / power.sum())
+
+    assert 1.05 <= centroid(higher) / centroid(plain) <= 1.15
+
+
+def test_bank_voices_are_warped_only_where_a_stage_asks() -> None:
+    rng = np.random.default_rng(3)
+    state = rng.bit_generator.state
+    v = speakers.voice(0)
+    assert speakers.warped(v, rng) == v
+    assert rng.bit_generator.state == state, "earlier stages' batches are drawn as before"
+    with speakers.warping(1.0):
+        assert all(speakers.bank_voice(rng).warp in speakers.WARPS for _ in range(20))
+    assert speakers.bank_voice(rng).warp == 1.0
+    plain = make("turn_corpus", 4, 120)
+    warped = make("turn_corpus", 4, 120, voice_warp=1.0)
+    assert not np.array_equal(plain.mic(), warped.mic())
+    assert np.array_equal(warped.mic(), make("turn_corpus", 4, 120, voice_warp=1.0).mic())
+
+
 def test_the_live_path_changes_the_microphone_but_not_what_the_model_must_do() -> None:
     clean = make("turn_corpus", 4, 120)
     live = make("turn_corpus", 4, 120, live_path=1.0)

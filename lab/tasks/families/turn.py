@@ -161,7 +161,9 @@ def turn_corpus(rng: np.random.Generator, n: int) -> Episode:
     from lab.tasks import speakers
 
     i = speakers.pick(rng)
-    ep = turn_episode(rng, n, "turn_corpus", lambda r: speakers.voice(i), speakers.turns_of(i))
+    ep = turn_episode(
+        rng, n, "turn_corpus", lambda r: speakers.warped(speakers.voice(i), r), speakers.turns_of(i)
+    )
     add_video(rng, ep, p_motion=0.3)
     return ep
 
