@@ -370,6 +370,8 @@ async def hold(args: argparse.Namespace) -> dict[str, Any]:
                 - (first or {}).get("audio_underruns_audible", 0),
                 "model_restarts": last.get("model_restarts", 0),
                 "utterances": c["events"].get("output_audio.started", 0),
+                "audio_cushion_ms": last.get("audio_cushion_ms"),
+                "audio_grace_ms": last.get("audio_grace_ms"),
                 "video_frames_used": last.get("video_frames_used", 0),
                 "video_frame_size": last.get("video_frame_size"),
                 "process": last.get("process"),

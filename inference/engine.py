@@ -17,7 +17,10 @@ per-call `Session`'s) business.
     close(slot)                  (frees the slot at once; pending appends are cancelled)
 
 Continuous batching: the thread steps whenever it is free, so calls join and leave at any tick and
-a call's 200 ms boundaries need not line up with anyone else's. State is the model's, preallocated
+a call's 200 ms boundaries need not line up with anyone else's. They do in `microturn serve`
+(media/clock.grid_tick: every call on the machine cuts its micro-turns on one 200 ms grid), so the
+calls' inputs arrive together and share a step; one step per call at its own phase cost a remote
+worker twice the CPU for 10 calls (bench.capacity hold). State is the model's, preallocated
 for every slot (`new_state`); a slot is reset on the engine thread before its new session's first
 step. Each session gets a seed from (engine seed, call id) for whatever sampling it does.
 

@@ -1,7 +1,10 @@
 """The session clock: one timeline per call, on which every micro-turn is a fixed 200 ms slice.
 
 Micro-turn k covers [t0 + k * 200 ms, t0 + (k + 1) * 200 ms) of the server's monotonic clock, where
-t0 is when the call's media started. Audio samples and video frames are placed on this timeline by
+t0 is the last tick of a 200 ms grid on that clock before the call's media started (`grid_tick`): every
+call on the machine cuts its micro-turns at the same instants (each a grace later), so the engine,
+which steps whatever has arrived, gets them in one batched step instead of one step per call at its
+own phase. Audio samples and video frames are placed on this timeline by
 their arrival time, so a sender that pauses or a browser clock that drifts cannot make the micro-turn
 count slide away from wall time: the count is wall time divided by 200 ms, by construction.
 """
@@ -9,12 +12,18 @@ count slide away from wall time: the count is wall time divided by 200 ms, by co
 from __future__ import annotations
 
 import asyncio
+import math
 import time
 from collections.abc import Callable
 
 from inference.protocol import MICROTURN_MS, MICROTURN_SAMPLES, SAMPLE_RATE_HZ
 
 MICROTURN_S = MICROTURN_MS / 1000
+
+
+def grid_tick(now: float) -> float:
+    """The last instant at or before `now` on the 200 ms grid of the monotonic clock."""
+    return math.floor(now / MICROTURN_S) * MICROTURN_S
 
 
 class SessionClock:

@@ -47,7 +47,7 @@ from agent.transcript import Transcript
 from inference.protocol import MICROTURN_MS, SAMPLE_RATE_HZ, Engine, MicroTurnInput, MicroTurnOutput
 from media.audio_in import AudioInput, AudioInStats, AudioTimeline
 from media.audio_out import LoopJitter, OpusAudioTrack
-from media.clock import SessionClock
+from media.clock import SessionClock, grid_tick
 from media.opus import decode_on_loop
 from media.playback import PlaybackTracker
 from media.video_in import VideoSampler, video_request
@@ -301,7 +301,8 @@ class Call:
             return
         self._started = True
         self.state = "active"
-        self.clock = SessionClock()
+        # every call's micro-turns end at the same instants: the engine steps them together
+        self.clock = SessionClock(t0=grid_tick(time.monotonic()))
         self.timeline = AudioTimeline(self.clock)
         self.video = VideoSampler(self.clock, self.engine.frame_size)
         self.last_activity = time.monotonic()

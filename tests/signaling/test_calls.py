@@ -93,9 +93,12 @@ async def test_a_call_without_camera_works(server: TestServer) -> None:
         await call.hang_up()
 
 
-async def test_the_calls_of_a_process_share_what_their_playout_learns(server: TestServer) -> None:
+async def test_the_calls_of_a_process_share_their_clock_grid_and_playout(
+    server: TestServer,
+) -> None:
     """One event loop and one engine delay every call's outputs alike: their playout cushions
-    learn from one shared peak (media/audio_out.LoopJitter)."""
+    learn from one shared peak (media/audio_out.LoopJitter); and every call's micro-turns end on
+    one 200 ms grid, so the engine steps them together."""
     base = str(server.make_url("")).rstrip("/")
     async with CallClient(base, audio=tone()) as a, CallClient(base, audio=tone()) as b:
         await a.wait_event("session.created", timeout=CONNECT_S)
@@ -104,6 +107,10 @@ async def test_the_calls_of_a_process_share_what_their_playout_learns(server: Te
         first, second = server.app[CALLS].get(a.call_id), server.app[CALLS].get(b.call_id)
         assert first is not None and second is not None
         assert first.playout is not None and first.playout is second.playout
+        # and their micro-turns are cut at the same instants (one batched step for both)
+        assert first.clock is not None and second.clock is not None
+        phase = (first.clock.t0 - second.clock.t0) / 0.2
+        assert abs(phase - round(phase)) < 1e-6, (first.clock.t0, second.clock.t0)
         status = await a.status()
         assert status["audio_underruns_audible"] <= status["audio_underruns"]
         await a.hang_up()
