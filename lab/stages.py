@@ -349,6 +349,8 @@ STAGES["remind"] = {
 # slt) took the floor in 58 % of held-out turns against 77 % for the bank's voices saying the
 # same held-out sentences (make eval, seed 1). Half of the bank voices are now heard through a
 # vocal-tract warp (lab/tasks/speakers.WARPS: pitch, formants and pace x0.86-1.14), the remind mix.
+# Run for 1,200 steps from remind's state and measured (docs/model.md): not shipped, flite's floor
+# did not rise (66.7 -> 61.8 % on seed 2; live 60.6 -> 57.6 %); `make train` does not run it.
 STAGES["voices"] = {
     **STAGES["remind"],
     "voice_warp": 0.5,
