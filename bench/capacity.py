@@ -190,6 +190,11 @@ async def hold_and_measure(
     return {name: pct(start[name], end[name], held_s) for name in end}, held_s
 
 
+def grown(first: dict[str, Any], last: dict[str, Any], key: str) -> int:
+    """How much a call's counter `key` grew from one GET sample to a later one."""
+    return int(last.get(key, 0) - first.get(key, 0))
+
+
 def judged_calls(result: dict[str, Any]) -> list[dict[str, Any]]:
     return [c for c in result["calls"] if c.get("status") == 201]
 
@@ -353,21 +358,22 @@ async def hold(args: argparse.Namespace) -> dict[str, Any]:
     up = judged_calls(result)
     per_call = []
     for c in up:
-        first = next((s for s in c["samples"] if s.get("at_s", 0) >= SETTLE_S - 1), None)
+        first: dict[str, Any] = next(
+            (s for s in c["samples"] if s.get("at_s", 0) >= SETTLE_S - 1), {}
+        )
         last = c["samples"][-1]
         per_call.append(
             {
                 "microturns": last.get("microturns", 0),
                 "late_steps": last.get("late_steps", 0),
                 "audio_gaps": last.get("audio_gaps", 0),
-                "audio_gaps_after_settle": last.get("audio_gaps", 0)
-                - (first or {}).get("audio_gaps", 0),
+                "audio_gaps_after_settle": grown(first, last, "audio_gaps"),
                 "audio_underruns": last.get("audio_underruns", 0),
-                "audio_underruns_after_settle": last.get("audio_underruns", 0)
-                - (first or {}).get("audio_underruns", 0),
+                "audio_underruns_after_settle": grown(first, last, "audio_underruns"),
                 "audio_underruns_audible": last.get("audio_underruns_audible", 0),
-                "audio_underruns_audible_after_settle": last.get("audio_underruns_audible", 0)
-                - (first or {}).get("audio_underruns_audible", 0),
+                "audio_underruns_audible_after_settle": grown(
+                    first, last, "audio_underruns_audible"
+                ),
                 "model_restarts": last.get("model_restarts", 0),
                 "utterances": c["events"].get("output_audio.started", 0),
                 "audio_cushion_ms": last.get("audio_cushion_ms"),

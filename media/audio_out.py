@@ -30,14 +30,13 @@ RING_CAPACITY_S = 2.0
 # grace: a slowly decaying peak of how much later than its predecessor's length an output was
 # written (a slow step, a busy loop), plus a margin; up by CUSHION_UP_S after an underrun (at
 # the next output: a pause in the outputs, seconds long, is not jitter). The calls of one process
-# share the peak (`LoopJitter`).
+# share the peak (`LoopJitter`); a track on its own keeps one of its own.
 PLAYOUT_MARGIN_S = 0.040  # the first cushion
 MIN_CUSHION_S = 0.010
 MAX_CUSHION_S = 0.120
 CUSHION_MARGIN_S = 0.010
 CUSHION_UP_S = 0.020  # added after an underrun
 PAUSE_S = 0.5  # an output this much later than its predecessor's end: a pause, not jitter
-CUSHION_PEAK_HALF_LIFE_WRITES = 300  # the peak halves in 60 s of 200 ms outputs without jitter
 PRIOR_HALF_LIFE_WRITES = 25  # the first cushion's assumption halves in 5 s
 SILENCE_LEVEL = 10 ** (-50 / 20)  # queued samples all quieter than -50 dBFS may be skipped
 OPUS_SILENCE = b"\xf8\xff\xfe"  # a 20 ms Opus frame of silence (CELT, mono), if the encoder is mute
@@ -52,7 +51,7 @@ class LoopJitter:
     cushion of all, and a new call starts at the cushion the others have learnt rather than at
     the first-cushion guess."""
 
-    def __init__(self, half_life_s: float = 60.0) -> None:
+    def __init__(self, half_life_s: float = 60.0) -> None:  # 300 outputs of 200 ms
         self.half_life_s = half_life_s
         self._peak_s = 0.0
         self._at: float | None = None
@@ -161,7 +160,7 @@ class PacedAudio(MediaStreamTrack):
         self, capacity_s: float = RING_CAPACITY_S, jitter: LoopJitter | None = None
     ) -> None:
         super().__init__()
-        self._jitter = jitter  # the process's, shared with its other calls (or this call's own)
+        self._jitter = jitter or LoopJitter()  # the process's, shared with its other calls
         self._ring = SampleRing(int(capacity_s * SAMPLE_RATE_HZ))
         self._start: float | None = None
         self._frames = 0
@@ -171,11 +170,10 @@ class PacedAudio(MediaStreamTrack):
         self.sent_position: tuple[int, int] | None = None
         self.stats = AudioOutStats()
         self.cushion_s = PLAYOUT_MARGIN_S
-        self._lateness_peak_s = 0.0
         # what the first cushion assumes before anything was measured (fades faster)
         self._prior_s = PLAYOUT_MARGIN_S - CUSHION_MARGIN_S
         self._last_write: tuple[float, float] | None = None  # (when, seconds of audio written)
-        self._last_frame_loud = False
+        self._last_frame = np.zeros(0, dtype=np.float32)  # the last 20 ms read from the ring
         self._ran_dry = False  # an underrun since the last write
 
     def write(
@@ -190,7 +188,7 @@ class PacedAudio(MediaStreamTrack):
                 self._adapt_cushion(max(0.0, lateness), now, underrun=self._ran_dry)
             else:  # far later than jitter: the outputs paused (a suspended call, a moved session)
                 self._adapt_cushion(0.0, now)
-        elif self._jitter is not None:
+        else:
             self._adapt_cushion(0.0, now)  # a new call starts at the cushion the others learnt
         self._last_write = (now, len(samples) / SAMPLE_RATE_HZ)
         self._ran_dry = False
@@ -212,12 +210,7 @@ class PacedAudio(MediaStreamTrack):
         if underrun:
             lateness_s = max(lateness_s, self.cushion_s + CUSHION_UP_S - CUSHION_MARGIN_S)
         self._prior_s *= 0.5 ** (1 / PRIOR_HALF_LIFE_WRITES)
-        if self._jitter is not None:
-            peak = self._jitter.observe(lateness_s, now)
-        else:
-            self._lateness_peak_s *= 0.5 ** (1 / CUSHION_PEAK_HALF_LIFE_WRITES)
-            peak = self._lateness_peak_s = max(self._lateness_peak_s, lateness_s)
-        cushion = max(peak, self._prior_s) + CUSHION_MARGIN_S
+        cushion = max(self._jitter.observe(lateness_s, now), self._prior_s) + CUSHION_MARGIN_S
         self.cushion_s = min(MAX_CUSHION_S, max(MIN_CUSHION_S, cushion))
         self.stats.cushion_ms = round(self.cushion_s * 1000, 1)
         self.stats.max_cushion_ms = max(self.stats.max_cushion_ms, self.stats.cushion_ms)
@@ -266,12 +259,12 @@ class PacedAudio(MediaStreamTrack):
             self._primed = True
         if len(self._ring) < FRAME_SAMPLES:
             self.stats.underruns += 1
-            self.stats.audible_underruns += self._last_frame_loud
+            self.stats.audible_underruns += bool(np.any(np.abs(self._last_frame) >= SILENCE_LEVEL))
             self._ran_dry = True  # the next output says whether it was late or paused
             self._primed = False
             self._prime_at = None
         samples, position = self._ring.read(FRAME_SAMPLES)
-        self._last_frame_loud = bool(np.max(np.abs(samples)) >= SILENCE_LEVEL)
+        self._last_frame = samples
         if position is not None:
             self.sent_position = position
         return samples
