@@ -117,6 +117,8 @@ def init_model(cfg: ModelConfig, seed: int = 0) -> InteractionModel:
             nn.init.zeros_(clock.proj.weight)
     if cfg.motion_in:  # so does the motion input (its gate)
         nn.init.zeros_(model.motion_in.gate.weight)
+    if model.text_head.copy is not None:  # and the copy pointer (its gate nearly shut)
+        model.text_head.copy.neutral_init()
     with torch.no_grad():
         # Untrained behaviour the server can rely on: no text, no delegation, moderate audio.
         model.text_head.out.bias[SIL] = 4.0
@@ -128,15 +130,23 @@ def init_model(cfg: ModelConfig, seed: int = 0) -> InteractionModel:
     return model.eval()
 
 
+# new parts that start from their own init: the copy pointer's gate starts at sigmoid(5) = 0.993
+# generator (inference/text.py), so the widened model's bytes are the old model's but in near ties
+NEUTRAL_STARTS = ("text_head.copy.",)
+
+
 def widen(model: InteractionModel, cfg: ModelConfig, seed: int = 0) -> InteractionModel:
     """A model of config `cfg` that computes what `model` computed: every tensor copied; an input
     `cfg` adds starts at zero (the pitch channel's (channel, bin) vectors: rows appended to the
-    dMel EmbeddingBag). For a training stage that gives a trained model a new input."""
+    dMel EmbeddingBag), a new part in NEUTRAL_STARTS from its own init. For a training stage that
+    gives a trained model a new input or head."""
     new = init_model(cfg, seed)
     old_sd = model.state_dict()
     with torch.no_grad():
         for name, t in new.state_dict().items():
             src = old_sd.get(name)
+            if src is None and name.startswith(NEUTRAL_STARTS):
+                continue  # a part whose own init leaves the old outputs (nearly) as they were
             if src is None:
                 raise ValueError(f"widen: {name} is new and has no zero start; not supported")
             if src.shape == t.shape:

@@ -93,6 +93,10 @@ class ModelConfig:
     pitch_in: bool = False
     # what moved since the last frame seen (the frame difference through its own stem; video.py)
     motion_in: bool = False
+    # the copy pointer (inference/text.py): the text head may point into the last M text-in ids
+    # the call received (typed messages, background results) and say them: values of any digits,
+    # words it never trained on; 0: no pointer (generation alone)
+    copy_memory: int = 0
     # outputs
     flow_width: int = 256
     flow_depth: int = 3
@@ -140,6 +144,7 @@ LATER_FIELDS: dict[str, Any] = {
     "mel_feedback": True,
     "pitch_in": False,
     "motion_in": False,
+    "copy_memory": 0,
 }
 
 PRESETS: dict[str, ModelConfig] = {

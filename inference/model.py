@@ -67,7 +67,18 @@ from inference.flow import FlowHead
 from inference.kvcache import KVCache, Rows
 from inference.pitch import PITCH_STATE
 from inference.protocol import MICROTURN_MS
-from inference.text import EOU, N_BYTES, PAD, SIL, TextHead, TextSlotsEmbedding
+from inference.text import (
+    EOU,
+    N_BYTES,
+    PAD,
+    SIL,
+    Memory,
+    TextHead,
+    TextSlotsEmbedding,
+    advance_said,
+    memory_offline,
+    said_contexts,
+)
 from inference.video import MotionEmbedding, VideoEmbedding, last_seen
 from inference.vocoder import CTX_FRAMES, TAIL_SAMPLES, StreamingGriffinLim
 
@@ -362,6 +373,10 @@ class StreamState:
     survival: Tensor  # [S] float probability that no utterance has started yet (onset decoding)
     prev_frame: Tensor  # [S, 40, 40, 3] uint8 the last camera frame seen (motion_in)
     has_prev_frame: Tensor  # [S] bool
+    # copy pointer (copy_memory M): the last M + 2 text-in ids, oldest first, PAD where none yet
+    # (the first two are only the context of the oldest visible one); the last two bytes said
+    copy_ids: Tensor  # [S, M + 2] int64
+    said: Tensor  # [S, 2] int64
 
     def tensors(self) -> list[Tensor]:
         return [
@@ -385,6 +400,8 @@ class StreamState:
             self.survival,
             self.prev_frame,
             self.has_prev_frame,
+            self.copy_ids,
+            self.said,
         ]
 
 
@@ -412,7 +429,9 @@ class InteractionModel(nn.Module):
         self.token_type = nn.Parameter(torch.zeros(TOKENS_PER_MICROTURN, d))
         self.blocks = nn.ModuleList(Block(cfg) for _ in range(cfg.n_layers))
         self.norm = nn.RMSNorm(d)
-        self.text_head = TextHead(cfg.text_out_slots, d, d)
+        self.text_head = TextHead(
+            cfg.text_out_slots, d, d, copy_dim=cfg.text_embed_dim if cfg.copy_memory else 0
+        )
         self.control_head = nn.Linear(d, N_CONTROL)
         self.flow_text = TextSlotsEmbedding(cfg.text_out_slots, cfg.text_embed_dim, d)
         self.flow = FlowHead(MEL_DIM, d, cfg.flow_width, cfg.flow_depth)
@@ -516,9 +535,16 @@ class InteractionModel(nn.Module):
         for block in self.blocks:
             x = block(x, cos, sin, mask, pins)
         h = self.norm(x.view(batch, n_mt, TOKENS_PER_MICROTURN, -1)[:, :, WORLD_TOKEN])  # [B, N, d]
+        context: Tensor | None = None
+        memory: Memory | None = None
+        if self.text_head.copy is not None:
+            ids, age, visible = memory_offline(seq.text_in, self.cfg.copy_memory)
+            bias = self.text_head.copy.bias(age, visible)[:, :, None]  # [B, N, 1, J]
+            context = said_contexts(seq.text_out)
+            memory = (self.text_head.copy.keys(ids), ids, bias)
         return SequenceOutput(
             hidden=h,
-            text_logits=self.text_head(h, seq.text_out),
+            text_logits=self.text_head(h, seq.text_out, context, memory),
             control_logits=self.control_head(h),
             flow_cond=h + self.flow_text(seq.text_out),
         )
@@ -556,6 +582,8 @@ class InteractionModel(nn.Module):
                 slots, FRAME_SIZE, FRAME_SIZE, 3, dtype=torch.uint8, device=device
             ),
             has_prev_frame=torch.zeros(slots, dtype=torch.bool, device=device),
+            copy_ids=torch.full((slots, cfg.copy_memory + 2), PAD, dtype=torch.long, device=device),
+            said=torch.full((slots, 2), PAD, dtype=torch.long, device=device),
         )
         self.reset_state(state, torch.arange(slots, device=device))
         return state
@@ -577,6 +605,8 @@ class InteractionModel(nn.Module):
         state.survival[rows] = 1.0
         state.prev_frame[rows] = 0
         state.has_prev_frame[rows] = False
+        state.copy_ids[rows] = PAD
+        state.said[rows] = PAD
 
     def step(self, state: StreamState, rows: Rows, inp: StepInput) -> StepOutput:
         """One micro-turn for each row (a slot), rows of any ages. Advances their state."""
@@ -622,6 +652,9 @@ class InteractionModel(nn.Module):
         for layer, block in enumerate(self.layers):
             x = block.step(x, cos, sin, state.cache, layer, rows, entries, mask, pins)
         h = self.norm(x[:, WORLD_TOKEN])  # [B, d]
+        said, memory = None, None
+        if self.text_head.copy is not None:
+            said, memory = state.said[idx], self._remember(state, idx, inp.text_in)
 
         force = None
         if cfg.rel_clock and cfg.onset_survival > 0:
@@ -630,13 +663,14 @@ class InteractionModel(nn.Module):
             # probability that the model would have started by now, 1 - prod(1 - p_speak), since
             # it last had no intention to speak (p_speak < 0.02), and start when it passes
             # `onset_survival`: the median of the model's own onset distribution.
-            p_speak = 1.0 - self.text_head.first_logits(h).float().softmax(-1)[:, SIL]
+            first = self.text_head.first_logits(h, said, memory)
+            p_speak = 1.0 - first.float().softmax(-1)[:, SIL]
             idle = state.said_ended[idx]
             surv = state.survival[idx] * (1.0 - p_speak)
             force = idle & (surv < 1.0 - cfg.onset_survival)
             reset = ~idle | force | (p_speak < 0.02) | (p_speak > 0.5)
             state.survival[idx] = torch.where(reset, torch.ones_like(surv), surv)
-        text_ids = self.text_head.generate(h, force)  # [B, K_out]
+        text_ids = self.text_head.generate(h, force, said, *(memory or (None, None, None)))
         control = self.control_head(h)  # [B, 2]
         noise = inp.noise * cfg.flow_temperature
         x1 = self.flow.sample(h + self.flow_text(text_ids), noise, cfg.flow_steps)  # [B, 1280]
@@ -649,6 +683,10 @@ class InteractionModel(nn.Module):
         state.dmel_tail[idx] = dmel_tail
         state.pitch_state[idx] = pitch_state
         state.prev_text[idx] = text_ids
+        if said is not None:
+            for k in range(text_ids.shape[1]):
+                said = advance_said(said, text_ids[:, k])
+            state.said[idx] = said
         state.prev_mel[idx] = self.normalize_mel(logmel)
         state.voc_tail[idx] = voc_tail
         state.voc_ctx[idx] = voc_ctx
@@ -658,3 +696,19 @@ class InteractionModel(nn.Module):
             state.said_ended[idx] = ends_utterance(text_ids)
         state.n_microturns[idx] = n_mt + 1
         return StepOutput(text_ids, control.float(), logmel, audio.clamp(-1.0, 1.0), h.float())
+
+    def _remember(self, state: StreamState, idx: Tensor, text_in: Tensor) -> Memory:
+        """This micro-turn's text-in ids join the rows' copy memory (oldest out); -> the copy
+        pointer's (keys, ids, bias) over it, as `memory_offline` sees the same call."""
+        assert self.text_head.copy is not None
+        new = text_in != PAD
+        order = torch.sort((~new).to(torch.int8), dim=1, stable=True).indices
+        arrived = torch.cat([state.copy_ids[idx], text_in.gather(1, order)], 1)  # PADs last
+        width = state.copy_ids.shape[1]
+        at = new.sum(1, keepdim=True) + torch.arange(width, device=idx.device)
+        ids = arrived.gather(1, at)  # [B, M + 2]
+        state.copy_ids[idx] = ids
+        keys = self.text_head.copy.keys(ids)[:, 2:]
+        ids = ids[:, 2:]
+        age = torch.arange(ids.shape[1] - 1, -1, -1, device=idx.device).expand_as(ids)
+        return keys, ids, self.text_head.copy.bias(age, ids != PAD)

@@ -12,6 +12,19 @@ Text out: up to `text_out_slots` bytes per micro-turn from the world token's hid
 one byte after another through a one-block depth decoder (Moshi's depth transformer, in small):
     logits_k = W_out(MLP(LN(h + slot_k + byte_emb[id_{k-1}])))   id_{-1} = PAD
 Greedy; after the first non-byte id (SIL, EOU, PAD) the remaining slots are PAD.
+
+Copy pointer (config `copy_memory`; issue 26): saying what it was given. The last M text-in ids a
+call received (typed messages and background results, ring per call) are a memory the text head
+may point into, a pointer-generator (See et al. 2017) with an induction-style key: memory id j is
+keyed by itself and the two ids before it, the query by the depth decoder's features and the two
+bytes the model said last in this utterance, so "I just said 1, 4" finds the id after "1 4" in
+"[agent] 14.91 miles" and copies it:
+
+    a = softmax([null, q.k_j / sqrt(c) - slope * age_j])      (j over the visible memory)
+    p(y) = (g + (1 - g) a_null) p_gen(y) + (1 - g) sum_{j: id_j = y} a_j,   g = sigmoid(w.z + b)
+
+With no memory (or M = 0) p = p_gen exactly. The head returns log p, so cross-entropy, argmax
+and softmax read it as they read logits.
 """
 
 from __future__ import annotations
@@ -20,6 +33,7 @@ import codecs
 from collections import deque
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 N_BYTES = 256
@@ -47,10 +61,123 @@ class TextSlotsEmbedding(nn.Module):
         return self.proj(self.embed(ids).flatten(-2))
 
 
-class TextHead(nn.Module):
-    """The depth decoder: h [..., d] -> K bytes (greedy) or teacher-forced logits."""
+# ---- the copy pointer ----------------------------------------------------------------------------
+Memory = tuple[Tensor, Tensor, Tensor]  # the copy pointer's (keys [B, J, c], ids [B, J], bias)
+COPY_GATE_INIT = 5.0  # sigmoid(5) = 0.993: a new pointer starts out nearly all generator
 
-    def __init__(self, slots: int, d_model: int, hidden: int) -> None:
+
+def advance_said(said: Tensor, ids: Tensor) -> Tensor:
+    """The two bytes said last in the current utterance (said [..., 2]: last, the one before;
+    PAD: none) after the next output id: a byte shifts in; anything else (SIL, EOU, PAD) ends
+    the utterance. The one rule for training and serving."""
+    shifted = torch.stack([ids, said[..., 0]], -1)
+    return torch.where((ids < N_BYTES)[..., None], shifted, torch.full_like(said, PAD))
+
+
+def said_contexts(text_out: Tensor) -> Tensor:
+    """Offline `advance_said`: text_out [B, N, K] -> [B, N, K, 2], the context before each slot
+    (a call starts with none)."""
+    batch, n_mt, k_out = text_out.shape
+    s = text_out.flatten(1)  # [B, L]
+    idx = torch.arange(s.shape[1], device=s.device).expand_as(s)
+    none = torch.full_like(s, -1)
+
+    def last_before(mask: Tensor) -> Tensor:  # index of the last True strictly before p, or -1
+        upto = torch.cummax(torch.where(mask, idx, none), 1).values
+        return torch.cat([none[:, :1], upto[:, :-1]], 1)
+
+    is_byte = s < N_BYTES
+    stop = last_before(~is_byte)  # the utterance (if any) began after this
+    b1 = last_before(is_byte)
+    b2 = torch.where(b1 >= 0, b1.gather(1, b1.clamp_min(0)), none)  # the byte before that one
+    pad = torch.full_like(s, PAD)
+    s1 = torch.where(b1 > stop, s.gather(1, b1.clamp_min(0)), pad)
+    s2 = torch.where((b1 > stop) & (b2 > stop), s.gather(1, b2.clamp_min(0)), pad)
+    return torch.stack([s1, s2], -1).view(batch, n_mt, k_out, 2)
+
+
+def memory_offline(text_in: Tensor, memory: int) -> tuple[Tensor, Tensor, Tensor]:
+    """The copy memory as each micro-turn sees it, offline. text_in [B, N, K_in] -> (ids [B, J]:
+    every non-PAD text-in id of the call in order, PAD-filled; age [B, N, J]: how many ids
+    arrived after it by micro-turn m (its input included); visible [B, N, J]: among the last
+    `memory` by then)."""
+    batch, n_mt, k_in = text_in.shape
+    flat = text_in.flatten(1)
+    valid = flat != PAD
+    count = valid.sum(1)  # [B]
+    order = torch.sort((~valid).to(torch.int8), dim=1, stable=True).indices
+    n_ids = int(count.max()) if flat.numel() else 0
+    j = torch.arange(n_ids, device=flat.device)
+    ids = torch.where(j < count[:, None], flat.gather(1, order[:, :n_ids]), PAD)
+    upto = valid.view(batch, n_mt, k_in).sum(-1).cumsum(1)  # [B, N] ids received by m
+    age = upto[:, :, None] - 1 - j  # [B, N, J]
+    return ids, age, (age >= 0) & (age < memory)
+
+
+def previous_ids(ids: Tensor) -> tuple[Tensor, Tensor]:
+    """ids [B, J] -> the id before each and the one before that (PAD before the first)."""
+    pad = torch.full_like(ids[:, :1], PAD)
+    prev1 = torch.cat([pad, ids[:, :-1]], 1)
+    return prev1, torch.cat([pad, prev1[:, :-1]], 1)
+
+
+class CopyPointer(nn.Module):
+    """Points the text head into the call's recent text-in ids (module docstring)."""
+
+    def __init__(self, d_model: int, dim: int) -> None:
+        super().__init__()
+        self.key_id = nn.Embedding(VOCAB_SIZE, dim)
+        self.key_prev1 = nn.Embedding(VOCAB_SIZE, dim)
+        self.key_prev2 = nn.Embedding(VOCAB_SIZE, dim)
+        self.query = nn.Linear(d_model, dim)
+        self.query_said1 = nn.Embedding(VOCAB_SIZE, dim)
+        self.query_said2 = nn.Embedding(VOCAB_SIZE, dim)
+        self.gate = nn.Linear(d_model, 1)
+        self.null_logit = nn.Parameter(torch.zeros(()))
+        self.age_slope = nn.Parameter(torch.tensor(-4.0))  # softplus: 0.018 per id of age
+        self.neutral_init()
+
+    @torch.no_grad()
+    def neutral_init(self) -> None:
+        """The gate nearly shut (a new pointer leaves the generator's bytes as they were)."""
+        self.gate.weight.zero_()
+        self.gate.bias.fill_(COPY_GATE_INIT)
+        self.null_logit.zero_()
+        self.age_slope.fill_(-4.0)
+
+    def keys(self, ids: Tensor) -> Tensor:
+        """ids [B, J] (in arrival order) -> keys [B, J, c]; the first two are context only."""
+        prev1, prev2 = previous_ids(ids)
+        return self.key_id(ids) + self.key_prev1(prev1) + self.key_prev2(prev2)
+
+    def bias(self, age: Tensor, visible: Tensor) -> Tensor:
+        slope = F.softplus(self.age_slope)
+        return torch.where(visible, -slope * age.float(), float("-inf"))
+
+    def mix(
+        self, z: Tensor, said: Tensor, logits: Tensor, keys: Tensor, ids: Tensor, bias: Tensor
+    ) -> Tensor:
+        """z [B, *Q, d] the depth decoder's features, said [B, *Q, 2], logits [B, *Q, V];
+        keys [B, J, c], ids [B, J], bias [B, *Q, J] (or broadcastable) -> log p [B, *Q, V]."""
+        q = self.query(z) + self.query_said1(said[..., 0]) + self.query_said2(said[..., 1])
+        batch, shape = q.shape[0], q.shape[:-1]
+        scores = (q.reshape(batch, -1, q.shape[-1]).float() @ keys.float().transpose(1, 2)).view(
+            *shape, keys.shape[1]
+        ) * keys.shape[-1] ** -0.5 + bias
+        null = self.null_logit.float().expand(*shape, 1)
+        att = torch.softmax(torch.cat([null, scores], -1), -1)
+        g = torch.sigmoid(self.gate(z).float())  # [B, *Q, 1]
+        p = torch.softmax(logits.float(), -1) * (g + (1 - g) * att[..., :1])
+        where = ids.view(batch, *([1] * (len(shape) - 1)), ids.shape[1]).expand(*shape, -1)
+        p = p.scatter_add(-1, where, (1 - g) * att[..., 1:])
+        return torch.log(p.clamp_min(1e-30))
+
+
+class TextHead(nn.Module):
+    """The depth decoder: h [..., d] -> K bytes (greedy) or teacher-forced logits (log-probs
+    when the copy pointer is on)."""
+
+    def __init__(self, slots: int, d_model: int, hidden: int, copy_dim: int = 0) -> None:
         super().__init__()
         self.slots = slots
         self.slot = nn.Parameter(torch.zeros(slots, d_model))
@@ -59,37 +186,60 @@ class TextHead(nn.Module):
         self.mlp = nn.Sequential(nn.Linear(d_model, hidden), nn.GELU(), nn.Linear(hidden, d_model))
         self.out_norm = nn.LayerNorm(d_model)
         self.out = nn.Linear(d_model, VOCAB_SIZE)
+        self.copy = CopyPointer(d_model, copy_dim) if copy_dim else None
 
-    def _logits(self, x: Tensor) -> Tensor:
+    def _logits(self, x: Tensor, said: Tensor | None, memory: Memory | None) -> Tensor:
         x = x + self.mlp(self.norm(x))
-        return self.out(self.out_norm(x))
+        z = self.out_norm(x)
+        logits = self.out(z)
+        if self.copy is None or memory is None or said is None:
+            return logits
+        return self.copy.mix(z, said, logits, *memory)
 
-    def forward(self, h: Tensor, ids: Tensor) -> Tensor:
-        """Teacher forcing. h [..., d], ids [..., K] -> logits [..., K, V]."""
+    def forward(
+        self, h: Tensor, ids: Tensor, said: Tensor | None = None, memory: Memory | None = None
+    ) -> Tensor:
+        """Teacher forcing. h [..., d], ids [..., K] -> logits [..., K, V]. said [..., K, 2]
+        (`said_contexts`), memory (keys, ids, bias [.., K or 1, J]): the copy pointer's."""
         prev = torch.cat([torch.full_like(ids[..., :1], PAD), ids[..., :-1]], dim=-1)
-        return self._logits(h.unsqueeze(-2) + self.slot + self.prev(prev))
+        return self._logits(h.unsqueeze(-2) + self.slot + self.prev(prev), said, memory)
 
-    def first_logits(self, h: Tensor) -> Tensor:
+    def first_logits(
+        self, h: Tensor, said: Tensor | None = None, memory: Memory | None = None
+    ) -> Tensor:
         """Slot 0's logits [B, V]: whether (and how) the model starts saying something."""
         pad = torch.full(h.shape[:1], PAD, dtype=torch.long, device=h.device)
-        return self._logits(h + self.slot[0] + self.prev(pad))
+        return self._logits(h + self.slot[0] + self.prev(pad), said, memory)
 
-    def generate(self, h: Tensor, force_bytes: Tensor | None = None) -> Tensor:
+    def generate(
+        self,
+        h: Tensor,
+        force_bytes: Tensor | None = None,
+        said: Tensor | None = None,
+        keys: Tensor | None = None,
+        ids: Tensor | None = None,
+        bias: Tensor | None = None,
+    ) -> Tensor:
         """Greedy. h [B, d] -> ids [B, K] (each row independent of the others). force_bytes [B]
-        bool: those rows start speaking now (slot 0 = the most likely byte)."""
+        bool: those rows start speaking now (slot 0 = the most likely byte). said [B, 2], keys
+        [B, J, c], ids [B, J], bias [B, J]: the copy pointer's context and memory (tensors
+        apart, so a captured graph takes them)."""
         batch = h.shape[0]
         prev = torch.full((batch,), PAD, dtype=torch.long, device=h.device)
         done = torch.zeros(batch, dtype=torch.bool, device=h.device)
+        memory = None if keys is None or ids is None or bias is None else (keys, ids, bias)
         out = []
         for k in range(self.slots):
-            logits = self._logits(h + self.slot[k] + self.prev(prev))
-            ids = logits.argmax(-1)  # [B]
+            logits = self._logits(h + self.slot[k] + self.prev(prev), said, memory)
+            chosen = logits.argmax(-1)  # [B]
             if k == 0 and force_bytes is not None:
-                ids = torch.where(force_bytes, logits[:, :N_BYTES].argmax(-1), ids)
-            ids = torch.where(done, torch.full_like(ids, PAD), ids)
-            done = done | (ids >= N_BYTES)
-            out.append(ids)
-            prev = ids
+                chosen = torch.where(force_bytes, logits[:, :N_BYTES].argmax(-1), chosen)
+            chosen = torch.where(done, torch.full_like(chosen, PAD), chosen)
+            done = done | (chosen >= N_BYTES)
+            out.append(chosen)
+            prev = chosen
+            if said is not None:
+                said = advance_said(said, chosen)
         return torch.stack(out, dim=-1)
 
 

@@ -355,3 +355,15 @@ STAGES["voices"] = {
     **STAGES["remind"],
     "voice_warp": 0.5,
 }
+
+# Saying what it was given (issue 26): the copy pointer (config copy_memory, inference/text.py),
+# new and trained at 4x the stage's lr, on background results with values of any digits and open
+# words and "say W every N seconds" with open words (families/readout.py), beside the remind mix.
+STAGES["copy"] = {
+    **STAGES["remind"],
+    "config": {**STAGES["remind"]["config"], "copy_memory": 128},
+    "mix": _reweighed(STAGES["remind"]["mix"], delegate_open=0.12, timespeak_open=0.1),
+    "lr": 5e-4,
+    "fast": ("text_head.copy.",),
+    "fast_scale": 4.0,
+}

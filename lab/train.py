@@ -295,24 +295,34 @@ def resume_or_start(args: argparse.Namespace, state_path: Path) -> Start | None:
 
 
 def make_optimizer(
-    model: InteractionModel, word_head: nn.Module | None, recipe: Recipe, frozen: tuple[str, ...]
+    model: InteractionModel,
+    word_head: nn.Module | None,
+    recipe: Recipe,
+    frozen: tuple[str, ...],
+    fast: tuple[str, ...] = (),
+    fast_scale: float = 1.0,
 ) -> tuple[torch.optim.Optimizer, list[tuple[str, nn.Parameter]]]:
-    """AdamW over the trainable parameters (weight decay on matrices, not embeddings)."""
+    """AdamW over the trainable parameters (weight decay on matrices, not embeddings). `fast`:
+    name prefixes of parts a stage adds, trained at `fast_scale` times the stage's lr (a new
+    head learning from scratch beside a trained trunk)."""
     for n, p in model.named_parameters():
         p.requires_grad_(not n.startswith(frozen))
     params = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
     if word_head is not None:
         params += [(f"word_head.{n}", p) for n, p in word_head.named_parameters()]
-    decay = [p for n, p in params if p.ndim >= 2 and "embed" not in n and "bag" not in n]
-    other = [p for n, p in params if not (p.ndim >= 2 and "embed" not in n and "bag" not in n)]
-    opt = torch.optim.AdamW(
-        [
-            {"params": decay, "weight_decay": recipe.weight_decay},
-            {"params": other, "weight_decay": 0.0},
-        ],
-        lr=recipe.lr,
-        betas=(0.9, 0.95),
-    )
+
+    def decays(n: str, p: nn.Parameter) -> bool:
+        return p.ndim >= 2 and "embed" not in n and "bag" not in n
+
+    new = [(n, p) for n, p in params if fast and n.startswith(fast)]
+    old = [(n, p) for n, p in params if not (fast and n.startswith(fast))]
+    groups: list[dict[str, Any]] = [
+        {"params": [p for n, p in old if decays(n, p)], "weight_decay": recipe.weight_decay},
+        {"params": [p for n, p in old if not decays(n, p)], "weight_decay": 0.0},
+    ]
+    if new:
+        groups.append({"params": [p for _, p in new], "weight_decay": 0.0, "lr_scale": fast_scale})
+    opt = torch.optim.AdamW(groups, lr=recipe.lr, betas=(0.9, 0.95))
     return opt, params
 
 
@@ -352,7 +362,14 @@ def main(argv: list[str] | None = None) -> int:
             meta["word_detached_until"] = recipe.word_warmup
             print(f"heard-word head: fresh, detached for {recipe.word_warmup} steps", flush=True)
     model.train()
-    opt, params = make_optimizer(model, word_head, recipe, spec.get("frozen", ()))
+    opt, params = make_optimizer(
+        model,
+        word_head,
+        recipe,
+        spec.get("frozen", ()),
+        spec.get("fast", ()),
+        spec.get("fast_scale", 1.0),
+    )
     if begun.opt_state is not None:
         opt.load_state_dict(begun.opt_state)
     total = meta["total"]
@@ -391,7 +408,7 @@ def main(argv: list[str] | None = None) -> int:
     step = start
     for batch in loader:
         for g in opt.param_groups:
-            g["lr"] = lr_at(step, total, recipe)
+            g["lr"] = lr_at(step, total, recipe) * g.get("lr_scale", 1.0)
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
             detach = step < meta.get("word_detached_until", 0)
             parts = losses(model, batch, recipe, gen, word_head, detach)

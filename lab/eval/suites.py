@@ -66,6 +66,10 @@ SUITES: dict[str, Suite] = {
     "repcount_figure_heldout": Suite((150, 250), eval_repcount_vision),
     "startstop": Suite((150, 250), eval_startstop),
     "startstop_heldout": Suite((150, 250), eval_startstop),
+    # saying what it was given (issue 26): values of any digits and held-out words in background
+    # results; "say W every N seconds" with a held-out W
+    "delegate_heldout": Suite((100, 100), eval_delegate),
+    "timespeak_newword": Suite((150, 250), eval_timespeak),
 }
 
 
@@ -119,7 +123,7 @@ def evaluate(
                     ep.audio = opus_roundtrip(ep.audio, codec_bitrate)
         runs = run_episodes(model, episodes, sessions, progress)
         res = SUITES[suite].evaluate(runs)
-        if suite != "delegate":
+        if SUITES[suite].evaluate is not eval_delegate:
             res["false_delegation_episodes"] = false_delegation(runs)
         if baseline and suite == "turn":
             from lab.baseline import vad_baseline

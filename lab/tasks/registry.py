@@ -24,6 +24,9 @@ Each family lives in its own module under lab/tasks/families/.
                to the rest pose); "how many?" -> the total
     startstop  typed "tell me when I start and stop <action>"; "start" / "stop" as the named
                action begins / ends (not for other motions)
+    delegate_open / timespeak_open  saying what it was given (families/readout.py): results
+               with values of any digits and open words, "say W every N seconds" with an open W;
+               `_heldout` / `_newword`: the held-out words (evaluation only)
 
 Every family draws background noise on the microphone; some draw distractor speech.
 """
@@ -56,6 +59,7 @@ from lab.tasks.families.long import (
     timespeak_long,
 )
 from lab.tasks.families.monologue import monologue, monologue_corpus
+from lab.tasks.families.readout import delegate_open, timespeak_open
 from lab.tasks.families.repcount import repcount
 from lab.tasks.families.timespeak import timespeak
 from lab.tasks.families.turn import turn, turn_corpus, turn_flite, turn_heldout
@@ -107,6 +111,13 @@ FAMILIES: dict[str, Generator] = {
     "repcount_figure_heldout": repcount_figure_heldout,
     "startstop": startstop,
     "startstop_heldout": startstop_heldout,
+    # saying what it was given (families/readout.py): open values and words, held-out words
+    "delegate_open": delegate_open,
+    "timespeak_open": timespeak_open,
+    "delegate_heldout": functools.partial(delegate_open, split="heldout"),
+    "timespeak_newword": functools.partial(
+        timespeak_open, split="heldout", kinds=(("every", 1.0),)
+    ),
 }
 
 
@@ -120,6 +131,8 @@ EVAL_ONLY = frozenset(
         "long_recall",
         "repcount_figure_heldout",
         "startstop_heldout",
+        "delegate_heldout",
+        "timespeak_newword",
     }
 )
 

@@ -31,13 +31,22 @@ def step_input(
 
 
 @pytest.mark.parametrize(
-    ("pitch_in", "pins", "motion_in"), [(False, 0, False), (True, 0, False), (False, 3, True)]
+    ("pitch_in", "pins", "motion_in", "copy_memory"),
+    [(False, 0, False, 0), (True, 0, False, 0), (False, 3, True, 0), (False, 0, False, 10)],
 )
-def test_streaming_equals_offline_full_sequence(pitch_in: bool, pins: int, motion_in: bool) -> None:
+def test_streaming_equals_offline_full_sequence(
+    pitch_in: bool, pins: int, motion_in: bool, copy_memory: int
+) -> None:
     """pins 3: typed text every 4th micro-turn, so the ring of pins wraps too, and pinned
     micro-turns leave the window while others are still in it. motion_in: every third
-    micro-turn has no frame, so the last frame seen is older than the last micro-turn."""
-    model = random_tiny(pitch_in=pitch_in, pins=pins, motion_in=motion_in)
+    micro-turn has no frame, so the last frame seen is older than the last micro-turn.
+    copy_memory 10: the copy pointer's memory holds under two messages, so it wraps; its gate
+    is opened so that copying decides bytes."""
+    model = random_tiny(pitch_in=pitch_in, pins=pins, motion_in=motion_in, copy_memory=copy_memory)
+    if model.text_head.copy is not None:
+        with torch.no_grad():
+            model.text_head.copy.gate.bias.fill_(-1.0)
+            model.text_head.copy.age_slope.fill_(-1.0)
     n = 3 * model.cfg.window_microturns + 3  # well past the window: the ring buffer wraps
     calls = [make_inputs(n, seed=1, start=7), make_inputs(n, seed=2, start=0)]
     noise = torch.randn(2, n, MEL_DIM, generator=torch.Generator().manual_seed(0))

@@ -105,3 +105,32 @@ def test_the_training_codec_keeps_timing_and_level(bitrate: int) -> None:
     onset = int(np.argmax(np.abs(y) > 0.1))
     assert abs(onset - 8000) < 80  # within 5 ms
     assert 0.7 < np.sqrt(np.mean(y[9000:] ** 2)) / np.sqrt(np.mean(x[9000:] ** 2)) < 1.3
+
+
+def test_held_out_words_never_reach_training_and_values_are_open() -> None:
+    """The read-out families (families/readout.py): a word said back in evaluation was never
+    drawn by a training family, and results carry values of many digits."""
+    from lab.tasks.families.readout import open_request, open_words, word_split
+    from lab.tasks.vocab import SAY_WORDS, VOCABULARY
+
+    train, held = set(open_words("train")), set(open_words("heldout"))
+    assert len(train) > 3000 and len(held) > 700 and not train & held
+    assert all(word_split(w) == "heldout" for w in held)
+    assert not (train | held) & {*VOCABULARY, *SAY_WORDS}
+    for seed in range(30):
+        ep = make("timespeak_open", seed, 150)
+        said = {u.text for u in ep.say}
+        assert said <= train, said
+        ep = make("timespeak_newword", seed, 150)
+        assert {u.text for u in ep.say} <= held and ep.info["word"] in held
+        ep = make("delegate_open", seed, 100)
+        assert not set(ep.info["value"].split()) & held
+    rng = np.random.default_rng(0)
+    values = [open_request(rng)[2] for _ in range(300)]
+    digits = {len(t) for v in values for t in v.split() if t.isdigit()}
+    assert {1, 2, 3, 4, 5} <= digits
+    # the value is in the result the background model sends (so it can be read out of it)
+    rng = np.random.default_rng(1)
+    for _ in range(100):
+        _, result, value = open_request(rng, "heldout")
+        assert value in result

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 
 from lab.tasks.common import (
@@ -58,9 +60,12 @@ def _request(rng: np.random.Generator) -> tuple[str, str, str]:
     return f"look up {topic} in my notes", f"From your notes: {value}", value
 
 
-def delegate(rng: np.random.Generator, n: int) -> Episode:
+Request = Callable[[np.random.Generator], tuple[str, str, str]]
+
+
+def delegate(rng: np.random.Generator, n: int, request: Request = _request) -> Episode:
     ep, audio = new_episode("delegate", rng, n)
-    req, result, value = _request(rng)
+    req, result, value = request(rng)
     t_typed = early_text(rng, n)
     ep.typed.append((t_typed, req))
     t0 = typed_eou(ep, t_typed)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numpy as np
 
 from lab.tasks.common import (
@@ -38,13 +40,14 @@ def timespeak(
     spoken: bool = False,
     kinds: dict[str, float] = TIMESPEAK_KINDS,
     delays: tuple[int, int] = (2, 20),
+    words: Sequence[str] = SAY_WORDS,
 ) -> Episode:
     kind = str(rng.choice(list(kinds), p=list(kinds.values())))
     ep, audio = new_episode(f"timespeak/{kind}", rng, n)
     t_typed = early_text(rng, n)
     voice = bank_voice(rng) if spoken else None
     if kind == "every":
-        word = str(rng.choice(SAY_WORDS))
+        word = str(rng.choice(words))
         period = int(rng.integers(2, 11))
         if (period * PER_S) < utter_mts(word) + 2:
             period = 3
@@ -73,7 +76,7 @@ def timespeak(
             k += 1
         ep.info.update(word=word, period=period, t0=t0, stop_at=stop_at, expected=times)
     elif kind == "once":
-        word = str(rng.choice(SAY_WORDS))
+        word = str(rng.choice(words))
         delay = int(rng.integers(delays[0], delays[1] + 1))
         template = rng.choice(ONCE_TEMPLATES)
         t0 = instruct(

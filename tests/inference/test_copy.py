@@ -1,0 +1,112 @@
+"""The copy pointer (inference/text.py): what the model may say back of the text it was given."""
+
+from __future__ import annotations
+
+import torch
+
+from inference.checkpoint import init_model, widen
+from inference.config import preset
+from inference.text import (
+    EOU,
+    PAD,
+    SIL,
+    VOCAB_SIZE,
+    TextHead,
+    advance_said,
+    memory_offline,
+    said_contexts,
+)
+
+
+def test_said_contexts_follow_the_streaming_rule() -> None:
+    """Offline contexts are what `advance_said` gives slot by slot: bytes shift in, SIL, EOU
+    and PAD end the utterance, micro-turn boundaries do not."""
+    gen = torch.Generator().manual_seed(0)
+    choices = torch.tensor([97, 98, 99, 100, PAD, SIL, EOU])
+    text_out = choices[torch.randint(0, len(choices), (3, 9, 4), generator=gen)]
+    text_out[0, 0] = torch.tensor([97, 98, 99, 100])  # an utterance across a boundary
+    text_out[0, 1] = torch.tensor([101, EOU, PAD, PAD])
+    offline = said_contexts(text_out)
+    for b in range(3):
+        said = torch.full((2,), PAD)
+        for m in range(9):
+            for k in range(4):
+                assert torch.equal(offline[b, m, k], said), (b, m, k)
+                said = advance_said(said, text_out[b, m, k])
+    assert offline[0, 1, 0].tolist() == [100, 99] and offline[0, 1, 1].tolist() == [101, 100]
+    assert offline[0, 1, 2].tolist() == [PAD, PAD]
+
+
+def test_memory_keeps_the_last_ids_in_order_and_ages_them() -> None:
+    text_in = torch.full((1, 3, 4), PAD)
+    text_in[0, 0, :2] = torch.tensor([1, 2])
+    text_in[0, 2, :3] = torch.tensor([3, 4, 5])
+    ids, age, visible = memory_offline(text_in, memory=4)
+    assert ids.tolist() == [[1, 2, 3, 4, 5]]
+    assert age[0, 0, :2].tolist() == [1, 0] and not visible[0, 0, 2:].any()
+    assert age[0, 2].tolist() == [4, 3, 2, 1, 0]
+    assert visible[0, 2].tolist() == [False, True, True, True, True]  # the oldest fell out
+
+
+def induction_head(d: int = 16, c: int = 32) -> TextHead:
+    """A text head whose pointer is set by hand to copy: the query is the two bytes said last,
+    a memory id's key the two ids before it, the gate shut (all pointer, no null)."""
+    torch.manual_seed(0)
+    head = TextHead(4, d, d, copy_dim=c)
+    pointer = head.copy
+    assert pointer is not None
+    with torch.no_grad():
+        e1, e2 = (torch.nn.functional.normalize(torch.randn(VOCAB_SIZE, c), dim=-1) for _ in "12")
+        pointer.key_id.weight.zero_()
+        pointer.key_prev1.weight.copy_(6 * e1)
+        pointer.query_said1.weight.copy_(6 * e1)
+        pointer.key_prev2.weight.copy_(6 * e2)
+        pointer.query_said2.weight.copy_(6 * e2)
+        pointer.query.weight.zero_()
+        pointer.query.bias.zero_()
+        pointer.gate.bias.fill_(-30.0)
+        pointer.null_logit.fill_(-30.0)
+    return head
+
+
+def test_a_pointer_says_back_a_result_it_never_saw_in_training_across_micro_turns() -> None:
+    """What the pointer can do: a value of any digits, read out 4 bytes per micro-turn, the
+    context carried from one micro-turn to the next as the engine carries it."""
+    head = induction_head()
+    pointer = head.copy
+    assert pointer is not None
+    message = [*b"[agent] 14.91 miles\n", EOU]
+    ids = torch.tensor([[PAD, PAD, *message]])
+    keys, ids = pointer.keys(ids)[:, 2:], ids[:, 2:]
+    age = torch.arange(ids.shape[1] - 1, -1, -1)[None]
+    bias = pointer.bias(age, ids != PAD)
+    said = torch.full((1, 2), PAD)
+    out: list[int] = []
+    for _ in range(6):
+        got = head.generate(torch.zeros(1, 16), None, said, keys, ids, bias)
+        for k in range(4):
+            said = advance_said(said, got[:, k])
+        out += got[0].tolist()
+    assert bytes(i for i in out if i < 256) == b"[agent] 14.91 miles\n"
+    # with nothing in memory the pointer's share goes back to the generator: p = p_gen
+    empty = pointer.bias(age, torch.zeros_like(ids, dtype=torch.bool))
+    z = torch.randn(1, 16)
+    logits = torch.randn(1, VOCAB_SIZE)
+    mixed = pointer.mix(z, said, logits, keys, ids, empty)
+    assert torch.allclose(mixed.exp(), logits.softmax(-1), atol=1e-6)
+
+
+def test_widening_a_model_with_the_pointer_keeps_what_it_says() -> None:
+    """A trained model given the pointer (the `copy` stage) starts out nearly all generator."""
+    old = init_model(preset("tiny"), seed=3)
+    new = widen(old, preset("tiny", copy_memory=16))
+    assert new.text_head.copy is not None
+    h = torch.randn(5, old.cfg.d_model)
+    ids = torch.randint(0, 256, (5, 4))
+    before = old.text_head(h, ids).log_softmax(-1)
+    memory = torch.randint(0, 256, (5, 8))
+    pointer = new.text_head.copy
+    bias = pointer.bias(torch.arange(7, -1, -1).expand(5, 8), torch.ones(5, 8, dtype=torch.bool))
+    said = torch.full((5, 4, 2), PAD)
+    after = new.text_head(h, ids, said, (pointer.keys(memory), memory, bias[:, None]))
+    assert (after.exp() - before.exp()).abs().max() < 0.01
