@@ -541,7 +541,7 @@ class InteractionModel(nn.Module):
             ids, age, visible = memory_offline(seq.text_in, self.cfg.copy_memory)
             bias = self.text_head.copy.bias(age, visible)[:, :, None]  # [B, N, 1, J]
             context = said_contexts(seq.text_out)
-            memory = (self.text_head.copy.keys(ids), ids, bias)
+            memory = self.text_head.copy.memory(ids, bias)
         return SequenceOutput(
             hidden=h,
             text_logits=self.text_head(h, seq.text_out, context, memory),
@@ -670,7 +670,7 @@ class InteractionModel(nn.Module):
             force = idle & (surv < 1.0 - cfg.onset_survival)
             reset = ~idle | force | (p_speak < 0.02) | (p_speak > 0.5)
             state.survival[idx] = torch.where(reset, torch.ones_like(surv), surv)
-        text_ids = self.text_head.generate(h, force, said, *(memory or (None, None, None)))
+        text_ids = self.text_head.generate(h, force, said, *(memory or (None,) * 4))
         control = self.control_head(h)  # [B, 2]
         noise = inp.noise * cfg.flow_temperature
         x1 = self.flow.sample(h + self.flow_text(text_ids), noise, cfg.flow_steps)  # [B, 1280]
@@ -708,7 +708,6 @@ class InteractionModel(nn.Module):
         at = new.sum(1, keepdim=True) + torch.arange(width, device=idx.device)
         ids = arrived.gather(1, at)  # [B, M + 2]
         state.copy_ids[idx] = ids
-        keys = self.text_head.copy.keys(ids)[:, 2:]
-        ids = ids[:, 2:]
-        age = torch.arange(ids.shape[1] - 1, -1, -1, device=idx.device).expand_as(ids)
-        return keys, ids, self.text_head.copy.bias(age, ids != PAD)
+        seen = ids[:, 2:]
+        age = torch.arange(seen.shape[1] - 1, -1, -1, device=idx.device).expand_as(seen)
+        return self.text_head.copy.memory(ids, self.text_head.copy.bias(age, seen != PAD), skip=2)

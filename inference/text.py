@@ -62,8 +62,10 @@ class TextSlotsEmbedding(nn.Module):
 
 
 # ---- the copy pointer ----------------------------------------------------------------------------
-Memory = tuple[Tensor, Tensor, Tensor]  # the copy pointer's (keys [B, J, c], ids [B, J], bias)
+# the copy pointer's memory: keys [B, J, c], ids [B, J], the two ids before each [B, J, 2], bias
+Memory = tuple[Tensor, Tensor, Tensor, Tensor]
 COPY_GATE_INIT = 5.0  # sigmoid(5) = 0.993: a new pointer starts out nearly all generator
+MATCH_INIT = 3.0  # the score a memory id gains for each of the two bytes said last it follows
 
 
 def advance_said(said: Tensor, ids: Tensor) -> Tensor:
@@ -135,6 +137,9 @@ class CopyPointer(nn.Module):
         self.gate = nn.Linear(d_model, 1)
         self.null_logit = nn.Parameter(torch.zeros(()))
         self.age_slope = nn.Parameter(torch.tensor(-4.0))  # softplus: 0.018 per id of age
+        # induction made explicit: a bonus when the id before memory id j is the byte said last,
+        # and another when the one before that is the byte said before it
+        self.match = nn.Parameter(torch.full((2,), MATCH_INIT))
         self.neutral_init()
 
     @torch.no_grad()
@@ -144,26 +149,43 @@ class CopyPointer(nn.Module):
         self.gate.bias.fill_(COPY_GATE_INIT)
         self.null_logit.zero_()
         self.age_slope.fill_(-4.0)
+        self.match.fill_(MATCH_INIT)
 
-    def keys(self, ids: Tensor) -> Tensor:
-        """ids [B, J] (in arrival order) -> keys [B, J, c]; the first two are context only."""
+    def memory(self, ids: Tensor, bias: Tensor, skip: int = 0) -> Memory:
+        """ids [B, S + J] in arrival order, the first `skip` context only (the ids before the
+        oldest visible one), bias [.., J] (`bias`) -> the memory `mix` reads."""
         prev1, prev2 = previous_ids(ids)
-        return self.key_id(ids) + self.key_prev1(prev1) + self.key_prev2(prev2)
+        keys = self.key_id(ids) + self.key_prev1(prev1) + self.key_prev2(prev2)
+        context = torch.stack([prev1, prev2], -1)
+        return keys[:, skip:], ids[:, skip:], context[:, skip:], bias
 
     def bias(self, age: Tensor, visible: Tensor) -> Tensor:
         slope = F.softplus(self.age_slope)
         return torch.where(visible, -slope * age.float(), float("-inf"))
 
     def mix(
-        self, z: Tensor, said: Tensor, logits: Tensor, keys: Tensor, ids: Tensor, bias: Tensor
+        self,
+        z: Tensor,
+        said: Tensor,
+        logits: Tensor,
+        keys: Tensor,
+        ids: Tensor,
+        context: Tensor,
+        bias: Tensor,
     ) -> Tensor:
-        """z [B, *Q, d] the depth decoder's features, said [B, *Q, 2], logits [B, *Q, V];
-        keys [B, J, c], ids [B, J], bias [B, *Q, J] (or broadcastable) -> log p [B, *Q, V]."""
+        """z [B, *Q, d] the depth decoder's features, said [B, *Q, 2], logits [B, *Q, V]; the
+        memory: keys [B, J, c], ids [B, J], context [B, J, 2], bias [B, *Q, J] (or
+        broadcastable) -> log p [B, *Q, V]."""
         q = self.query(z) + self.query_said1(said[..., 0]) + self.query_said2(said[..., 1])
         batch, shape = q.shape[0], q.shape[:-1]
         scores = (q.reshape(batch, -1, q.shape[-1]).float() @ keys.float().transpose(1, 2)).view(
             *shape, keys.shape[1]
         ) * keys.shape[-1] ** -0.5 + bias
+        lead = (batch, *([1] * (len(shape) - 1)))
+        for i in range(2):
+            said_i = said[..., i, None]  # [B, *Q, 1]
+            hit = (said_i == context[..., i].view(*lead, -1)) & (said_i < N_BYTES)
+            scores = scores + self.match[i].float() * hit
         null = self.null_logit.float().expand(*shape, 1)
         att = torch.softmax(torch.cat([null, scores], -1), -1)
         g = torch.sigmoid(self.gate(z).float())  # [B, *Q, 1]
@@ -200,7 +222,7 @@ class TextHead(nn.Module):
         self, h: Tensor, ids: Tensor, said: Tensor | None = None, memory: Memory | None = None
     ) -> Tensor:
         """Teacher forcing. h [..., d], ids [..., K] -> logits [..., K, V]. said [..., K, 2]
-        (`said_contexts`), memory (keys, ids, bias [.., K or 1, J]): the copy pointer's."""
+        (`said_contexts`), memory (`CopyPointer.memory`, bias [.., K or 1, J]): the pointer's."""
         prev = torch.cat([torch.full_like(ids[..., :1], PAD), ids[..., :-1]], dim=-1)
         return self._logits(h.unsqueeze(-2) + self.slot + self.prev(prev), said, memory)
 
@@ -218,16 +240,19 @@ class TextHead(nn.Module):
         said: Tensor | None = None,
         keys: Tensor | None = None,
         ids: Tensor | None = None,
+        context: Tensor | None = None,
         bias: Tensor | None = None,
     ) -> Tensor:
         """Greedy. h [B, d] -> ids [B, K] (each row independent of the others). force_bytes [B]
-        bool: those rows start speaking now (slot 0 = the most likely byte). said [B, 2], keys
-        [B, J, c], ids [B, J], bias [B, J]: the copy pointer's context and memory (tensors
-        apart, so a captured graph takes them)."""
+        bool: those rows start speaking now (slot 0 = the most likely byte). said [B, 2] and the
+        memory's keys [B, J, c], ids [B, J], context [B, J, 2], bias [B, J]: the copy pointer's
+        (tensors apart, so a captured graph takes them)."""
         batch = h.shape[0]
         prev = torch.full((batch,), PAD, dtype=torch.long, device=h.device)
         done = torch.zeros(batch, dtype=torch.bool, device=h.device)
-        memory = None if keys is None or ids is None or bias is None else (keys, ids, bias)
+        memory = None
+        if keys is not None and ids is not None and context is not None and bias is not None:
+            memory = (keys, ids, context, bias)
         out = []
         for k in range(self.slots):
             logits = self._logits(h + self.slot[k] + self.prev(prev), said, memory)

@@ -19,6 +19,9 @@ Stages (each resumes the last; see docs/model.md):
     near    more near misses, the silence just after each weighted like a cue's answer
     settle  plain cues and turn ends weighed back up at half the lr (near's misses, interruptions)
     late    reminders of 12-20 s alone added to the settle mix (in progress; not yet shipped)
+    ... (the open-speech stages below: open, together, polish, after, remind, voices)
+    copy    the copy pointer (config copy_memory): results and "say W" with open values and words
+    match   copy continued (its run gained the pointer's match bonus at step 700)
 """
 
 from __future__ import annotations
@@ -367,3 +370,10 @@ STAGES["copy"] = {
     "fast": ("text_head.copy.",),
     "fast_scale": 4.0,
 }
+
+# The copy stage went on with the pointer's match bonus (inference/text.py CopyPointer.match):
+# at step 600 of `copy` without it, values came out with the right first digits and then repeats
+# ("4150" as "41444", "2994 liters" as "29999 millll"): the learned key-query match of "the id
+# after the two bytes said last" was not sharp. The run was stopped at step 700 and went on here;
+# `make train` runs `copy` with the bonus from its start (CopyPointer always has it), then this.
+STAGES["match"] = {**STAGES["copy"], "lr": 3e-4}

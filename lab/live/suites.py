@@ -7,6 +7,8 @@
     timespeak  the lab's typed timing instructions (timing heard)
     noise      a quiet room, a fan, music, distant babble: no speech wanted
     echo       one turn, then 20 s of the model's own voice coming back into the microphone
+    timespeak_newword  (not in the default run) "say W every N seconds" typed, W a word no
+               training family drew (families/readout.py): the copy pointer, heard
     long_timespeak  (not in the default run: 10 minutes a call) "say W every N seconds" typed at
                the start of a 10-minute call, sometimes a "stop" or a new period minutes later;
                timing heard over the whole call
@@ -69,6 +71,7 @@ SUITES: dict[str, LiveSuite] = {
     "timespeak": LiveSuite(150, with_bias(eval_timespeak)),
     "noise": LiveSuite(150, score_noise),
     "echo": LiveSuite(150, score_echo, echo=True),  # a 20 s stretch after the reply
+    "timespeak_newword": LiveSuite(150, with_bias(eval_timespeak), default=False),
     "long_timespeak": LiveSuite(3000, with_bias(eval_long_timespeak), default=False),
 }
 

@@ -49,21 +49,20 @@ def test_memory_keeps_the_last_ids_in_order_and_ages_them() -> None:
 
 
 def induction_head(d: int = 16, c: int = 32) -> TextHead:
-    """A text head whose pointer is set by hand to copy: the query is the two bytes said last,
-    a memory id's key the two ids before it, the gate shut (all pointer, no null)."""
+    """A text head whose pointer copies by its match bonus alone (every learned key and query
+    zero): the id that follows the two bytes said last; the gate shut (all pointer, no null)."""
     torch.manual_seed(0)
     head = TextHead(4, d, d, copy_dim=c)
     pointer = head.copy
     assert pointer is not None
     with torch.no_grad():
-        e1, e2 = (torch.nn.functional.normalize(torch.randn(VOCAB_SIZE, c), dim=-1) for _ in "12")
-        pointer.key_id.weight.zero_()
-        pointer.key_prev1.weight.copy_(6 * e1)
-        pointer.query_said1.weight.copy_(6 * e1)
-        pointer.key_prev2.weight.copy_(6 * e2)
-        pointer.query_said2.weight.copy_(6 * e2)
+        for table in (pointer.key_id, pointer.key_prev1, pointer.key_prev2):
+            table.weight.zero_()
+        for table in (pointer.query_said1, pointer.query_said2):
+            table.weight.zero_()
         pointer.query.weight.zero_()
         pointer.query.bias.zero_()
+        pointer.match.fill_(10.0)
         pointer.gate.bias.fill_(-30.0)
         pointer.null_logit.fill_(-30.0)
     return head
@@ -76,23 +75,22 @@ def test_a_pointer_says_back_a_result_it_never_saw_in_training_across_micro_turn
     pointer = head.copy
     assert pointer is not None
     message = [*b"[agent] 14.91 miles\n", EOU]
-    ids = torch.tensor([[PAD, PAD, *message]])
-    keys, ids = pointer.keys(ids)[:, 2:], ids[:, 2:]
-    age = torch.arange(ids.shape[1] - 1, -1, -1)[None]
-    bias = pointer.bias(age, ids != PAD)
-    said = torch.full((1, 2), PAD)
-    out: list[int] = []
-    for _ in range(6):
-        got = head.generate(torch.zeros(1, 16), None, said, keys, ids, bias)
+    age = torch.arange(len(message) - 1, -1, -1)[None]
+    bias = pointer.bias(age, torch.ones_like(age, dtype=torch.bool))
+    memory = pointer.memory(torch.tensor([[PAD, PAD, *message]]), bias, skip=2)
+    said = torch.tensor([[ord("["), PAD]])  # where to start is the learned query's part
+    out: list[int] = [ord("[")]
+    for _ in range(5):
+        got = head.generate(torch.zeros(1, 16), None, said, *memory)
         for k in range(4):
             said = advance_said(said, got[:, k])
         out += got[0].tolist()
     assert bytes(i for i in out if i < 256) == b"[agent] 14.91 miles\n"
     # with nothing in memory the pointer's share goes back to the generator: p = p_gen
-    empty = pointer.bias(age, torch.zeros_like(ids, dtype=torch.bool))
+    empty = pointer.bias(age, torch.zeros_like(age, dtype=torch.bool))
     z = torch.randn(1, 16)
     logits = torch.randn(1, VOCAB_SIZE)
-    mixed = pointer.mix(z, said, logits, keys, ids, empty)
+    mixed = pointer.mix(z, said, logits, *memory[:3], empty)
     assert torch.allclose(mixed.exp(), logits.softmax(-1), atol=1e-6)
 
 
@@ -108,5 +106,5 @@ def test_widening_a_model_with_the_pointer_keeps_what_it_says() -> None:
     pointer = new.text_head.copy
     bias = pointer.bias(torch.arange(7, -1, -1).expand(5, 8), torch.ones(5, 8, dtype=torch.bool))
     said = torch.full((5, 4, 2), PAD)
-    after = new.text_head(h, ids, said, (pointer.keys(memory), memory, bias[:, None]))
+    after = new.text_head(h, ids, said, pointer.memory(memory, bias[:, None]))
     assert (after.exp() - before.exp()).abs().max() < 0.01

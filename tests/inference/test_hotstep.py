@@ -20,7 +20,11 @@ SCHEDULE = [[0], [0, 1], [0, 1, 2], [2], [0, 2], [1, 2], [0, 1, 2], [1], [0, 1, 
 
 
 def engine(mode: str | None, capture: bool = False) -> Engine:
-    served = ReferenceModel(random_tiny())
+    net = random_tiny(copy_memory=8)  # the copy pointer's memory goes through the graphs too
+    assert net.text_head.copy is not None
+    with torch.no_grad():
+        net.text_head.copy.gate.bias.fill_(-1.0)
+    served = ReferenceModel(net)
     if mode is not None:
         accelerate(served, mode, torch.device("cpu"), capture=capture)
     return Engine(served, EngineConfig(max_sessions=3, num_threads=1, gc_freeze=False))
