@@ -120,7 +120,10 @@ train: install-lab system-deps
 	$(call train_stage,together,1700,$(TRAIN_RUN)/export-together)
 	$(call train_stage,polish,1200,$(TRAIN_RUN)/export-polish)
 	$(call train_stage,after,400,$(TRAIN_RUN)/export-after)
-	$(call train_stage,remind,350,inference/checkpoints/small)
+	$(call train_stage,remind,350,$(TRAIN_RUN)/export-remind)
+	$(call train_stage,copy,700,$(TRAIN_RUN)/export-copy)
+	$(call train_stage,match,900,$(TRAIN_RUN)/export-match)
+	$(call train_stage,hear,500,inference/checkpoints/small)
 
 # Held-out episodes through the serving engine; the committed report is bench/results/eval.json.
 EVAL_ARGS ?= --suite all --episodes 32 --seed 1 --baseline

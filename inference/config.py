@@ -166,14 +166,16 @@ PRESETS: dict[str, ModelConfig] = {
         griffin_lim_iters=4,
     ),
     # the shipped model (inference/checkpoints/small): typed text pinned past the window, the
-    # motion input, the flow sampled at its mean (temperature 0: the most intelligible voice)
+    # motion input, the flow sampled at its mean (temperature 0: the most intelligible voice),
+    # the copy pointer over the last 128 text-in ids
     "small": ModelConfig(
-        name="microturn-small-v1",
+        name="microturn-small-v2",
         mel_feedback=False,
         pitch_in=True,
         pins=32,
         motion_in=True,
         flow_temperature=0.0,
+        copy_memory=128,
     ),
 }
 

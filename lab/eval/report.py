@@ -84,6 +84,14 @@ def markdown_table(report: dict[str, Any]) -> str:
             "",
         ),
         ("Delegation success, %", get("delegate", "success"), "", ""),
+        (
+            'Results with held-out values (any digits, held-out words) said right / "say W every N '
+            'seconds" with a held-out W, macro-accuracy, %',
+            f"{get('delegate_heldout', 'result_spoken')} / "
+            f"{get('timespeak_newword', 'macro_accuracy')}",
+            "",
+            "",
+        ),
         ("Small-talk reply accuracy, %", get("chat", "reply_accuracy"), "", ""),
         ("Idle episodes with false speech, %", get("idle", "false_speech_episodes"), "", ""),
         (

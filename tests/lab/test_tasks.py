@@ -405,6 +405,30 @@ def test_a_detached_heard_word_head_trains_itself_but_leaves_the_trunk_alone() -
         assert (len(trunk) == 0) == detach
 
 
+def test_a_read_out_batch_trains_the_copy_pointer_at_its_stages_own_lr() -> None:
+    """The copy stage: a batch of results with open values reaches the pointer's parameters
+    through the text loss, and the optimiser trains them at `fast_scale` times the lr."""
+    from inference.checkpoint import init_model
+    from inference.config import preset
+    from lab.objectives import losses
+    from lab.tasks.batch import training_batch
+    from lab.train import make_optimizer
+    from lab.train_recipe import Recipe
+
+    cfg = preset("tiny", copy_memory=32)
+    model = init_model(cfg, seed=0)
+    pointer = model.text_head.copy
+    assert pointer is not None
+    batch = training_batch(cfg, 0, 2, {"delegate_open": 1.0}, (70, 80))
+    losses(model, batch, Recipe(), torch.Generator())["text"].backward()
+    for part in (pointer.gate.bias, pointer.match, pointer.key_prev1.weight):
+        assert part.grad is not None and part.grad.abs().sum() > 0
+    opt, _ = make_optimizer(model, None, Recipe(lr=1e-3), (), ("text_head.copy.",), 4.0)
+    fast = [g for g in opt.param_groups if g.get("lr_scale") == 4.0]
+    assert len(fast) == 1
+    assert {id(p) for p in fast[0]["params"]} == {id(p) for p in pointer.parameters()}
+
+
 def test_every_stage_mixes_training_families_and_a_typo_is_an_error() -> None:
     from inference.config import preset
     from lab.stages import STAGES
