@@ -77,6 +77,7 @@ from inference.text import (
     TextSlotsEmbedding,
     advance_said,
     memory_offline,
+    pads_last,
     said_contexts,
 )
 from inference.video import MotionEmbedding, VideoEmbedding, last_seen
@@ -699,13 +700,11 @@ class InteractionModel(nn.Module):
 
     def _remember(self, state: StreamState, idx: Tensor, text_in: Tensor) -> Memory:
         """This micro-turn's text-in ids join the rows' copy memory (oldest out); -> the copy
-        pointer's (keys, ids, bias) over it, as `memory_offline` sees the same call."""
+        pointer's memory (`CopyPointer.memory`) over it, as `memory_offline` sees the same call."""
         assert self.text_head.copy is not None
-        new = text_in != PAD
-        order = torch.sort((~new).to(torch.int8), dim=1, stable=True).indices
-        arrived = torch.cat([state.copy_ids[idx], text_in.gather(1, order)], 1)  # PADs last
+        arrived = torch.cat([state.copy_ids[idx], pads_last(text_in)], 1)
         width = state.copy_ids.shape[1]
-        at = new.sum(1, keepdim=True) + torch.arange(width, device=idx.device)
+        at = (text_in != PAD).sum(1, keepdim=True) + torch.arange(width, device=idx.device)
         ids = arrived.gather(1, at)  # [B, M + 2]
         state.copy_ids[idx] = ids
         seen = ids[:, 2:]

@@ -98,6 +98,11 @@ def said_contexts(text_out: Tensor) -> Tensor:
     return torch.stack([s1, s2], -1).view(batch, n_mt, k_out, 2)
 
 
+def pads_last(ids: Tensor) -> Tensor:
+    """ids [B, L] with every PAD moved behind the other ids, whose order is kept."""
+    return ids.gather(1, torch.sort((ids == PAD).to(torch.int8), dim=1, stable=True).indices)
+
+
 def memory_offline(text_in: Tensor, memory: int) -> tuple[Tensor, Tensor, Tensor]:
     """The copy memory as each micro-turn sees it, offline. text_in [B, N, K_in] -> (ids [B, J]:
     every non-PAD text-in id of the call in order, PAD-filled; age [B, N, J]: how many ids
@@ -107,10 +112,9 @@ def memory_offline(text_in: Tensor, memory: int) -> tuple[Tensor, Tensor, Tensor
     flat = text_in.flatten(1)
     valid = flat != PAD
     count = valid.sum(1)  # [B]
-    order = torch.sort((~valid).to(torch.int8), dim=1, stable=True).indices
     n_ids = int(count.max()) if flat.numel() else 0
     j = torch.arange(n_ids, device=flat.device)
-    ids = torch.where(j < count[:, None], flat.gather(1, order[:, :n_ids]), PAD)
+    ids = pads_last(flat)[:, :n_ids]  # PAD-filled past each row's count
     upto = valid.view(batch, n_mt, k_in).sum(-1).cumsum(1)  # [B, N] ids received by m
     age = upto[:, :, None] - 1 - j  # [B, N, J]
     return ids, age, (age >= 0) & (age < memory)
@@ -181,7 +185,7 @@ class CopyPointer(nn.Module):
         scores = (q.reshape(batch, -1, q.shape[-1]).float() @ keys.float().transpose(1, 2)).view(
             *shape, keys.shape[1]
         ) * keys.shape[-1] ** -0.5 + bias
-        lead = (batch, *([1] * (len(shape) - 1)))
+        lead = (batch, *([1] * (len(shape) - 1)))  # memory tensors broadcast over the queries
         for i in range(2):
             said_i = said[..., i, None]  # [B, *Q, 1]
             hit = (said_i == context[..., i].view(*lead, -1)) & (said_i < N_BYTES)
@@ -190,7 +194,7 @@ class CopyPointer(nn.Module):
         att = torch.softmax(torch.cat([null, scores], -1), -1)
         g = torch.sigmoid(self.gate(z).float())  # [B, *Q, 1]
         p = torch.softmax(logits.float(), -1) * (g + (1 - g) * att[..., :1])
-        where = ids.view(batch, *([1] * (len(shape) - 1)), ids.shape[1]).expand(*shape, -1)
+        where = ids.view(*lead, -1).expand(*shape, -1)
         p = p.scatter_add(-1, where, (1 - g) * att[..., 1:])
         return torch.log(p.clamp_min(1e-30))
 
