@@ -119,6 +119,8 @@ def init_model(cfg: ModelConfig, seed: int = 0) -> InteractionModel:
         nn.init.zeros_(model.motion_in.gate.weight)
     if model.text_head.copy is not None:  # and the copy pointer (its gate nearly shut)
         model.text_head.copy.neutral_init()
+    if model.voice is not None:  # and the voice tape (adds nothing to the flow's conditioning)
+        model.voice.neutral_init()
     with torch.no_grad():
         # Untrained behaviour the server can rely on: no text, no delegation, moderate audio.
         model.text_head.out.bias[SIL] = 4.0
@@ -132,7 +134,7 @@ def init_model(cfg: ModelConfig, seed: int = 0) -> InteractionModel:
 
 # new parts that start from their own init: the copy pointer's gate starts at sigmoid(5) = 0.993
 # generator (inference/text.py), so the widened model's bytes are the old model's but in near ties
-NEUTRAL_STARTS = ("text_head.copy.",)
+NEUTRAL_STARTS = ("text_head.copy.", "voice.")
 
 
 def widen(model: InteractionModel, cfg: ModelConfig, seed: int = 0) -> InteractionModel:

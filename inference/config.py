@@ -97,6 +97,10 @@ class ModelConfig:
     # the call received (typed messages, background results) and say them: values of any digits,
     # words it never trained on; 0: no pointer (generation alone)
     copy_memory: int = 0
+    # the voice tape (inference/voice.py): the flow head sees the bytes its audio voices, a
+    # window of this many around a cursor that a voice head advances; 0: no tape (the flow head
+    # sees the bytes chosen this micro-turn)
+    voice_window: int = 0
     # outputs
     flow_width: int = 256
     flow_depth: int = 3
@@ -145,6 +149,7 @@ LATER_FIELDS: dict[str, Any] = {
     "pitch_in": False,
     "motion_in": False,
     "copy_memory": 0,
+    "voice_window": 0,
 }
 
 PRESETS: dict[str, ModelConfig] = {

@@ -18,7 +18,8 @@ hidden state of the world token reads out the next 200 ms:
 
     h ─► text head (depth decoder, K_out bytes, maybe SIL)
       ─► control head (none | delegate)
-      ─► h + emb(bytes just said) ─► flow head ─► 16 x 80 log-mel ─► streaming Griffin-Lim ─► 3200 samples
+      ─► h + emb(bytes just said) [+ the voice tape: the bytes this audio voices, voice.py]
+           ─► flow head ─► 16 x 80 log-mel ─► streaming Griffin-Lim ─► 3200 samples
 
 Why this layout and not the 14-position reference: the notes measured tokens per micro-turn as the
 main cost and one low-resolution frame as one token as the better video input; two informative
@@ -82,6 +83,7 @@ from inference.text import (
 )
 from inference.video import MotionEmbedding, VideoEmbedding, last_seen
 from inference.vocoder import CTX_FRAMES, TAIL_SAMPLES, StreamingGriffinLim
+from inference.voice import TAPE, VoiceTape, tape_advance, tape_step, windows_offline
 
 NEVER = -(10**6)  # "no such event yet" for the relative clocks
 NEVER_S = 3600.0  # ... which they read as an hour ago
@@ -332,6 +334,7 @@ class StepOutput:
     logmel: Tensor  # [B, 16, 80] log10 mel played this micro-turn
     audio: Tensor  # [B, 3200]
     hidden: Tensor  # [B, d] world-token hidden state (after the final norm)
+    voice_advance: Tensor | None = None  # [B] the voice tape's advance (voice_window)
 
 
 @dataclass
@@ -346,6 +349,8 @@ class Sequence:
     text_out: Tensor  # [B, N, K_out] what the model said at each micro-turn (teacher forcing)
     logmel_out: Tensor  # [B, N, 16, 80] what it played
     bins: Tensor | None = None  # [B, N, 8, C] dMel bins of `audio` if already computed (training)
+    # the voice tape's advance chosen at each micro-turn (voice_window; inference/voice.py) [B, N]
+    voice_advance: Tensor | None = None
 
 
 @dataclass
@@ -354,6 +359,7 @@ class SequenceOutput:
     text_logits: Tensor  # [B, N, K_out, V]
     control_logits: Tensor  # [B, N, 2]
     flow_cond: Tensor  # [B, N, d] the flow head's conditioning for each micro-turn
+    voice_logits: Tensor | None = None  # [B, N, VOICE_CLASSES] the voice tape's advance
 
 
 @dataclass
@@ -378,6 +384,10 @@ class StreamState:
     # (the first two are only the context of the oldest visible one); the last two bytes said
     copy_ids: Tensor  # [S, M + 2] int64
     said: Tensor  # [S, 2] int64
+    # the voice tape (voice_window): bytes said, in a ring; how many; the first not voiced yet
+    tape: Tensor  # [S, TAPE] int64
+    tape_count: Tensor  # [S] int64
+    voiced: Tensor  # [S] int64
 
     def tensors(self) -> list[Tensor]:
         return [
@@ -403,6 +413,9 @@ class StreamState:
             self.has_prev_frame,
             self.copy_ids,
             self.said,
+            self.tape,
+            self.tape_count,
+            self.voiced,
         ]
 
 
@@ -436,6 +449,9 @@ class InteractionModel(nn.Module):
         self.control_head = nn.Linear(d, N_CONTROL)
         self.flow_text = TextSlotsEmbedding(cfg.text_out_slots, cfg.text_embed_dim, d)
         self.flow = FlowHead(MEL_DIM, d, cfg.flow_width, cfg.flow_depth)
+        self.voice = (
+            VoiceTape(cfg.voice_window, cfg.text_embed_dim, d) if cfg.voice_window else None
+        )
         self.vocoder = StreamingGriffinLim()
         # per-bin normalisation of the output mel (set from data by training; see checkpoint.py)
         self.register_buffer("mel_mean", torch.full((N_MELS,), -2.0))
@@ -543,11 +559,20 @@ class InteractionModel(nn.Module):
             bias = self.text_head.copy.bias(age, visible)[:, :, None]  # [B, N, 1, J]
             context = said_contexts(seq.text_out)
             memory = self.text_head.copy.memory(ids, bias)
+        flow_cond = h + self.flow_text(seq.text_out)
+        voice_logits = None
+        if self.voice is not None:
+            if seq.voice_advance is None:
+                raise ValueError("a model with a voice tape needs the advances (voice_advance)")
+            window = windows_offline(seq.text_out, seq.voice_advance, self.voice.width)
+            voice_logits, w = self.voice.logits(h, window)
+            flow_cond = flow_cond + self.voice.cond(w, seq.voice_advance)
         return SequenceOutput(
             hidden=h,
             text_logits=self.text_head(h, seq.text_out, context, memory),
             control_logits=self.control_head(h),
-            flow_cond=h + self.flow_text(seq.text_out),
+            flow_cond=flow_cond,
+            voice_logits=voice_logits,
         )
 
     # ---- streaming ----
@@ -585,6 +610,9 @@ class InteractionModel(nn.Module):
             has_prev_frame=torch.zeros(slots, dtype=torch.bool, device=device),
             copy_ids=torch.full((slots, cfg.copy_memory + 2), PAD, dtype=torch.long, device=device),
             said=torch.full((slots, 2), PAD, dtype=torch.long, device=device),
+            tape=torch.full((slots, TAPE), PAD, dtype=torch.long, device=device),
+            tape_count=torch.zeros(slots, dtype=torch.long, device=device),
+            voiced=torch.zeros(slots, dtype=torch.long, device=device),
         )
         self.reset_state(state, torch.arange(slots, device=device))
         return state
@@ -608,6 +636,9 @@ class InteractionModel(nn.Module):
         state.has_prev_frame[rows] = False
         state.copy_ids[rows] = PAD
         state.said[rows] = PAD
+        state.tape[rows] = PAD
+        state.tape_count[rows] = 0
+        state.voiced[rows] = 0
 
     def step(self, state: StreamState, rows: Rows, inp: StepInput) -> StepOutput:
         """One micro-turn for each row (a slot), rows of any ages. Advances their state."""
@@ -674,7 +705,23 @@ class InteractionModel(nn.Module):
         text_ids = self.text_head.generate(h, force, said, *(memory or (None,) * 4))
         control = self.control_head(h)  # [B, 2]
         noise = inp.noise * cfg.flow_temperature
-        x1 = self.flow.sample(h + self.flow_text(text_ids), noise, cfg.flow_steps)  # [B, 1280]
+        cond = h + self.flow_text(text_ids)
+        advance = None
+        if self.voice is not None:
+            tape, count, window = tape_step(
+                state.tape[idx],
+                state.tape_count[idx],
+                state.voiced[idx],
+                text_ids,
+                self.voice.width,
+            )
+            voice_logits, w = self.voice.logits(h, window)
+            advance = voice_logits.argmax(-1)
+            cond = cond + self.voice.cond(w, advance)
+            state.tape[idx] = tape
+            state.tape_count[idx] = count
+            state.voiced[idx] = tape_advance(count, state.voiced[idx], advance)
+        x1 = self.flow.sample(cond, noise, cfg.flow_steps)  # [B, 1280]
         logmel = self.denormalize_mel(x1.float().view(batch, MEL_FRAMES_PER_MICROTURN, N_MELS))
         with torch.autocast(device_type=logmel.device.type, enabled=False):
             audio, voc_tail, voc_ctx = self.vocoder.stream(
@@ -696,7 +743,9 @@ class InteractionModel(nn.Module):
             state.last_start[idx] = torch.where(started, n_mt, state.last_start[idx])
             state.said_ended[idx] = ends_utterance(text_ids)
         state.n_microturns[idx] = n_mt + 1
-        return StepOutput(text_ids, control.float(), logmel, audio.clamp(-1.0, 1.0), h.float())
+        return StepOutput(
+            text_ids, control.float(), logmel, audio.clamp(-1.0, 1.0), h.float(), advance
+        )
 
     def _remember(self, state: StreamState, idx: Tensor, text_in: Tensor) -> Memory:
         """This micro-turn's text-in ids join the rows' copy memory (oldest out); -> the copy

@@ -77,6 +77,13 @@ def losses(
     lf = flow_matching_loss(model.flow, cond, x1, noise, t) if x1.shape[0] else lt * 0
     total = lt + lc + recipe.flow_weight * lf
     parts = {"text": lt, "control": lc, "flow": lf}
+    if out.voice_logits is not None and batch.seq.voice_advance is not None:
+        valid = batch.valid.flatten()
+        lv = F.cross_entropy(
+            out.voice_logits.float().flatten(0, 1)[valid], batch.seq.voice_advance.flatten()[valid]
+        )
+        total = total + recipe.voice_weight * lv
+        parts["voice"] = lv
     if word_head is not None:
         hidden = out.hidden.detach() if detach_word else out.hidden
         logits = word_head(hidden).float().flatten(0, 1)

@@ -23,6 +23,9 @@ Stages (each resumes the last; see docs/model.md):
     copy    the copy pointer (config copy_memory): results and "say W" with open values and words
     match   copy continued (its run gained the pointer's match bonus at step 700)
     hear    the remind mix again with the read-out families at 0.09, at remind's lr
+    voice   the voice tape (config voice_window): the flow head told which bytes it voices;
+            only the voice's parts train
+    wait    results that arrive while the user talks wait for the end of the sentence
 """
 
 from __future__ import annotations
@@ -387,4 +390,50 @@ STAGES["hear"] = {
     **STAGES["match"],
     "mix": _reweighed(STAGES["remind"]["mix"], delegate_open=0.05, timespeak_open=0.04),
     "lr": 2.5e-4,
+}
+
+# The voice tape (issue 26 point 2; config voice_window, inference/voice.py): the flow head
+# conditioned on the bytes its audio voices, a window around a cursor that a new voice head
+# advances, taught by festival's word timings for the model voice. Only the voice's parts train
+# (the flow head, its byte embedding, the tape); the trunk and the text head are frozen, so what
+# the model says and when is the `hear` model's exactly. Results, words to say and chat weighed
+# up: the voice has to render open values and words.
+_TRUNK = (
+    "dmel.",
+    "audio_in.",
+    "video_in.",
+    "motion_in.",
+    "text_in.",
+    "said_text.",
+    "said_mel.",
+    "time.",
+    "clock_text.",
+    "clock_said.",
+    "token_type",
+    "blocks.",
+    "norm.",
+    "text_head.",
+    "control_head.",
+)
+STAGES["voice"] = {
+    **STAGES["hear"],
+    "config": {**STAGES["hear"]["config"], "voice_window": 8},
+    "mix": _reweighed(
+        STAGES["hear"]["mix"], delegate_open=0.3, timespeak_open=0.25, chat=0.05, delegate=0.05
+    ),
+    "lr": 1e-3,
+    "frozen": _TRUNK,
+    "fast": ("voice.",),
+    "fast_scale": 3.0,
+}
+
+# Results wait for the user (issue 26: "results spoken while the user talks"): the `hear` model
+# said 10 of 10 results of held-out delegations over a user who was talking to it when the result
+# arrived (`lab.eval --suite delegate_talking --seed 2`). The hear mix with delegate_wait (the user
+# talks across the result's arrival; the result is said 2 micro-turns after the sentence ends),
+# everything trainable again, the voice tape included.
+STAGES["wait"] = {
+    **STAGES["hear"],
+    "config": STAGES["voice"]["config"],
+    "mix": _reweighed(STAGES["hear"]["mix"], delegate_wait=0.08),
 }

@@ -17,6 +17,7 @@ class Recipe:
     flow_weight: float = 1.0
     flow_silent_frac: float = 0.25
     flow_draws: int = 2
+    voice_weight: float = 1.0  # the voice tape's advances (config voice_window)
     word_weight: float = 0.0  # the heard-word auxiliary loss; 0: no WordHead
     floor_weight: float = 0.0  # where the user is in their turn (WordHead.floor); needs a WordHead
     # a fresh heard-word head learns this many steps on detached features before its loss

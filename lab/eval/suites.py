@@ -12,7 +12,13 @@ import numpy as np
 
 from inference.model import InteractionModel
 from lab.eval.metrics.heard import Heard, judge_suite, summarize
-from lab.eval.metrics.requests import eval_chat, eval_delegate, eval_idle, false_delegation
+from lab.eval.metrics.requests import (
+    eval_chat,
+    eval_delegate,
+    eval_delegate_talking,
+    eval_idle,
+    false_delegation,
+)
 from lab.eval.metrics.speech import stoi_of_phrases, vocoder_ceiling
 from lab.eval.metrics.timing import (
     eval_cuespeak,
@@ -70,6 +76,7 @@ SUITES: dict[str, Suite] = {
     # results; "say W every N seconds" with a held-out W
     "delegate_heldout": Suite((100, 100), eval_delegate),
     "timespeak_newword": Suite((150, 250), eval_timespeak),
+    "delegate_talking": Suite((100, 100), eval_delegate_talking),
 }
 
 
@@ -123,7 +130,7 @@ def evaluate(
                     ep.audio = opus_roundtrip(ep.audio, codec_bitrate)
         runs = run_episodes(model, episodes, sessions, progress)
         res = SUITES[suite].evaluate(runs)
-        if SUITES[suite].evaluate is not eval_delegate:
+        if SUITES[suite].evaluate not in (eval_delegate, eval_delegate_talking):
             res["false_delegation_episodes"] = false_delegation(runs)
         if baseline and suite == "turn":
             from lab.baseline import vad_baseline

@@ -47,6 +47,9 @@ def collate(episodes: list[Episode], cfg: ModelConfig) -> Batch:
         index=torch.from_numpy(np.stack([ep.clock() for ep in episodes])),
         text_out=torch.from_numpy(np.stack([t.text_out for t in tg])),
         logmel_out=torch.from_numpy(np.stack([t.logmel for t in tg])),
+        voice_advance=(
+            torch.from_numpy(np.stack([t.voice_advance for t in tg])) if cfg.voice_window else None
+        ),
     )
     with torch.no_grad():  # dMel here, in the data worker, not in the training process
         seq.bins = _dmel(cfg.pitch_in).offline(seq.audio)

@@ -20,10 +20,14 @@ from typing import Any
 import numpy as np
 
 from inference.config import FRAME_SIZE, LOG10_MEL_MIN, MEL_FRAMES_PER_MICROTURN, N_MELS
-from inference.protocol import MICROTURN_SAMPLES, MicroTurnInput
+from inference.protocol import MICROTURN_SAMPLES, SAMPLE_RATE_HZ, MicroTurnInput
 from inference.text import EOU, PAD, SIL, TextQueue
+from inference.voice import ADVANCES as VOICE_ADVANCES
+from inference.voice import CUT as VOICE_CUT
 from lab.tasks.vocab import word_class
-from lab.tasks.voice import model_mel
+from lab.tasks.voice import model_alignment, model_audio, model_mel
+
+MICROTURN_S = MICROTURN_SAMPLES / SAMPLE_RATE_HZ
 
 
 @dataclass
@@ -153,6 +157,7 @@ class Targets:
     word: np.ndarray  # [n] int64 heard-word class (0: none ended, -1: unknown; see word_class)
     valid: np.ndarray  # [n] bool: the micro-turn counts in the loss (not in `ignore`)
     floor: np.ndarray  # [n] int64 where the user is in their turn (`floor_labels`; -1 unknown)
+    voice_advance: np.ndarray  # [n] int64 the voice tape's teacher advances (`voice_advances`)
 
 
 def targets(ep: Episode, k_in: int, k_out: int, event_weight: float = 4.0) -> Targets:
@@ -162,16 +167,25 @@ def targets(ep: Episode, k_in: int, k_out: int, event_weight: float = 4.0) -> Ta
     weight = np.ones(ep.n, np.float32)
     logmel = np.full((ep.n * MEL_FRAMES_PER_MICROTURN, N_MELS), LOG10_MEL_MIN, np.float32)
     speaking = np.zeros(ep.n, bool)
+    # when each byte said starts sounding, in micro-turns of the episode (NaN: never voiced)
+    sounds = np.full((ep.n, k_out), np.nan)
     for utt in ep.say:
         if utt.mt >= ep.n:
             continue
         ids = [*utt.wire.encode("utf-8"), EOU]
+        at = np.full(len(ids), np.nan)
+        if utt.mel:
+            end = len(model_audio(utt.text)) / MICROTURN_SAMPLES
+            at[:] = utt.mt + end
+            spoken = model_alignment(utt.text) / MICROTURN_S
+            at[: len(spoken)] = utt.mt + spoken
         for j in range(0, len(ids), k_out):
             m = utt.mt + j // k_out
             if m >= ep.n:
                 break
             chunk = ids[j : j + k_out]
             text_out[m] = chunk + [PAD] * (k_out - len(chunk))
+            sounds[m, : len(chunk)] = at[j : j + k_out]
             weight[m] = event_weight
         # the micro-turn before an utterance decides its timing: weigh it too
         if utt.mt >= 1:
@@ -204,6 +218,9 @@ def targets(ep: Episode, k_in: int, k_out: int, event_weight: float = 4.0) -> Ta
     valid = np.ones(ep.n, bool)
     for a, b in ep.ignore:
         valid[a:b] = False
+    cut = np.zeros(ep.n, bool)
+    for a, b in ep.silence:
+        cut[a:b] = True
     weight[~valid] = 0.0
     word[~valid] = -1
     return Targets(
@@ -216,7 +233,33 @@ def targets(ep: Episode, k_in: int, k_out: int, event_weight: float = 4.0) -> Ta
         word=word,
         valid=valid,
         floor=np.where(valid, floor_labels(ep), -1),
+        voice_advance=voice_advances(text_out, sounds, cut),
     )
+
+
+def voice_advances(text_out: np.ndarray, sounds: np.ndarray, cut: np.ndarray) -> np.ndarray:
+    """The voice tape's teacher (inference/voice.py): text_out [n, K], when each of its bytes
+    starts sounding [n, K] (NaN: never), micro-turns whose audio is cut (barge-in) [n] -> [n] the
+    advance at each micro-turn: the bytes whose sound starts before its end, as far as they are
+    said and at most ADVANCES - 1 at once; CUT where what is left will not be voiced."""
+    times: list[float] = []  # the tape's bytes' times
+    voiced = 0
+    out = np.zeros(len(text_out), np.int64)
+    for m in range(len(text_out)):
+        # on the tape: bytes and EOU (voice.on_tape)
+        times.extend(
+            float(t) for i, t in zip(text_out[m], sounds[m], strict=True) if i not in (PAD, SIL)
+        )
+        if voiced < len(times) and (cut[m] or np.isnan(times[voiced])):
+            out[m] = VOICE_CUT
+            voiced = len(times)
+            continue
+        due = voiced
+        while due < len(times) and times[due] < m + 1 and due - voiced < VOICE_ADVANCES - 1:
+            due += 1
+        out[m] = due - voiced
+        voiced = due
+    return out
 
 
 # where the user is in their turn, per micro-turn (the turn-taking families' auxiliary target)

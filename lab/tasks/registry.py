@@ -59,7 +59,7 @@ from lab.tasks.families.long import (
     timespeak_long,
 )
 from lab.tasks.families.monologue import monologue, monologue_corpus
-from lab.tasks.families.readout import delegate_open, timespeak_open
+from lab.tasks.families.readout import delegate_open, delegate_talking, timespeak_open
 from lab.tasks.families.repcount import repcount
 from lab.tasks.families.timespeak import timespeak
 from lab.tasks.families.turn import turn, turn_corpus, turn_flite, turn_heldout
@@ -118,6 +118,9 @@ FAMILIES: dict[str, Generator] = {
     "timespeak_newword": functools.partial(
         timespeak_open, split="heldout", kinds=(("every", 1.0),)
     ),
+    # the result arrives while the user talks: it waits for the end of the sentence
+    "delegate_wait": functools.partial(delegate_talking, split="train"),
+    "delegate_talking": delegate_talking,
 }
 
 
@@ -133,6 +136,7 @@ EVAL_ONLY = frozenset(
         "startstop_heldout",
         "delegate_heldout",
         "timespeak_newword",
+        "delegate_talking",
     }
 )
 

@@ -158,6 +158,47 @@ class _Festival:
             seen.append(line)
         return out.read_bytes()
 
+    def timings(self, text: str, stretch: float) -> tuple[bytes, list[tuple[str, float, float]]]:
+        """The render and its tokens' times: (WAV, [(token, start s, end s)]), each token as
+        festival split the text (punctuation stripped) with its spoken words' span."""
+        out = Path(self.tmp) / "speech.wav"
+        out.unlink(missing_ok=True)
+        quoted = text.replace("\\", " ").replace('"', " ")
+        assert self.proc.stdin is not None and self.proc.stdout is not None
+        self.proc.stdin.write(
+            f"(voice_{self.name})(Parameter.set 'Duration_Stretch {stretch:.3f})"
+            f'(set! microturn_utt (utt.synth (Utterance Text "{quoted}")))'
+            f'(utt.save.wave microturn_utt "{out}" \'riff){_TOKEN_TIMES}'
+            '(print "MICROTURN-DONE")\n'
+        )
+        self.proc.stdin.flush()
+        tokens: list[tuple[str, float, float]] = []
+        while True:
+            line = self.proc.stdout.readline()
+            if not line:
+                raise RuntimeError(f"festival ({self.name}) ended while aligning {text!r}")
+            if "MICROTURN-DONE" in line:
+                break
+            if line.startswith("MICROTURN-T "):
+                tokens.append((line[12:].rstrip("\n"), float("inf"), 0.0))
+            elif line.startswith("MICROTURN-W ") and tokens:
+                start, end = (float(v) for v in line.split()[1:3])
+                if end > 0:  # a spoken word (punctuation is a word with no time)
+                    name, s0, e0 = tokens[-1]
+                    tokens[-1] = (name, min(s0, start), max(e0, end))
+        return out.read_bytes(), tokens
+
+
+# Scheme: print each token of `microturn_utt` and the start and end of each of its words
+_TOKEN_TIMES = (
+    "(define (microturn_tokens tok) (if tok (begin"
+    ' (format t "MICROTURN-T %s\\n" (item.name tok))'
+    ' (mapcar (lambda (w) (format t "MICROTURN-W %s %s\\n"'
+    " (item.feat w 'word_start) (item.feat w 'word_end))) (item.daughters tok))"
+    " (microturn_tokens (item.next tok)))))"
+    "(microturn_tokens (utt.relation.first microturn_utt 'Token))"
+)
+
 
 _festivals: dict[tuple[int, str], _Festival] = {}
 
@@ -262,6 +303,60 @@ def model_mel(text: str) -> np.ndarray:
 def model_audio(text: str) -> np.ndarray:
     """The reference rendering of a model phrase (for STOI)."""
     return speech(text, MODEL_VOICE)
+
+
+def _align_bytes(text: str, tokens: list[tuple[str, float, float]], end: float) -> np.ndarray:
+    """Per byte of `text` (utf-8), the time its sound starts: a token's bytes spread evenly over
+    its words' span; a byte between tokens (space, punctuation) at the end of the token before
+    it; bytes festival did not voice as a token at the next token's start."""
+    raw = text.encode("utf-8")
+    times = np.full(len(raw), np.nan, np.float64)
+    at = 0
+    for name, start, stop in tokens:
+        if not np.isfinite(start) or stop <= start:
+            continue
+        found = raw.find(name.encode("utf-8"), at)
+        if found < 0:
+            continue
+        n = len(name.encode("utf-8"))
+        times[found : found + n] = start + (stop - start) * np.arange(n) / n
+        if found + n < len(raw):
+            times[found + n] = stop  # the byte after a token: the pause after it
+        at = found + n
+    # the rest: the next known time (so the cursor waits for the sound), else the end
+    nxt = end
+    for i in range(len(raw) - 1, -1, -1):
+        if np.isnan(times[i]):
+            times[i] = nxt
+        nxt = min(nxt, times[i])
+    return np.maximum.accumulate(times)
+
+
+@lru_cache(maxsize=4096)
+def model_alignment(text: str) -> np.ndarray:
+    """float32 [len(text.encode())]: the second at which each byte of `text` starts sounding in
+    `model_mel(text)` (the trimmed render), from festival's word timings; cached on disk."""
+    voice = MODEL_VOICE
+    digest = hashlib.sha1(f"align|{text}|{voice}".encode()).hexdigest()
+    path = cache_dir() / f"align-{digest[:20]}.npy"
+    try:
+        return np.load(path)
+    except (OSError, ValueError):
+        pass
+    key = (os.getpid(), voice.name)
+    proc = _festivals.get(key)
+    if proc is None or proc.proc.poll() is not None:
+        proc = _festivals[key] = _Festival(voice.name)
+    wav, tokens = proc.timings(text, FESTIVAL_NATURAL_WPM / voice.speed)
+    x = _read_wav(wav)
+    loud = np.flatnonzero(np.abs(x) > TRIM_LEVEL)
+    lead = max(0, loud[0] - 80) / SAMPLE_RATE_HZ if loud.size else 0.0
+    end = len(speech(text, voice)) / SAMPLE_RATE_HZ
+    times = (_align_bytes(text, tokens, end + lead) - lead).clip(0.0, end).astype(np.float32)
+    tmp = path.with_suffix(f".{os.getpid()}.tmp.npy")
+    np.save(tmp, times)
+    os.replace(tmp, path)
+    return times
 
 
 assert OUT_HOP_SAMPLES * MEL_FRAMES_PER_MICROTURN == MICROTURN_SAMPLES

@@ -20,7 +20,8 @@ SCHEDULE = [[0], [0, 1], [0, 1, 2], [2], [0, 2], [1, 2], [0, 1, 2], [1], [0, 1, 
 
 
 def engine(mode: str | None, capture: bool = False) -> Engine:
-    net = random_tiny(copy_memory=8)  # the copy pointer's memory goes through the graphs too
+    # the copy pointer's memory and the voice tape go through the graphs too
+    net = random_tiny(copy_memory=8, voice_window=6)
     assert net.text_head.copy is not None
     with torch.no_grad():
         net.text_head.copy.gate.bias.fill_(-1.0)

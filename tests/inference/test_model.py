@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import cast
+
 import numpy as np
 import pytest
 import torch
@@ -31,18 +33,31 @@ def step_input(
 
 
 @pytest.mark.parametrize(
-    ("pitch_in", "pins", "motion_in", "copy_memory"),
-    [(False, 0, False, 0), (True, 0, False, 0), (False, 3, True, 0), (False, 0, False, 10)],
+    ("pitch_in", "pins", "motion_in", "copy_memory", "voice_window"),
+    [
+        (False, 0, False, 0, 0),
+        (True, 0, False, 0, 0),
+        (False, 3, True, 0, 0),
+        (False, 0, False, 10, 0),
+        (False, 0, False, 0, 6),
+    ],
 )
 def test_streaming_equals_offline_full_sequence(
-    pitch_in: bool, pins: int, motion_in: bool, copy_memory: int
+    pitch_in: bool, pins: int, motion_in: bool, copy_memory: int, voice_window: int
 ) -> None:
     """pins 3: typed text every 4th micro-turn, so the ring of pins wraps too, and pinned
     micro-turns leave the window while others are still in it. motion_in: every third
     micro-turn has no frame, so the last frame seen is older than the last micro-turn.
     copy_memory 10: the copy pointer's memory holds under two messages, so it wraps; its gate
-    is opened so that copying decides bytes."""
-    model = random_tiny(pitch_in=pitch_in, pins=pins, motion_in=motion_in, copy_memory=copy_memory)
+    is opened so that copying decides bytes. voice_window 6: the offline forward, given the
+    advances the stream chose, conditions the flow head as the stream did."""
+    model = random_tiny(
+        pitch_in=pitch_in,
+        pins=pins,
+        motion_in=motion_in,
+        copy_memory=copy_memory,
+        voice_window=voice_window,
+    )
     if model.text_head.copy is not None:
         with torch.no_grad():
             model.text_head.copy.gate.bias.fill_(-1.0)
@@ -69,8 +84,17 @@ def test_streaming_equals_offline_full_sequence(
             index=torch.tensor([[i.index for i in c] for c in calls]),
             text_out=torch.stack([o.text_ids for o in outs], 1),
             logmel_out=torch.stack([o.logmel for o in outs], 1),
+            voice_advance=(
+                torch.stack([cast(torch.Tensor, o.voice_advance) for o in outs], 1)
+                if voice_window
+                else None
+            ),
         )
         offline = model(seq)
+        if voice_window:
+            assert offline.voice_logits is not None and seq.voice_advance is not None
+            assert torch.equal(offline.voice_logits.argmax(-1), seq.voice_advance)
+            assert len(set(seq.voice_advance.flatten().tolist())) > 2, "advances should vary"
         hidden = torch.stack([o.hidden for o in outs], 1)
         assert torch.allclose(hidden, offline.hidden, atol=1e-4), (
             (hidden - offline.hidden).abs().max()

@@ -43,6 +43,29 @@ def eval_delegate(runs: list[Run]) -> dict[str, Any]:
     }
 
 
+def eval_delegate_talking(runs: list[Run]) -> dict[str, Any]:
+    """Results that arrive while the user talks (families/readout.delegate_talking): said at all
+    (after they arrived, by 3 s after the user's sentence ended), and of those said, the share
+    whose first micro-turn fell while the user was still talking."""
+    said_any, over = [], []
+    for r in runs:
+        if not r.result_typed:
+            continue
+        at = r.result_typed[0][0]
+        start, end = r.ep.info["talk"]
+        value = norm(r.ep.info["value"])
+        onsets = [s.mt for s in r.utterances() if norm(s.text) == value and at <= s.mt <= end + 15]
+        said_any.append(bool(onsets))
+        if onsets:
+            over.append(start <= onsets[0] < end)
+    return {
+        **eval_delegate(runs),
+        "result_after_arrival": pct(float(np.mean(said_any))) if said_any else 0.0,
+        "result_over_user": pct(float(np.mean(over))) if over else 0.0,
+        "results_said": len(over),
+    }
+
+
 def entry_mts(text: str, slots: int = 8) -> int:
     """Micro-turns a message takes to enter the model (the engine's word-per-micro-turn queue)."""
     q = TextQueue(10_000)

@@ -19,6 +19,7 @@ from lab.tasks.episode import Episode, Utterance
 
 # ---- delegation ------------------------------------------------------------------------------------
 HOLD = "one moment"
+AFTER_TALK_MTS = 2  # a result that arrived while the user talked: said this long after they stop
 
 
 def _request(rng: np.random.Generator) -> tuple[str, str, str]:
@@ -91,6 +92,10 @@ def add_result_targets(ep: Episode) -> None:
         r0 = typed_eou(ep, at)
         value = ep.info["value"]
         m = first_free(ep.say, r0)
+        if "talk" in ep.info:  # the user is talking to the model: wait for the sentence's end
+            start, end = ep.info["talk"]
+            ep.hold.extend(range(max(r0, start), min(end, ep.n)))
+            m = max(m, end + AFTER_TALK_MTS)
         if m < ep.n:
             ep.say.append(Utterance(m, value, "result"))
         ep.info.update(result_at=at, r0=r0)

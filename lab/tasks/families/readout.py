@@ -122,3 +122,30 @@ def timespeak_open(
 ) -> Episode:
     """ "say W every N seconds" / "in N seconds say W" with W an open word."""
     return timespeak(rng, n, kinds=dict(kinds), words=open_words(split))
+
+
+def delegate_talking(rng: np.random.Generator, n: int, split: str = "heldout") -> Episode:
+    """A delegation whose result arrives while the user is talking to the model: the result
+    waits for the end of the sentence (families/delegate.add_result_targets, `talk`).
+
+    heldout (evaluation only): held-out values, a dev sentence in a held-out engine's (flite)
+    voice from a micro-turn before the result is due (if the model delegates on time);
+    train: training values, a turn of the training bank's speakers from 0-4 micro-turns before."""
+    from inference.protocol import MICROTURN_SAMPLES
+    from lab.tasks.common import place, speech_gain
+    from lab.tasks.corpus import sentence
+    from lab.tasks.speakers import utterance
+    from lab.tasks.voice import flite_voice, speech
+
+    ep = delegate(rng, n, request=functools.partial(open_request, split=split))
+    ep.task = "delegate_talking" if split == "heldout" else "delegate_wait"
+    assert ep.audio is not None
+    if split == "heldout":
+        voice, text, early = flite_voice(rng), sentence(rng, split="dev"), 1
+    else:
+        (voice, text), early = utterance(rng), int(rng.integers(0, 5))
+    clip = speech(text, voice)
+    start = ep.info["t0"] + ep.info["delay"] - early
+    place(ep.audio, clip, start * MICROTURN_SAMPLES, speech_gain(rng, clip))
+    ep.info.update(talk=(start, start + -(-len(clip) // MICROTURN_SAMPLES)), talk_text=text)
+    return ep
