@@ -83,7 +83,14 @@ from inference.text import (
 )
 from inference.video import MotionEmbedding, VideoEmbedding, last_seen
 from inference.vocoder import CTX_FRAMES, TAIL_SAMPLES, StreamingGriffinLim
-from inference.voice import TAPE, VoiceTape, tape_advance, tape_step, windows_offline
+from inference.voice import (
+    TAPE,
+    VoiceTape,
+    dwell_after,
+    tape_advance,
+    tape_step,
+    windows_offline,
+)
 
 NEVER = -(10**6)  # "no such event yet" for the relative clocks
 NEVER_S = 3600.0  # ... which they read as an hour ago
@@ -388,6 +395,7 @@ class StreamState:
     tape: Tensor  # [S, TAPE] int64
     tape_count: Tensor  # [S] int64
     voiced: Tensor  # [S] int64
+    dwell: Tensor  # [S] int64 micro-turns since the cursor last moved
 
     def tensors(self) -> list[Tensor]:
         return [
@@ -416,6 +424,7 @@ class StreamState:
             self.tape,
             self.tape_count,
             self.voiced,
+            self.dwell,
         ]
 
 
@@ -564,8 +573,8 @@ class InteractionModel(nn.Module):
         if self.voice is not None:
             if seq.voice_advance is None:
                 raise ValueError("a model with a voice tape needs the advances (voice_advance)")
-            window = windows_offline(seq.text_out, seq.voice_advance, self.voice.width)
-            voice_logits, w = self.voice.logits(h, window)
+            window, dwell = windows_offline(seq.text_out, seq.voice_advance, self.voice.width)
+            voice_logits, w = self.voice.logits(h, window, dwell)
             flow_cond = flow_cond + self.voice.cond(w, seq.voice_advance)
         return SequenceOutput(
             hidden=h,
@@ -613,6 +622,7 @@ class InteractionModel(nn.Module):
             tape=torch.full((slots, TAPE), PAD, dtype=torch.long, device=device),
             tape_count=torch.zeros(slots, dtype=torch.long, device=device),
             voiced=torch.zeros(slots, dtype=torch.long, device=device),
+            dwell=torch.zeros(slots, dtype=torch.long, device=device),
         )
         self.reset_state(state, torch.arange(slots, device=device))
         return state
@@ -639,6 +649,7 @@ class InteractionModel(nn.Module):
         state.tape[rows] = PAD
         state.tape_count[rows] = 0
         state.voiced[rows] = 0
+        state.dwell[rows] = 0
 
     def step(self, state: StreamState, rows: Rows, inp: StepInput) -> StepOutput:
         """One micro-turn for each row (a slot), rows of any ages. Advances their state."""
@@ -715,12 +726,13 @@ class InteractionModel(nn.Module):
                 text_ids,
                 self.voice.width,
             )
-            voice_logits, w = self.voice.logits(h, window)
+            voice_logits, w = self.voice.logits(h, window, state.dwell[idx])
             advance = voice_logits.argmax(-1)
             cond = cond + self.voice.cond(w, advance)
             state.tape[idx] = tape
             state.tape_count[idx] = count
             state.voiced[idx] = tape_advance(count, state.voiced[idx], advance)
+            state.dwell[idx] = dwell_after(state.dwell[idx], advance)
         x1 = self.flow.sample(cond, noise, cfg.flow_steps)  # [B, 1280]
         logmel = self.denormalize_mel(x1.float().view(batch, MEL_FRAMES_PER_MICROTURN, N_MELS))
         with torch.autocast(device_type=logmel.device.type, enabled=False):

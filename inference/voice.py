@@ -9,7 +9,9 @@ was given (the copy pointer's), because nothing told it which letters were due.
 The tape is every byte the model said (and EOU), in order, in a ring of `TAPE` per call. A cursor
 marks the first byte whose voicing has not started. Each micro-turn the voice head reads the
 world token's state and a window of bytes around the cursor (BACK before it, the rest after, as
-far as they are said) and chooses how many bytes start sounding in this micro-turn (0-8), or CUT:
+far as they are said) and how many micro-turns the cursor has stood still (a byte's sound lasts
+0-5 of them: "2994" is "two thousand nine hundred ninety four") and chooses how many bytes start
+sounding in this micro-turn (0-8), or CUT:
 drop what is left unsaid (a barge-in, a text-only reply). The flow head is conditioned on the
 window and that choice, so it sees the letters it is voicing, as a TTS model with a duration
 predictor does (FastSpeech), streaming and without looking further ahead than the text head.
@@ -35,6 +37,7 @@ CUT = ADVANCES  # the class that drops every byte said and not voiced yet
 VOICE_CLASSES = ADVANCES + 1
 BACK = 2  # bytes of the window before the cursor (already voiced: coarticulation)
 TAPE = 64  # bytes kept per call (the text leads the voice by at most ~25 in the training data)
+DWELLS = 8  # micro-turns since the cursor last moved, told to the heads up to this many - 1
 
 
 def on_tape(ids: Tensor) -> Tensor:
@@ -71,6 +74,11 @@ def tape_advance(count: Tensor, voiced: Tensor, advance: Tensor) -> Tensor:
     return torch.where(advance == CUT, count, moved)
 
 
+def dwell_after(dwell: Tensor, advance: Tensor) -> Tensor:
+    """Micro-turns since the cursor last moved, after a micro-turn's choice."""
+    return torch.where(advance == 0, dwell + 1, torch.zeros_like(dwell))
+
+
 def tape_step(
     tape: Tensor, count: Tensor, voiced: Tensor, ids: Tensor, width: int
 ) -> tuple[Tensor, Tensor, Tensor]:
@@ -79,29 +87,33 @@ def tape_step(
     return tape, count, tape_window(tape, count, voiced, width)
 
 
-def windows_offline(text_out: Tensor, advance: Tensor, width: int) -> Tensor:
+def windows_offline(text_out: Tensor, advance: Tensor, width: int) -> tuple[Tensor, Tensor]:
     """The streaming rule over whole calls: text_out [B, N, K], advance [B, N] (what was chosen at
-    each micro-turn) -> the window each micro-turn saw [B, N, width]."""
+    each micro-turn) -> (the window each micro-turn saw [B, N, width], its dwell [B, N])."""
     batch, n_mt, _ = text_out.shape
     dev = text_out.device
     tape = torch.full((batch, TAPE), PAD, dtype=torch.long, device=dev)
     count = torch.zeros(batch, dtype=torch.long, device=dev)
     voiced = torch.zeros(batch, dtype=torch.long, device=dev)
-    out = []
+    dwell = torch.zeros(batch, dtype=torch.long, device=dev)
+    windows, dwells = [], []
     for m in range(n_mt):
         tape, count, window = tape_step(tape, count, voiced, text_out[:, m], width)
-        out.append(window)
+        windows.append(window)
+        dwells.append(dwell)
         voiced = tape_advance(count, voiced, advance[:, m])
-    return torch.stack(out, 1)
+        dwell = dwell_after(dwell, advance[:, m])
+    return torch.stack(windows, 1), torch.stack(dwells, 1)
 
 
 class VoiceTape(nn.Module):
-    """The window's embedding, the advance head and the advance's embedding."""
+    """The window's and the dwell's embeddings, the advance head and the advance's embedding."""
 
     def __init__(self, width: int, embed_dim: int, d_model: int) -> None:
         super().__init__()
         self.width = width
         self.window = TextSlotsEmbedding(width, embed_dim, d_model)
+        self.dwell = nn.Embedding(DWELLS, d_model)
         self.head = nn.Linear(d_model, VOICE_CLASSES)
         self.advance = nn.Embedding(VOICE_CLASSES, d_model)
 
@@ -110,10 +122,12 @@ class VoiceTape(nn.Module):
         nn.init.zeros_(self.window.proj.weight)
         nn.init.zeros_(self.window.proj.bias)
         nn.init.zeros_(self.advance.weight)
+        nn.init.zeros_(self.dwell.weight)
 
-    def logits(self, h: Tensor, window: Tensor) -> tuple[Tensor, Tensor]:
-        """h [.., d], window [.., width] -> (advance logits [.., VOICE_CLASSES], window embedding)."""
-        w = self.window(window)
+    def logits(self, h: Tensor, window: Tensor, dwell: Tensor) -> tuple[Tensor, Tensor]:
+        """h [.., d], window [.., width], dwell [..] -> (advance logits [.., VOICE_CLASSES], the
+        tape's embedding)."""
+        w = self.window(window) + self.dwell(dwell.clamp_max(DWELLS - 1))
         return self.head(h + w), w
 
     def cond(self, w: Tensor, advance: Tensor) -> Tensor:

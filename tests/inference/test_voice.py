@@ -13,6 +13,7 @@ from inference.voice import (
     BACK,
     CUT,
     TAPE,
+    dwell_after,
     tape_advance,
     tape_step,
     tape_window,
@@ -59,15 +60,21 @@ def test_offline_windows_follow_the_streaming_rule() -> None:
     choices = torch.tensor([97, 98, 99, PAD, SIL, EOU])
     text_out = choices[torch.randint(0, len(choices), (2, 30, 4), generator=gen)]
     advance = torch.randint(0, CUT + 1, (2, 30), generator=gen)
-    offline = windows_offline(text_out, advance, 5)
+    advance[0, 9] = 1
+    advance[0, 10:14] = 0  # the cursor moves, then stands still for 4 micro-turns
+    offline, dwells = windows_offline(text_out, advance, 5)
     tape = torch.full((2, TAPE), PAD)
     count = torch.zeros(2, dtype=torch.long)
     voiced = torch.zeros(2, dtype=torch.long)
+    dwell = torch.zeros(2, dtype=torch.long)
     for m in range(30):
         tape, count, window = tape_step(tape, count, voiced, text_out[:, m], 5)
         assert torch.equal(offline[:, m], window), m
+        assert torch.equal(dwells[:, m], dwell), m
         voiced = tape_advance(count, voiced, advance[:, m])
+        dwell = dwell_after(dwell, advance[:, m])
         assert (voiced <= count).all()
+    assert dwells[0, 10:15].tolist() == [0, 1, 2, 3, 4]
 
 
 def test_widening_to_the_tape_keeps_the_voice() -> None:
