@@ -123,7 +123,8 @@ train: install-lab system-deps
 	$(call train_stage,remind,350,$(TRAIN_RUN)/export-remind)
 	$(call train_stage,copy,700,$(TRAIN_RUN)/export-copy)
 	$(call train_stage,match,900,$(TRAIN_RUN)/export-match)
-	$(call train_stage,hear,500,inference/checkpoints/small)
+	$(call train_stage,hear,500,$(TRAIN_RUN)/export-hear)
+	$(call train_stage,voice,1500,inference/checkpoints/small)
 
 # Held-out episodes through the serving engine; the committed report is bench/results/eval.json.
 EVAL_ARGS ?= --suite all --episodes 32 --seed 1 --baseline

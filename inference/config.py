@@ -172,15 +172,16 @@ PRESETS: dict[str, ModelConfig] = {
     ),
     # the shipped model (inference/checkpoints/small): typed text pinned past the window, the
     # motion input, the flow sampled at its mean (temperature 0: the most intelligible voice),
-    # the copy pointer over the last 128 text-in ids
+    # the copy pointer over the last 128 text-in ids, the voice tape (8 bytes around its cursor)
     "small": ModelConfig(
-        name="microturn-small-v2",
+        name="microturn-small-v3",
         mel_feedback=False,
         pitch_in=True,
         pins=32,
         motion_in=True,
         flow_temperature=0.0,
         copy_memory=128,
+        voice_window=8,
     ),
 }
 

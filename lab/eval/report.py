@@ -213,6 +213,18 @@ def world_rows(
                 "",
             )
         )
+    if "delegate_talking" in s:
+        rows.append(
+            (
+                "A held-out result that arrives while the user is talking: said over the user, % "
+                "of results said (said at all between its arrival and 3 s after the sentence, % "
+                "of results delivered)",
+                f"{get('delegate_talking', 'result_over_user')} "
+                f"({get('delegate_talking', 'result_after_arrival')})",
+                "",
+                "",
+            )
+        )
     if "long_repcount" in s:
         rows.append(
             (
