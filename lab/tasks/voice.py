@@ -137,14 +137,17 @@ class _Festival:
         )
         self.tmp = tempfile.mkdtemp(prefix="microturn-festival-")
 
-    def render(self, text: str, stretch: float) -> bytes:
+    def synth(self, text: str, stretch: float, then: str = "") -> tuple[bytes, list[str]]:
+        """Render `text` (as `microturn_utt`), run the Scheme `then` on it -> (the WAV, the lines
+        festival printed)."""
         out = Path(self.tmp) / "speech.wav"
         out.unlink(missing_ok=True)
         quoted = text.replace("\\", " ").replace('"', " ")
         assert self.proc.stdin is not None and self.proc.stdout is not None
         self.proc.stdin.write(
             f"(voice_{self.name})(Parameter.set 'Duration_Stretch {stretch:.3f})"
-            f'(utt.save.wave (utt.synth (Utterance Text "{quoted}")) "{out}" \'riff)'
+            f'(set! microturn_utt (utt.synth (Utterance Text "{quoted}")))'
+            f'(utt.save.wave microturn_utt "{out}" \'riff){then}'
             '(print "MICROTURN-DONE")\n'
         )
         self.proc.stdin.flush()
@@ -156,29 +159,14 @@ class _Festival:
             if "MICROTURN-DONE" in line:
                 break
             seen.append(line)
-        return out.read_bytes()
+        return out.read_bytes(), seen
 
     def timings(self, text: str, stretch: float) -> tuple[bytes, list[tuple[str, float, float]]]:
         """The render and its tokens' times: (WAV, [(token, start s, end s)]), each token as
         festival split the text (punctuation stripped) with its spoken words' span."""
-        out = Path(self.tmp) / "speech.wav"
-        out.unlink(missing_ok=True)
-        quoted = text.replace("\\", " ").replace('"', " ")
-        assert self.proc.stdin is not None and self.proc.stdout is not None
-        self.proc.stdin.write(
-            f"(voice_{self.name})(Parameter.set 'Duration_Stretch {stretch:.3f})"
-            f'(set! microturn_utt (utt.synth (Utterance Text "{quoted}")))'
-            f'(utt.save.wave microturn_utt "{out}" \'riff){_TOKEN_TIMES}'
-            '(print "MICROTURN-DONE")\n'
-        )
-        self.proc.stdin.flush()
+        wav, lines = self.synth(text, stretch, _TOKEN_TIMES)
         tokens: list[tuple[str, float, float]] = []
-        while True:
-            line = self.proc.stdout.readline()
-            if not line:
-                raise RuntimeError(f"festival ({self.name}) ended while aligning {text!r}")
-            if "MICROTURN-DONE" in line:
-                break
+        for line in lines:
             if line.startswith("MICROTURN-T "):
                 tokens.append((line[12:].rstrip("\n"), float("inf"), 0.0))
             elif line.startswith("MICROTURN-W ") and tokens:
@@ -186,7 +174,7 @@ class _Festival:
                 if end > 0:  # a spoken word (punctuation is a word with no time)
                     name, s0, e0 = tokens[-1]
                     tokens[-1] = (name, min(s0, start), max(e0, end))
-        return out.read_bytes(), tokens
+        return wav, tokens
 
 
 # Scheme: print each token of `microturn_utt` and the start and end of each of its words
@@ -203,12 +191,17 @@ _TOKEN_TIMES = (
 _festivals: dict[tuple[int, str], _Festival] = {}
 
 
-def _festival(text: str, voice: Voice) -> bytes:
-    key = (os.getpid(), voice.name)
+def _festival_process(name: str) -> _Festival:
+    """This process's festival for a voice (started, or restarted if it ended)."""
+    key = (os.getpid(), name)
     proc = _festivals.get(key)
     if proc is None or proc.proc.poll() is not None:
-        proc = _festivals[key] = _Festival(voice.name)
-    wav = proc.render(text, FESTIVAL_NATURAL_WPM / voice.speed)
+        proc = _festivals[key] = _Festival(name)
+    return proc
+
+
+def _festival(text: str, voice: Voice) -> bytes:
+    wav, _ = _festival_process(voice.name).synth(text, FESTIVAL_NATURAL_WPM / voice.speed)
     if voice.pitch:
         wav = subprocess.run(
             ["sox", "-t", "wav", "-", "-t", "wav", "-", "pitch", str(100 * voice.pitch)],
@@ -234,7 +227,12 @@ def _render(text: str, voice: Voice) -> np.ndarray:
     loud = np.flatnonzero(np.abs(x) > TRIM_LEVEL)
     if loud.size == 0:
         return np.zeros(0, np.float32)
-    return np.ascontiguousarray(x[max(0, loud[0] - 80) : loud[-1] + 160])
+    return np.ascontiguousarray(x[_trim_start(loud) : loud[-1] + 160])
+
+
+def _trim_start(loud: np.ndarray) -> int:
+    """The first sample a trimmed render keeps, from the indices of its loud samples."""
+    return max(0, int(loud[0]) - 80)
 
 
 def _read_wav(data: bytes) -> np.ndarray:
@@ -343,14 +341,9 @@ def model_alignment(text: str) -> np.ndarray:
         return np.load(path)
     except (OSError, ValueError):
         pass
-    key = (os.getpid(), voice.name)
-    proc = _festivals.get(key)
-    if proc is None or proc.proc.poll() is not None:
-        proc = _festivals[key] = _Festival(voice.name)
-    wav, tokens = proc.timings(text, FESTIVAL_NATURAL_WPM / voice.speed)
-    x = _read_wav(wav)
-    loud = np.flatnonzero(np.abs(x) > TRIM_LEVEL)
-    lead = max(0, loud[0] - 80) / SAMPLE_RATE_HZ if loud.size else 0.0
+    wav, tokens = _festival_process(voice.name).timings(text, FESTIVAL_NATURAL_WPM / voice.speed)
+    loud = np.flatnonzero(np.abs(_read_wav(wav)) > TRIM_LEVEL)
+    lead = _trim_start(loud) / SAMPLE_RATE_HZ if loud.size else 0.0
     end = len(speech(text, voice)) / SAMPLE_RATE_HZ
     times = (_align_bytes(text, tokens, end + lead) - lead).clip(0.0, end).astype(np.float32)
     tmp = path.with_suffix(f".{os.getpid()}.tmp.npy")
