@@ -57,6 +57,7 @@ from lab.tasks.families.long import (
     recall_long,
     repcount_long,
     timespeak_long,
+    timespeak_slow,
 )
 from lab.tasks.families.monologue import monologue, monologue_corpus
 from lab.tasks.families.readout import delegate_open, delegate_talking, timespeak_open
@@ -95,6 +96,7 @@ FAMILIES: dict[str, Generator] = {
     # long calls (families/long.py): training shows minutes in little (a skipped stretch);
     # evaluation steps real calls of 10 and 3 minutes
     "timespeak_long": timespeak_long,
+    "timespeak_slow": timespeak_slow,
     "repcount_long": repcount_long,
     "recall_long": recall_long,
     "long_timespeak": long_timespeak,

@@ -37,6 +37,29 @@ def test_timespeak_long_keeps_the_period_across_the_jump_and_learns_nothing_in_t
     assert changes == {"stop", "period"}
 
 
+def test_timespeak_slow_shows_every_w_of_a_long_period_with_its_gaps_in_little() -> None:
+    periods, compressed, stops = set(), 0, 0
+    for seed in range(32):
+        ep = make("timespeak_slow", seed, 200)
+        period, t0 = ep.info["period"], ep.info["t0"]
+        periods.add(period)
+        assert 4 <= period <= 20 and not ep.ignore
+        p5 = period * PER_S
+        clock = ep.clock() - ep.start_index
+        # a skip is shorter than a period: no W falls unseen, the relative clocks stay exact
+        assert all(0 < k < p5 for _, k in ep.skips)
+        compressed += bool(ep.skips)
+        said = [int(clock[u.mt]) for u in ep.say]
+        change = ep.info["change"]
+        until = int(clock[change["mt"]]) if change else int(clock[-1]) + 1
+        due = [c for c in range(t0 + p5, until, p5) if c in set(clock.tolist())]
+        assert said == due and said and said[0] == t0 + p5  # every W in view on the schedule
+        if change is not None:
+            stops += 1
+            assert int(clock[-1]) > until  # the silence after "stop" is shown
+    assert max(periods) >= 18 and stops > 0 and 10 < compressed < 32
+
+
 def test_repcount_long_goes_on_counting_from_the_true_count() -> None:
     for seed in range(12):
         ep = make("repcount_long", seed, 220)

@@ -11,6 +11,8 @@ first utterance there): what a real call would show and a skipped one cannot.
 
     timespeak_long  typed "say W every N seconds" (N 3-20), kept up across the jump; sometimes a
                     later "stop" or a new period ("now every M seconds"), typed after the jump
+    timespeak_slow  periods of 8-20 s, every W in view: the gaps between them shown in little
+                    (skips shorter than a period), the first W of a long period and the next
     repcount_long   typed "count my reps", something moving all along; the counting goes on
                     across the jump (counts into the hundreds), sometimes "how many?" at the end
     recall_long     a number typed to be remembered ("my locker number is 42"), the question
@@ -108,6 +110,63 @@ def timespeak_long(
             ep.say.append(Utterance(m, word, "say"))
     ep.ignore.append((first, lead_end))
     ep.info.update(word=word, period=period, t0=t0, jump=jump, first=first, change=change)
+    add_video(rng, ep, p_motion=0.3)
+    ep.audio = audio
+    return ep
+
+
+def timespeak_slow(rng: np.random.Generator, n: int) -> Episode:
+    """Training: "say W every N seconds" with N of 8-20 s (a quarter 4-7 s), its gaps shown in
+    little. The short family's periods are 2-10 s and timespeak_long's first W of a long period
+    mostly falls in its jump, so the v3 model never said a 20 s period's first W in 10-minute
+    calls, and a 220 micro-turn episode holds at most one gap of 20 s. Here the call is seen
+    around each W (6-20 micro-turns before it, 4-12 after) and the rest of each gap is skipped
+    (`Episode.skips`: less than a period, so no W falls unseen and both relative clocks stay
+    exact); in 30 % of episodes nothing is skipped. Minutes pass in a 220 micro-turn episode, so
+    the clock since the instruction reaches values only long calls had (a 5 s period was kept for
+    a minute, then slipped). The first W is due when the clock since the instruction reads N, each
+    next one when the clock since the model's own last W does; in 30 % a "stop" is typed after one
+    and the Ws' times that follow pass in silence."""
+    ep, audio = new_episode("timespeak_slow", rng, n)
+    word = str(rng.choice(SAY_WORDS))
+    period = int(rng.integers(8, 21)) if rng.random() < 0.75 else int(rng.integers(4, 8))
+    p5 = period * PER_S
+    t_typed = early_text(rng, n)
+    text = rng.choice(EVERY).format(w=word, n=num_text(period, rng))
+    t0 = instruct(ep, rng, audio, t_typed, text, None)
+    compress = rng.random() < 0.7
+    stop_after = int(rng.integers(1, 4)) if rng.random() < 0.3 else None
+    stop_text = str(rng.choice(STOPS))
+    # the visible call: clock value of each visible micro-turn, built segment by segment
+    clock: list[int] = list(range(min(n, t0 + int(rng.integers(3, 11)))))
+    k, stopped_at = 1, None
+    while len(clock) < n:
+        due = t0 + k * p5
+        nxt = due - int(rng.integers(6, 21)) if compress else clock[-1] + 1
+        nxt = max(nxt, clock[-1] + 1)
+        end = due + int(rng.integers(8 if stop_after == k else 4, 13)) if compress else due + 1
+        clock.extend(range(nxt, end))
+        if stop_after == k:
+            stopped_at = due + 3
+        k += 1
+    clock = clock[:n]
+    ep.skips = [
+        (m, clock[m] - clock[m - 1] - 1) for m in range(1, n) if clock[m] > clock[m - 1] + 1
+    ]
+    change: dict[str, Any] | None = None
+    if stopped_at is not None and stopped_at in clock:
+        at = clock.index(stopped_at)
+        instruct(ep, rng, audio, at, stop_text, None)
+        end_typed = typed_eou(ep, at)
+        if end_typed < n and clock[end_typed] < stopped_at + 8:  # typed in view
+            change = {"kind": "stop", "mt": at}
+        else:
+            ep.typed.pop()
+    until = clock[change["mt"]] if change is not None else clock[-1] + 1
+    for m, c in enumerate(clock):
+        if t0 < c < until and (c - t0) % p5 == 0 and fits(ep, m):
+            ep.say.append(Utterance(m, word, "say"))
+    ep.info.update(word=word, period=period, t0=t0, change=change, compressed=compress)
     add_video(rng, ep, p_motion=0.3)
     ep.audio = audio
     return ep
