@@ -106,3 +106,13 @@ def test_recall_asks_minutes_later_for_the_number_told_and_scores_the_answer() -
 
     right, wrong, late = run(q0, str(n)), run(q0, str(n + 1)), run(q0 + 10, str(n))
     assert eval_recall([right, wrong, late, right])["answer_accuracy"] == 50.0
+
+
+def test_the_period_probe_reads_the_shipped_models_first_w() -> None:
+    from inference.checkpoint import load
+    from lab.eval.periods import first_onset_s
+
+    model = load().eval()
+    # trained periods (the short family's 2-10 s) are read right: W after exactly N seconds
+    assert first_onset_s(model, "say hello every 7 seconds") == 7.0
+    assert first_onset_s(model, "say hello every 10 seconds") == 10.0

@@ -119,10 +119,10 @@ def timespeak_slow(rng: np.random.Generator, n: int) -> Episode:
     """Training: "say W every N seconds" with N of 8-20 s (a quarter 4-7 s), its gaps shown in
     little. The short family's periods are 2-10 s and timespeak_long's first W of a long period
     mostly falls in its jump, so the v3 model never said a 20 s period's first W in 10-minute
-    calls, and a 220 micro-turn episode holds at most one gap of 20 s. Here the call is seen
-    around each W (6-20 micro-turns before it, 4-12 after) and the rest of each gap is skipped
-    (`Episode.skips`: less than a period, so no W falls unseen and both relative clocks stay
-    exact); in 30 % of episodes nothing is skipped. Minutes pass in a 220 micro-turn episode, so
+    calls, and a 220 micro-turn episode holds at most one gap of 20 s. Here the first gap is
+    seen whole and each later W from 6 micro-turns to a whole period before it (and 4-12 after),
+    the rest of each gap skipped (`Episode.skips`: less than a period, so no W falls unseen and
+    both relative clocks stay exact); in 30 % of episodes nothing is skipped. Minutes pass in a 220 micro-turn episode, so
     the clock since the instruction reaches values only long calls had (a 5 s period was kept for
     a minute, then slipped). The first W is due when the clock since the instruction reads N, each
     next one when the clock since the model's own last W does; in 30 % a "stop" is typed after one
@@ -138,11 +138,14 @@ def timespeak_slow(rng: np.random.Generator, n: int) -> Episode:
     stop_after = int(rng.integers(1, 4)) if rng.random() < 0.3 else None
     stop_text = str(rng.choice(STOPS))
     # the visible call: clock value of each visible micro-turn, built segment by segment
-    clock: list[int] = list(range(min(n, t0 + int(rng.integers(3, 11)))))
+    clock: list[int] = list(range(min(n, t0 + 1)))
     k, stopped_at = 1, None
     while len(clock) < n:
         due = t0 + k * p5
-        nxt = due - int(rng.integers(6, 21)) if compress else clock[-1] + 1
+        # the first gap whole (a W said early is a misread period); later ones from a random
+        # point on, so early Ws are still seen and taught against
+        pre = p5 - 1 if k == 1 else int(rng.integers(6, max(7, p5 - 4)))
+        nxt = due - pre if compress else clock[-1] + 1
         nxt = max(nxt, clock[-1] + 1)
         end = due + int(rng.integers(8 if stop_after == k else 4, 13)) if compress else due + 1
         clock.extend(range(nxt, end))
