@@ -30,6 +30,7 @@ Stages (each resumes the last; see docs/model.md):
     long    long calls: periods of 8-20 s in view (timespeak_slow), the long families weighed up
             (measured, not shipped)
     period  the long mix with timespeak_slow at 0.22 and 4x the lr (measured, not shipped)
+    keep    after period, the hear mix back with the long families at 0.07 (measured, not shipped)
 """
 
 from __future__ import annotations
@@ -479,4 +480,14 @@ STAGES["period"] = {
     **STAGES["long"],
     "mix": _reweighed(STAGES["long"]["mix"], timespeak_slow=0.25),
     "lr": 1e-3,
+}
+
+# After `period`: the hear mix back with timespeak_slow and timespeak_long at 0.08 (normalised
+# 0.07), lr 2.5e-4, 300 steps (13 min), to win back what `period` cost; measured, not shipped.
+# Seed 2: 10-minute calls on time 38.3 -> 28.6 % (v3 24.0; periods of 3-10 s 66.2 -> 45.4), stops
+# obeyed 15.4 -> 38.5; against v3 TimeSpeak 81.1 -> 78.7, CueSpeak 76.0 -> 68.0, the lab's turns'
+# false interruptions 16.4 -> 27.4 %; the probe's readings those of `period`.
+STAGES["keep"] = {
+    **STAGES["long"],
+    "mix": _reweighed(STAGES["hear"]["mix"], timespeak_slow=0.08, timespeak_long=0.08),
 }
