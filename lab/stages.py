@@ -453,11 +453,11 @@ STAGES["wait"] = {
 # jump), so a 20 s period's first W never came, and a 5 s period kept for a minute then slipped
 # by a second at a time. The hear mix with timespeak_slow (periods of 8-20 s, the gaps shown in
 # little; its first version, b7f732f) and the long families weighed up, everything trainable,
-# the voice tape's config. Run
-# for 700 steps from v3 (36 min) and measured, not shipped; `make train` does not run it: on time
-# in 10-minute calls (seed 2, 16 episodes) 24.0 -> 30.7 % at step 500, 22.3 at 700; the lab's
-# turns taken 85.2 -> 73.8 %, held-out exercise reps 18.8 -> 0 (docs/model.md). Teacher-forced,
-# "every eleven seconds" still fires at 9-10 s: the period's number is misread.
+# the voice tape's config. Run for 700 steps from v3 (36 min) and measured, not shipped; `make
+# train` does not run it: on time in 10-minute calls (seed 2, 16 episodes) 24.0 -> 30.7 % at step
+# 500, 22.3 at 700; the lab's turns taken 85.2 -> 73.8 %, held-out exercise reps 18.8 -> 0
+# (docs/model.md). Teacher-forced, "every eleven seconds" still fires at 9-10 s: the period's
+# number is misread.
 STAGES["long"] = {
     **STAGES["hear"],
     "config": STAGES["voice"]["config"],

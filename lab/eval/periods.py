@@ -17,8 +17,7 @@ import numpy as np
 import torch
 
 from inference.checkpoint import load
-from inference.model import InteractionModel
-from inference.text import N_BYTES
+from inference.model import InteractionModel, speaks
 from lab.tasks.batch import collate
 from lab.tasks.common import PER_S, instruct, new_episode
 
@@ -35,8 +34,8 @@ def first_onset_s(model: InteractionModel, text: str, n: int = 160, seed: int = 
     batch = collate([ep], model.cfg)
     with torch.no_grad():
         out = model(batch.seq)
-    speaks = (out.text_logits[0, :, 0].float().argmax(-1) < N_BYTES).tolist()
-    first = next((m for m in range(t0 + 1, n) if speaks[m]), None)
+    said = speaks(out.text_logits[0].float().argmax(-1)).tolist()  # greedy, as the engine
+    first = next((m for m in range(t0 + 1, n) if said[m]), None)
     return None if first is None else (first - t0) / PER_S
 
 

@@ -11,8 +11,8 @@ first utterance there): what a real call would show and a skipped one cannot.
 
     timespeak_long  typed "say W every N seconds" (N 3-20), kept up across the jump; sometimes a
                     later "stop" or a new period ("now every M seconds"), typed after the jump
-    timespeak_slow  periods of 8-20 s, every W in view: the gaps between them shown in little
-                    (skips shorter than a period), the first W of a long period and the next
+    timespeak_slow  periods of 8-20 s (a quarter 4-7 s), every W in view: the first gap whole,
+                    the later ones shown in little (skips shorter than a period)
     repcount_long   typed "count my reps", something moving all along; the counting goes on
                     across the jump (counts into the hundreds), sometimes "how many?" at the end
     recall_long     a number typed to be remembered ("my locker number is 42"), the question
@@ -122,11 +122,11 @@ def timespeak_slow(rng: np.random.Generator, n: int) -> Episode:
     calls, and a 220 micro-turn episode holds at most one gap of 20 s. Here the first gap is
     seen whole and each later W from 6 micro-turns to a whole period before it (and 4-12 after),
     the rest of each gap skipped (`Episode.skips`: less than a period, so no W falls unseen and
-    both relative clocks stay exact); in 30 % of episodes nothing is skipped. Minutes pass in a 220 micro-turn episode, so
-    the clock since the instruction reaches values only long calls had (a 5 s period was kept for
-    a minute, then slipped). The first W is due when the clock since the instruction reads N, each
-    next one when the clock since the model's own last W does; in 30 % a "stop" is typed after one
-    and the Ws' times that follow pass in silence."""
+    both relative clocks stay exact); in 30 % of episodes nothing is skipped. Minutes pass in a
+    220 micro-turn episode, so the clock since the instruction reaches values only long calls had
+    (a 5 s period was kept for a minute, then slipped). The first W is due when the clock since
+    the instruction reads N, each next one when the clock since the model's own last W does; in
+    30 % a "stop" is typed after one and the Ws' times that follow pass in silence."""
     ep, audio = new_episode("timespeak_slow", rng, n)
     word = str(rng.choice(SAY_WORDS))
     period = int(rng.integers(8, 21)) if rng.random() < 0.75 else int(rng.integers(4, 8))
@@ -166,8 +166,8 @@ def timespeak_slow(rng: np.random.Generator, n: int) -> Episode:
         else:
             ep.typed.pop()
     until = clock[change["mt"]] if change is not None else clock[-1] + 1
-    for m, c in enumerate(clock):
-        if t0 < c < until and (c - t0) % p5 == 0 and fits(ep, m):
+    for m in _schedule(t0, p5, until, np.asarray(clock)):
+        if fits(ep, m):
             ep.say.append(Utterance(m, word, "say"))
     ep.info.update(word=word, period=period, t0=t0, change=change, compressed=compress)
     add_video(rng, ep, p_motion=0.3)
