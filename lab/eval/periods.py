@@ -1,12 +1,20 @@
 """How the model reads the period of "say W every N seconds" (issue 30).
 
     python -m lab.eval.periods [--checkpoint DIR] [--periods 7,11,eleven,14,...]
+    python -m lab.eval.periods --long [--checkpoint DIR] [--seed 2] [--length 600]
 
 Teacher-forced: one quiet call per wording, the instruction typed at micro-turn 2, the model's own
 outputs silence; prints the seconds from the instruction's last micro-turn to the first micro-turn
 whose first byte is not silence under greedy decoding (what the serving engine would say). A
 model that reads N right says W N seconds after; the v3 model said it 9 s after "every 20
 seconds", and running free it then repeats at multiples of its reading.
+
+--long: the evaluation's 10-minute calls (`long_timespeak`, 16 of the seed's episodes, cut at
+`--length` micro-turns and before any later "stop" or change), teacher-forced with every W at
+its due micro-turn; prints, by how far into the call a W is due, the model's probability of
+starting to speak right then. Greedy decoding starts only above 0.5; a probability that falls
+as the call goes on is a schedule the model loses running free (the v3 model: 0.93 in the first
+100 micro-turns, about 0.5 after 200).
 """
 
 from __future__ import annotations
@@ -18,6 +26,8 @@ import torch
 
 from inference.checkpoint import load
 from inference.model import InteractionModel, speaks
+from inference.protocol import MICROTURN_SAMPLES
+from inference.text import SIL
 from lab.tasks.batch import collate
 from lab.tasks.common import PER_S, instruct, new_episode
 
@@ -39,14 +49,53 @@ def first_onset_s(model: InteractionModel, text: str, n: int = 160, seed: int = 
     return None if first is None else (first - t0) / PER_S
 
 
+def onset_at_due(
+    model: InteractionModel, seed: int = 2, length: int = 600, band: int = 100
+) -> dict[int, list[float]]:
+    """{band start micro-turn: P(start speaking) at each due W in it}, teacher-forced (--long)."""
+    from lab.eval.suites import episodes_for
+    from lab.tasks.episode import Episode
+
+    out: dict[int, list[float]] = {}
+    for ep in episodes_for("long_timespeak", 16, seed):
+        change = ep.info.get("change")
+        n = min(length, change["mt"] if change else length)
+        cut = Episode(
+            task=ep.task,
+            n=n,
+            start_index=ep.start_index,
+            typed=[(m, t) for m, t in ep.typed if m < n],
+            say=[u for u in ep.say if u.mt < n],
+            audio=None if ep.audio is None else ep.audio[: n * MICROTURN_SAMPLES],
+            frames=None if ep.frames is None else ep.frames[:n],
+            has_frame=None if ep.has_frame is None else ep.has_frame[:n],
+        )
+        with torch.no_grad():
+            logits = model(collate([cut], model.cfg).seq).text_logits[0, :, 0].float()
+        p_speak = 1.0 - logits.softmax(-1)[:, SIL]
+        for u in cut.say:
+            out.setdefault(u.mt // band * band, []).append(float(p_speak[u.mt]))
+    return dict(sorted(out.items()))
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--checkpoint", default=None, help="checkpoint directory (default: shipped)")
     ap.add_argument("--periods", default=",".join(PERIODS), help="comma-separated N as typed")
     ap.add_argument("--word", default="hello")
+    ap.add_argument("--long", action="store_true", help="P(onset) at due Ws of 10-minute calls")
+    ap.add_argument("--seed", type=int, default=2, help="--long: the evaluation seed")
+    ap.add_argument("--length", type=int, default=600, help="--long: micro-turns per call")
     args = ap.parse_args(argv)
     torch.set_num_threads(1)
     model = load(args.checkpoint).eval()
+    if args.long:
+        print("| W due at, s | Ws | mean P(onset) | share > 0.5 |\n|---|---|---|---|")
+        for start, ps in onset_at_due(model, args.seed, args.length).items():
+            a = np.array(ps)
+            lo, hi = start // PER_S, (start + 100) // PER_S
+            print(f"| {lo}-{hi} | {len(a)} | {a.mean():.2f} | {np.mean(a > 0.5):.2f} |")
+        return 0
     print("| typed | first W after, s |\n|---|---|")
     for n in args.periods.split(","):
         got = first_onset_s(model, f"say {args.word} every {n} seconds")

@@ -96,6 +96,7 @@ FAMILIES: dict[str, Generator] = {
     # long calls (families/long.py): training shows minutes in little (a skipped stretch);
     # evaluation steps real calls of 10 and 3 minutes
     "timespeak_long": timespeak_long,
+    "timespeak_far": functools.partial(timespeak_long, far=True),
     "timespeak_slow": timespeak_slow,
     "repcount_long": repcount_long,
     "recall_long": recall_long,

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 import numpy as np
 
 from lab.tasks.common import PER_S
@@ -35,6 +37,25 @@ def test_timespeak_long_keeps_the_period_across_the_jump_and_learns_nothing_in_t
             if change["kind"] == "stop":
                 assert not [m for m in said if m > change["mt"] + 3]
     assert changes == {"stop", "period"}
+
+
+def test_timespeak_far_jumps_right_after_the_instruction_and_shows_the_schedule_whole() -> None:
+    seen_after = 0
+    for seed in range(24):
+        ep = make("timespeak_far", seed, 220)
+        ((first, jump),) = ep.skips
+        assert ep.task == "timespeak_far" and first < 40 and jump >= 150
+        assert ep.info["t0"] < first  # the instruction is in before the jump
+        clock = ep.clock() - ep.start_index
+        period = ep.info["period"] * PER_S
+        change = ep.info["change"]
+        until = change["mt"] if change else ep.n
+        after = [u.mt for u in ep.say if first <= u.mt < until]
+        assert all((clock[m] - ep.info["t0"]) % period == 0 for m in after)
+        # nothing skipped after the jump: consecutive Ws are a period apart in view too
+        assert all(b - a == period for a, b in itertools.pairwise(after))
+        seen_after += len(after) >= 3
+    assert seen_after >= 6  # most of the episode is the old schedule, seen whole
 
 
 def test_timespeak_slow_shows_every_w_of_a_long_period_with_its_gaps_in_little() -> None:
@@ -116,3 +137,14 @@ def test_the_period_probe_reads_the_shipped_models_first_w() -> None:
     # trained periods (the short family's 2-10 s) are read right: W after exactly N seconds
     assert first_onset_s(model, "say hello every 7 seconds") == 7.0
     assert first_onset_s(model, "say hello every 10 seconds") == 10.0
+
+
+def test_the_long_probe_finds_the_shipped_model_sure_of_a_schedule_early_in_a_call() -> None:
+    from inference.checkpoint import load
+    from lab.eval.periods import onset_at_due
+
+    bands = onset_at_due(load().eval(), seed=2, length=100, band=50)
+    assert set(bands) <= {0, 50} and sum(len(v) for v in bands.values()) >= 16
+    assert all(0.0 <= p <= 1.0 for v in bands.values() for p in v)
+    # the first Ws of a typed schedule: due, and the model is sure of them
+    assert float(np.mean(bands[0] + bands.get(50, []))) > 0.8

@@ -11,6 +11,8 @@ first utterance there): what a real call would show and a skipped one cannot.
 
     timespeak_long  typed "say W every N seconds" (N 3-20), kept up across the jump; sometimes a
                     later "stop" or a new period ("now every M seconds"), typed after the jump
+    timespeak_far   the same with the jump right after the instruction: a schedule minutes old
+                    seen whole for most of the episode
     timespeak_slow  periods of 8-20 s (a quarter 4-7 s), every W in view: the first gap whole,
                     the later ones shown in little (skips shorter than a period)
     repcount_long   typed "count my reps", something moving all along; the counting goes on
@@ -69,11 +71,20 @@ def _schedule(t0: int, period_mt: int, until: int, clock: np.ndarray) -> list[in
 
 
 def timespeak_long(
-    rng: np.random.Generator, n: int, skip: tuple[int, int] = (150, 3000)
+    rng: np.random.Generator, n: int, skip: tuple[int, int] = (150, 3000), far: bool = False
 ) -> Episode:
-    """Training: "say W every N seconds", a jump of `skip` micro-turns, and it goes on."""
-    ep, audio = new_episode("timespeak_long", rng, n)
-    first = int(rng.integers(max(30, n // 5), max(31, n // 2)))  # the first stretch
+    """Training: "say W every N seconds", a jump of `skip` micro-turns, and it goes on.
+
+    far (`timespeak_far`): the jump comes right after the instruction, so most of the episode
+    is a schedule minutes old seen whole, its Ws filling the window at their period. Teacher-
+    forced, the v3 model's onset probability at a due W was 0.93 in a call's first 100
+    micro-turns and about 0.5 after 200 (`python -m lab.eval.periods --long`): the short
+    families end at 220 and timespeak_long's second stretch is short."""
+    ep, audio = new_episode("timespeak_far" if far else "timespeak_long", rng, n)
+    if far:  # the instruction and a few quiet micro-turns
+        first = int(rng.integers(12, 40))
+    else:
+        first = int(rng.integers(max(30, n // 5), max(31, n // 2)))  # the first stretch
     jump = int(rng.integers(*skip))
     ep.skips.append((first, jump))
     clock = ep.clock() - ep.start_index  # micro-turns since the call's first visible one
