@@ -31,6 +31,9 @@ Stages (each resumes the last; see docs/model.md):
             (measured, not shipped)
     period  the long mix with timespeak_slow at 0.22 and 4x the lr (measured, not shipped)
     keep    after period, the hear mix back with the long families at 0.07 (measured, not shipped)
+    far     schedules minutes old seen whole (timespeak_far) with timespeak_slow, from v3
+            (measured, not shipped)
+    slowonly, saidclock  probes of why a long period's later Ws are not learnt (not models)
 """
 
 from __future__ import annotations
@@ -490,4 +493,39 @@ STAGES["period"] = {
 STAGES["keep"] = {
     **STAGES["long"],
     "mix": _reweighed(STAGES["hear"]["mix"], timespeak_slow=0.08, timespeak_long=0.08),
+}
+
+# A schedule minutes old, seen whole (issue 30). Teacher-forced on seed 2's 10-minute calls
+# (`python -m lab.eval.periods --long`), the v3 model's probability of starting a due W is 0.93
+# in a call's first 20 s and 0.49-0.56 after 40 s: greedy decoding misses half of them running
+# free, and each W missed or late moves the next. Nothing trained a full window of Ws at their
+# period with the clock since the instruction past 220 micro-turns (the short families end
+# there, timespeak_long's second stretch is short, timespeak_slow skips). The hear mix with
+# timespeak_far (the jump right after the instruction), timespeak_slow (periods read right) and
+# timespeak_long, at twice hear's lr, from v3.
+STAGES["far"] = {
+    **STAGES["long"],
+    "mix": _reweighed(
+        STAGES["hear"]["mix"], timespeak_far=0.16, timespeak_slow=0.12, timespeak_long=0.06
+    ),
+    "lr": 5e-4,
+}
+
+# Probes from `far`'s export, not models (docs/model.md, the `far` row). Teacher-forced, the
+# second and later Ws of periods of 12 s and more stayed at P(onset) 0.0-0.3 after `far`, though
+# every one is in view in timespeak_slow. `slowonly`: the family alone at a high lr, to see
+# whether they can be learnt at all (400 steps: the second W of 11-20 s periods at 0.6-1.0, the
+# third and later mostly under 0.5, on its own episodes too; a 3 s period lost); `saidclock`:
+# only the projection of the clock since the model's own last W trains (the rest frozen): it
+# moved nothing, the comparison is the trunk's.
+STAGES["slowonly"] = {
+    **STAGES["long"],
+    "mix": {"timespeak_slow": 1.0},
+    "lr": 1e-3,
+}
+STAGES["saidclock"] = {
+    **STAGES["far"],
+    "mix": _reweighed(STAGES["hear"]["mix"], timespeak_slow=0.3, timespeak_far=0.1),
+    "frozen": tuple(p for p in (*_TRUNK, "voice.", "flow", "said_") if p != "clock_said."),
+    "lr": 3e-3,
 }
