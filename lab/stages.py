@@ -27,13 +27,8 @@ Stages (each resumes the last; see docs/model.md):
             only the voice's parts train
     wait    results that arrive while the user talks wait for the end of the sentence (measured,
             not shipped)
-    long    long calls: periods of 8-20 s in view (timespeak_slow), the long families weighed up
-            (measured, not shipped)
-    period  the long mix with timespeak_slow at 0.22 and 4x the lr (measured, not shipped)
-    keep    after period, the hear mix back with the long families at 0.07 (measured, not shipped)
-    far     schedules minutes old seen whole (timespeak_far) with timespeak_slow, from v3
-            (measured, not shipped)
-    slowonly, saidclock  probes of why a long period's later Ws are not learnt (not models)
+    long, period, keep, far  long calls (issue 30; measured, not shipped)
+    slowonly, saidclock, drift  probes of why long calls lose later Ws (not models)
 """
 
 from __future__ import annotations
@@ -450,17 +445,10 @@ STAGES["wait"] = {
     "mix": _reweighed(STAGES["hear"]["mix"], delegate_wait=0.08),
 }
 
-# Long calls (issue 30): in 10-minute calls the v3 model said "W every N seconds" on time 25.1 % of
-# the time (seed 1; 50.8 % in the first minute): a period over 10 s was never taught in view (the
-# short family's periods are 2-10 s; timespeak_long's first W of a long period mostly falls in its
-# jump), so a 20 s period's first W never came, and a 5 s period kept for a minute then slipped
-# by a second at a time. The hear mix with timespeak_slow (periods of 8-20 s, the gaps shown in
-# little; its first version, b7f732f) and the long families weighed up, everything trainable,
-# the voice tape's config. Run for 700 steps from v3 (36 min) and measured, not shipped; `make
-# train` does not run it: on time in 10-minute calls (seed 2, 16 episodes) 24.0 -> 30.7 % at step
-# 500, 22.3 at 700; the lab's turns taken 85.2 -> 73.8 %, held-out exercise reps 18.8 -> 0
-# (docs/model.md). Teacher-forced, "every eleven seconds" still fires at 9-10 s: the period's
-# number is misread.
+# Long calls (issue 30). Every stage below was measured and not shipped; `make train` runs none
+# of them; their numbers are docs/model.md's rows of the same names. v3 kept "W every N seconds"
+# on time 24.0 % in seed 2's 10-minute calls.
+# long: periods of 8-20 s in view (timespeak_slow's first version, b7f732f), 700 steps from v3.
 STAGES["long"] = {
     **STAGES["hear"],
     "config": STAGES["voice"]["config"],
@@ -468,41 +456,21 @@ STAGES["long"] = {
         STAGES["hear"]["mix"], timespeak_long=0.14, timespeak_slow=0.12, repcount_long=0.05
     ),
 }
-
-# Periods read right (issue 30), measured, not shipped; `make train` does not run it. The `long`
-# run taught little about the first W because timespeak_slow then skipped most of the first gap,
-# where a misread period says W early; the family now shows the first gap whole and each later
-# one from a random point. The long mix with timespeak_slow at 0.22 (normalised) at 4x the lr,
-# 300 steps from v3 (13 min). Seed 2, 16 ten-minute calls: on time 24.0 -> 38.3 % (periods of
-# 3-10 s 40.0 -> 66.2, 11-20 s 1.3 -> 8.9; minutes 5-9 at 57-61 %), but a later stop or new
-# period obeyed 30.8 -> 15.4 % and more Ws said than due (1,257 for 911); TimeSpeak 81.1 -> 73.1,
-# CueSpeak 76.0 -> 68.5, the lab's turns taken 85.2 -> 77.9 %. Teacher-forced
-# (`python -m lab.eval.periods`), the first W of "every N seconds" now comes at N s for 11,
-# "fourteen", 16 and 20 (v3: 16 only of those over 10).
+# period: periods read right (the first gap whole), 4x the lr, 300 steps from v3: 38.3 %, but
+# stops obeyed 30.8 -> 15.4 % and TimeSpeak, CueSpeak and turn-taking fell.
 STAGES["period"] = {
     **STAGES["long"],
     "mix": _reweighed(STAGES["long"]["mix"], timespeak_slow=0.25),
     "lr": 1e-3,
 }
-
-# After `period`: the hear mix back with timespeak_slow and timespeak_long at 0.08 (normalised
-# 0.07), lr 2.5e-4, 300 steps (13 min), to win back what `period` cost; measured, not shipped.
-# Seed 2: 10-minute calls on time 38.3 -> 28.6 % (v3 24.0; periods of 3-10 s 66.2 -> 45.4), stops
-# obeyed 15.4 -> 38.5; against v3 TimeSpeak 81.1 -> 78.7, CueSpeak 76.0 -> 68.0, the lab's turns'
-# false interruptions 16.4 -> 27.4 %; the probe's readings those of `period`.
+# keep: after `period`, the hear mix back with the long families at 0.07: the gain went (28.6 %).
 STAGES["keep"] = {
     **STAGES["long"],
     "mix": _reweighed(STAGES["hear"]["mix"], timespeak_slow=0.08, timespeak_long=0.08),
 }
-
-# A schedule minutes old, seen whole (issue 30). Teacher-forced on seed 2's 10-minute calls
-# (`python -m lab.eval.periods --long`), the v3 model's probability of starting a due W is 0.93
-# in a call's first 20 s and 0.49-0.56 after 40 s: greedy decoding misses half of them running
-# free, and each W missed or late moves the next. Nothing trained a full window of Ws at their
-# period with the clock since the instruction past 220 micro-turns (the short families end
-# there, timespeak_long's second stretch is short, timespeak_slow skips). The hear mix with
-# timespeak_far (the jump right after the instruction), timespeak_slow (periods read right) and
-# timespeak_long, at twice hear's lr, from v3.
+# far: schedules minutes old seen whole (timespeak_far), 700 steps from v3. Teacher-forced
+# (`python -m lab.eval.periods --long`) v3 was sure of a due W in a call's first 20 s (0.93) and
+# not after 40 s (0.49-0.56). far: 30.8 %; TimeSpeak 81.1 -> 70.4, turns taken 85.2 -> 73.0 %.
 STAGES["far"] = {
     **STAGES["long"],
     "mix": _reweighed(
@@ -510,14 +478,13 @@ STAGES["far"] = {
     ),
     "lr": 5e-4,
 }
-
-# Probes from `far`'s export, not models (docs/model.md, the `far` row). Teacher-forced, the
-# second and later Ws of periods of 12 s and more stayed at P(onset) 0.0-0.3 after `far`, though
-# every one is in view in timespeak_slow. `slowonly`: the family alone at a high lr, to see
-# whether they can be learnt at all (400 steps: the second W of 11-20 s periods at 0.6-1.0, the
-# third and later mostly under 0.5, on its own episodes too; a 3 s period lost); `saidclock`:
-# only the projection of the clock since the model's own last W trains (the rest frozen): it
-# moved nothing, the comparison is the trunk's.
+# Probes from far's export, not models. After far the second and later Ws of periods of 12 s and
+# more stayed at P(onset) 0.0-0.3. slowonly: timespeak_slow alone (can they be learnt at all?
+# slowly: 400 steps put the second W at 0.6-1.0). saidclock: only the projection of the clock
+# since the model's own last W trains: nothing moved, the comparison is the trunk's. drift:
+# timespeak_drift alone, 550 steps: a W moved in the history is followed a period after it, and
+# the due Ws of 10-minute calls stay at 0.84-0.99 teacher-forced; running free 19.4 % (93.9 % in
+# the first minute), no stop obeyed (the family has none).
 STAGES["slowonly"] = {
     **STAGES["long"],
     "mix": {"timespeak_slow": 1.0},
@@ -529,3 +496,4 @@ STAGES["saidclock"] = {
     "frozen": tuple(p for p in (*_TRUNK, "voice.", "flow", "said_") if p != "clock_said."),
     "lr": 3e-3,
 }
+STAGES["drift"] = {**STAGES["slowonly"], "mix": {"timespeak_drift": 1.0}}

@@ -56,6 +56,7 @@ from lab.tasks.families.long import (
     long_timespeak,
     recall_long,
     repcount_long,
+    timespeak_drift,
     timespeak_long,
     timespeak_slow,
 )
@@ -97,6 +98,7 @@ FAMILIES: dict[str, Generator] = {
     # evaluation steps real calls of 10 and 3 minutes
     "timespeak_long": timespeak_long,
     "timespeak_far": functools.partial(timespeak_long, far=True),
+    "timespeak_drift": timespeak_drift,
     "timespeak_slow": timespeak_slow,
     "repcount_long": repcount_long,
     "recall_long": recall_long,

@@ -58,6 +58,26 @@ def test_timespeak_far_jumps_right_after_the_instruction_and_shows_the_schedule_
     assert seen_after >= 6  # most of the episode is the old schedule, seen whole
 
 
+def test_timespeak_drift_times_each_w_from_the_last_one_said_and_learns_nothing_off_time() -> None:
+    offs = compressed = 0
+    for seed in range(24):
+        ep = make("timespeak_drift", seed, 220)
+        clock = ep.clock() - ep.start_index
+        period = ep.info["period"] * PER_S
+        said = [int(clock[u.mt]) for u in ep.say]
+        # the first W on the instruction's clock (or a slip of it), each next a period after
+        # the last one said, whatever the instruction's grid says
+        assert abs(said[0] - ep.info["t0"] - period) <= 3
+        assert all(b - a - period in range(-3, 4) for a, b in itertools.pairwise(said))
+        off = {at for _, at in ep.info["off"]}
+        valid = targets(ep, 8, 4).valid
+        for u, c in zip(ep.say, said, strict=True):
+            assert bool(valid[u.mt]) == (c not in off)  # an off-time W is an input only
+        offs += len(off)
+        compressed += bool(ep.skips)
+    assert offs >= 8 and compressed >= 4
+
+
 def test_timespeak_slow_shows_every_w_of_a_long_period_with_its_gaps_in_little() -> None:
     periods, compressed, stops = set(), 0, 0
     for seed in range(32):
