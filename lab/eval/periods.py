@@ -2,6 +2,7 @@
 
     python -m lab.eval.periods [--checkpoint DIR] [--periods 7,11,eleven,14,...]
     python -m lab.eval.periods --long [--checkpoint DIR] [--seed 2] [--length 600]
+    python -m lab.eval.periods --slip [--checkpoint DIR]
 
 Teacher-forced: one quiet call per wording, the instruction typed at micro-turn 2, the model's own
 outputs silence; prints the seconds from the instruction's last micro-turn to the first micro-turn
@@ -15,6 +16,10 @@ its due micro-turn; prints, by how far into the call a W is due, the model's pro
 starting to speak right then. Greedy decoding starts only above 0.5; a probability that falls
 as the call goes on is a schedule the model loses running free (the v3 model: 0.93 in the first
 100 micro-turns, about 0.5 after 200).
+
+--slip: "say hello every N seconds" with the first W on time and the second moved by a few
+micro-turns, as a model's own slip running free; prints P(onset) where the third is due on the
+instruction's grid and a period after the moved W. v3 gave 0.0-0.2 at both for a 5 s period.
 """
 
 from __future__ import annotations
@@ -30,6 +35,7 @@ from inference.protocol import MICROTURN_SAMPLES
 from inference.text import SIL
 from lab.tasks.batch import collate
 from lab.tasks.common import PER_S, instruct, new_episode
+from lab.tasks.episode import Utterance
 
 PERIODS = ["7", "10", "11", "eleven", "12", "14", "fourteen", "16", "18", "20", "twenty"]
 
@@ -47,6 +53,25 @@ def first_onset_s(model: InteractionModel, text: str, n: int = 160, seed: int = 
     said = speaks(out.text_logits[0].float().argmax(-1)).tolist()  # greedy, as the engine
     first = next((m for m in range(t0 + 1, n) if said[m]), None)
     return None if first is None else (first - t0) / PER_S
+
+
+def after_slip(
+    model: InteractionModel, period: int, shift: int, n: int = 200
+) -> tuple[float, float]:
+    """(P(onset) at the third W's due micro-turn on the grid, a period after the second W), the
+    second W said `shift` micro-turns off its grid, teacher-forced (--slip)."""
+    rng = np.random.default_rng(5)
+    ep, audio = new_episode("periods", rng, n)
+    ep.start_index = 0
+    t0 = instruct(ep, rng, audio, 2, f"say hello every {period} seconds", None)
+    p5 = period * PER_S
+    second = t0 + 2 * p5 + shift
+    ep.say = [Utterance(t0 + p5, "hello", "say"), Utterance(second, "hello", "say")]
+    ep.audio = audio
+    with torch.no_grad():
+        logits = model(collate([ep], model.cfg).seq).text_logits[0, :, 0].float()
+    p_speak = 1.0 - logits.softmax(-1)[:, SIL]
+    return float(p_speak[t0 + 3 * p5]), float(p_speak[second + p5])
 
 
 def onset_at_due(
@@ -86,9 +111,18 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--long", action="store_true", help="P(onset) at due Ws of 10-minute calls")
     ap.add_argument("--seed", type=int, default=2, help="--long: the evaluation seed")
     ap.add_argument("--length", type=int, default=600, help="--long: micro-turns per call")
+    ap.add_argument("--slip", action="store_true", help="P(onset) after a W said off time")
     args = ap.parse_args(argv)
     torch.set_num_threads(1)
     model = load(args.checkpoint).eval()
+    if args.slip:
+        print("| period, s | slip, micro-turns | on the grid | a period after the slip |")
+        print("|---|---|---|---|")
+        for period in (5, 7, 9):
+            for shift in (0, 2, -2, 3, -3):
+                grid, said = after_slip(model, period, shift)
+                print(f"| {period} | {shift:+d} | {grid:.2f} | {said:.2f} |")
+        return 0
     if args.long:
         print("| W due at, s | Ws | mean P(onset) | share > 0.5 |\n|---|---|---|---|")
         for start, ps in onset_at_due(model, args.seed, args.length).items():

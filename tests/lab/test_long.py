@@ -168,3 +168,14 @@ def test_the_long_probe_finds_the_shipped_model_sure_of_a_schedule_early_in_a_ca
     assert all(0.0 <= p <= 1.0 for v in bands.values() for p in v)
     # the first Ws of a typed schedule: due, and the model is sure of them
     assert float(np.mean(bands[0] + bands.get(50, []))) > 0.8
+
+
+def test_the_slip_probe_reads_an_unmoved_schedule_at_its_due_micro_turn() -> None:
+    from inference.checkpoint import load
+    from lab.eval.periods import after_slip
+
+    model = load().eval()
+    grid, said = after_slip(model, 5, 0)
+    assert grid == said > 0.8  # no slip: the grid and a period after the last W are one place
+    moved = after_slip(model, 5, 3)
+    assert moved != (grid, said) and all(0.0 <= p <= 1.0 for p in moved)
