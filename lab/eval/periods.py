@@ -28,6 +28,7 @@ import argparse
 
 import numpy as np
 import torch
+from torch import Tensor
 
 from inference.checkpoint import load
 from inference.model import InteractionModel, speaks
@@ -35,18 +36,31 @@ from inference.protocol import MICROTURN_SAMPLES
 from inference.text import SIL
 from lab.tasks.batch import collate
 from lab.tasks.common import PER_S, instruct, new_episode
-from lab.tasks.episode import Utterance
+from lab.tasks.episode import Episode, Utterance
 
 PERIODS = ["7", "10", "11", "eleven", "12", "14", "fourteen", "16", "18", "20", "twenty"]
 
 
-def first_onset_s(model: InteractionModel, text: str, n: int = 160, seed: int = 5) -> float | None:
-    """Seconds from the typed instruction's end to the model's first greedy onset (None: silent)."""
+def _typed_call(text: str, n: int, seed: int = 5) -> tuple[Episode, int]:
+    """A quiet call with `text` typed at micro-turn 2 -> (episode, the instruction's end)."""
     rng = np.random.default_rng(seed)
     ep, audio = new_episode("periods", rng, n)
     ep.start_index = 0
     t0 = instruct(ep, rng, audio, 2, text, None)
     ep.audio = audio
+    return ep, t0
+
+
+def _p_onset(model: InteractionModel, ep: Episode) -> Tensor:
+    """P(the first output byte is not silence) at each micro-turn, teacher-forced: [n]."""
+    with torch.no_grad():
+        logits = model(collate([ep], model.cfg).seq).text_logits[0, :, 0].float()
+    return 1.0 - logits.softmax(-1)[:, SIL]
+
+
+def first_onset_s(model: InteractionModel, text: str, n: int = 160, seed: int = 5) -> float | None:
+    """Seconds from the typed instruction's end to the model's first greedy onset (None: silent)."""
+    ep, t0 = _typed_call(text, n, seed)
     batch = collate([ep], model.cfg)
     with torch.no_grad():
         out = model(batch.seq)
@@ -60,17 +74,11 @@ def after_slip(
 ) -> tuple[float, float]:
     """(P(onset) at the third W's due micro-turn on the grid, a period after the second W), the
     second W said `shift` micro-turns off its grid, teacher-forced (--slip)."""
-    rng = np.random.default_rng(5)
-    ep, audio = new_episode("periods", rng, n)
-    ep.start_index = 0
-    t0 = instruct(ep, rng, audio, 2, f"say hello every {period} seconds", None)
+    ep, t0 = _typed_call(f"say hello every {period} seconds", n)
     p5 = period * PER_S
     second = t0 + 2 * p5 + shift
     ep.say = [Utterance(t0 + p5, "hello", "say"), Utterance(second, "hello", "say")]
-    ep.audio = audio
-    with torch.no_grad():
-        logits = model(collate([ep], model.cfg).seq).text_logits[0, :, 0].float()
-    p_speak = 1.0 - logits.softmax(-1)[:, SIL]
+    p_speak = _p_onset(model, ep)
     return float(p_speak[t0 + 3 * p5]), float(p_speak[second + p5])
 
 
@@ -79,7 +87,6 @@ def onset_at_due(
 ) -> dict[int, list[float]]:
     """{band start micro-turn: P(start speaking) at each due W in it}, teacher-forced (--long)."""
     from lab.eval.suites import episodes_for
-    from lab.tasks.episode import Episode
 
     out: dict[int, list[float]] = {}
     for ep in episodes_for("long_timespeak", 16, seed):
@@ -95,9 +102,7 @@ def onset_at_due(
             frames=None if ep.frames is None else ep.frames[:n],
             has_frame=None if ep.has_frame is None else ep.has_frame[:n],
         )
-        with torch.no_grad():
-            logits = model(collate([cut], model.cfg).seq).text_logits[0, :, 0].float()
-        p_speak = 1.0 - logits.softmax(-1)[:, SIL]
+        p_speak = _p_onset(model, cut)
         for u in cut.say:
             out.setdefault(u.mt // band * band, []).append(float(p_speak[u.mt]))
     return dict(sorted(out.items()))

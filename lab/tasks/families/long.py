@@ -72,6 +72,15 @@ def _schedule(t0: int, period_mt: int, until: int, clock: np.ndarray) -> list[in
     return out
 
 
+def _skips(clock: list[int]) -> list[tuple[int, int]]:
+    """`Episode.skips` of a visible call given as the clock value of each visible micro-turn."""
+    return [
+        (m, clock[m] - clock[m - 1] - 1)
+        for m in range(1, len(clock))
+        if clock[m] > clock[m - 1] + 1
+    ]
+
+
 def timespeak_long(
     rng: np.random.Generator, n: int, skip: tuple[int, int] = (150, 3000), far: bool = False
 ) -> Episode:
@@ -166,9 +175,7 @@ def timespeak_slow(rng: np.random.Generator, n: int) -> Episode:
             stopped_at = due + 3
         k += 1
     clock = clock[:n]
-    ep.skips = [
-        (m, clock[m] - clock[m - 1] - 1) for m in range(1, n) if clock[m] > clock[m - 1] + 1
-    ]
+    ep.skips = _skips(clock)
     change: dict[str, Any] | None = None
     if stopped_at is not None and stopped_at in clock:
         at = clock.index(stopped_at)
@@ -219,9 +226,7 @@ def timespeak_drift(rng: np.random.Generator, n: int) -> Episode:
         if shift:
             off.append((due, at))
     clock = clock[:n]
-    ep.skips = [
-        (m, clock[m] - clock[m - 1] - 1) for m in range(1, n) if clock[m] > clock[m - 1] + 1
-    ]
+    ep.skips = _skips(clock)
     index = {c: m for m, c in enumerate(clock)}
     for c in said:
         if c in index and fits(ep, index[c]):
