@@ -84,6 +84,10 @@ class ModelConfig:
     # relative clocks in the world token: time since the last typed message (or result) fully
     # entered, and since the model last started an utterance (what TimeSpeak needs)
     rel_clock: bool = True
+    # with rel_clock: the clock since the last typed message also as its phase in every whole-
+    # second period (model.PhaseClock), so a schedule minutes old is due where it was at first;
+    # the relative clocks then read at most a minute (model.CLOCK_CAP_S)
+    phase_clock: bool = False
     # the self token hears back the mel the model played. Off: only its text. In training that
     # mel is the clean target voice, in serving the flow head's sample, a mismatch that cost
     # free-running timing (docs/model.md); off, training and serving see the same self token
@@ -150,6 +154,7 @@ LATER_FIELDS: dict[str, Any] = {
     "motion_in": False,
     "copy_memory": 0,
     "voice_window": 0,
+    "phase_clock": False,
 }
 
 PRESETS: dict[str, ModelConfig] = {

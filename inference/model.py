@@ -94,6 +94,10 @@ from inference.voice import (
 
 NEVER = -(10**6)  # "no such event yet" for the relative clocks
 NEVER_S = 3600.0  # ... which they read as an hour ago
+# with the phase clock, the relative clocks read at most a minute: older, only the phase of the
+# clock since the last typed message tells the time (training calls are minutes shown in little,
+# so a clock of 10 minutes would be a value training rarely showed)
+CLOCK_CAP_S = 60
 MEL_DIM = MEL_FRAMES_PER_MICROTURN * N_MELS  # 1280 values per micro-turn of output
 N_CONTROL = 2  # 0 = nothing, 1 = delegate to the background model
 CONTROL_DELEGATE = 1
@@ -116,10 +120,11 @@ def apply_rope(x: Tensor, cos: Tensor, sin: Tensor) -> Tensor:
     return torch.cat([x1 * cos - x2 * sin, x2 * cos + x1 * sin], dim=-1).to(x.dtype)
 
 
-def elapsed_mt(now: Tensor, last: Tensor) -> Tensor:
-    """Micro-turns since `last` (NEVER -> NEVER_S seconds), as micro-turns (float)."""
+def elapsed_mt(now: Tensor, last: Tensor, cap: int | None = None) -> Tensor:
+    """Micro-turns since `last` (NEVER -> NEVER_S seconds), at most `cap` unless NEVER."""
     never = torch.full_like(now, int(NEVER_S * 1000 / MICROTURN_MS))
-    return torch.where(last <= NEVER // 2, never, now - last)
+    since = now - last if cap is None else (now - last).clamp_max(cap)
+    return torch.where(last <= NEVER // 2, never, since)
 
 
 def speaks(text_ids: Tensor) -> Tensor:
@@ -169,6 +174,33 @@ class TimeEmbedding(nn.Module):
         seconds = index.to(torch.float64) * (MICROTURN_MS / 1000)
         angles = (seconds[..., None] * self.freqs.double()).float()
         return self.proj(torch.cat([torch.sin(angles), torch.cos(angles)], dim=-1))
+
+
+class PhaseClock(nn.Module):
+    """Micro-turns since the last typed message -> [..., d]: its phase in every whole-second
+    period of 1-60 s (config `phase_clock`). "Every N seconds" is due where the phase of period N
+    is zero, minutes on as in the first seconds: read from the instruction's clock, a W said a
+    micro-turn late does not move the next one. TimeEmbedding's log-spaced periods hold no such
+    phase once the clock has run past a few periods (the trunk would have to take it modulo N),
+    and with this clock they stop at CLOCK_CAP_S.
+    Zero before any typed message (NEVER)."""
+
+    periods: Tensor
+
+    def __init__(self, d_model: int, max_period_s: int = 60) -> None:
+        super().__init__()
+        per_s = 1000 // MICROTURN_MS
+        self.register_buffer(
+            "periods", torch.arange(1, max_period_s + 1) * per_s, persistent=False
+        )  # micro-turns
+        self.proj = nn.Linear(2 * max_period_s, d_model)
+
+    def forward(self, now: Tensor, last: Tensor) -> Tensor:
+        """now, last: micro-turn numbers (last NEVER: no typed message yet)."""
+        t = (now - last).long()[..., None]
+        angles = 2 * math.pi * (t % self.periods).float() / self.periods.float()
+        seen = (last > NEVER // 2)[..., None].float()
+        return self.proj(torch.cat([torch.sin(angles), torch.cos(angles)], dim=-1) * seen)
 
 
 # ---- trunk ----------------------------------------------------------------------------------------
@@ -449,6 +481,8 @@ class InteractionModel(nn.Module):
         if cfg.rel_clock:
             self.clock_text = TimeEmbedding(cfg.time_embed_dim, d)
             self.clock_said = TimeEmbedding(cfg.time_embed_dim, d)
+            if cfg.phase_clock:
+                self.clock_phase = PhaseClock(d)
         self.token_type = nn.Parameter(torch.zeros(TOKENS_PER_MICROTURN, d))
         self.blocks = nn.ModuleList(Block(cfg) for _ in range(cfg.n_layers))
         self.norm = nn.RMSNorm(d)
@@ -483,9 +517,16 @@ class InteractionModel(nn.Module):
         x = self.audio_in(bins) + self.video_in(frames, has_frame) + self.text_in(text_in)
         return x + time + self.token_type[WORLD_TOKEN]
 
-    def _clocks(self, since_text: Tensor, since_said: Tensor) -> Tensor:
-        """Relative clocks (micro-turns since the last typed message / own utterance) -> [.., d]."""
-        return self.clock_text(since_text) + self.clock_said(since_said)
+    def _clocks(self, now: Tensor, last_text: Tensor, last_said: Tensor) -> Tensor:
+        """Relative clocks (micro-turns since the last typed message / own utterance, given as
+        micro-turn numbers, NEVER for none) -> [.., d]."""
+        cap = CLOCK_CAP_S * 1000 // MICROTURN_MS if self.cfg.phase_clock else None
+        clocks = self.clock_text(elapsed_mt(now, last_text, cap)) + self.clock_said(
+            elapsed_mt(now, last_said, cap)
+        )
+        if self.cfg.phase_clock:
+            clocks = clocks + self.clock_phase(now, last_text)
+        return clocks
 
     def normalize_mel(self, logmel: Tensor) -> Tensor:
         return (logmel - self.mel_mean) / self.mel_std
@@ -544,8 +585,7 @@ class InteractionModel(nn.Module):
             upto = last_event(utterance_starts(seq.text_out))  # last start at or before m
             last_start = torch.cat([torch.full_like(upto[:, :1], NEVER), upto[:, :-1]], 1)
             x_world = x_world + self._clocks(
-                elapsed_mt(steps, at_step(steps, last_eou)),
-                elapsed_mt(steps, at_step(steps, last_start)),
+                steps, at_step(steps, last_eou), at_step(steps, last_start)
             )
         x = torch.stack([x_self, x_world], dim=2).flatten(1, 2)  # [B, 2N, d]
         token = torch.arange(TOKENS_PER_MICROTURN, device=x.device)
@@ -674,7 +714,7 @@ class InteractionModel(nn.Module):
             last_eou = torch.where((inp.text_in == EOU).any(-1), n_mt, state.last_eou[idx])
             state.last_eou[idx] = last_eou
             x[:, WORLD_TOKEN] = x[:, WORLD_TOKEN] + self._clocks(
-                elapsed_mt(n_mt, last_eou), elapsed_mt(n_mt, state.last_start[idx])
+                n_mt, last_eou, state.last_start[idx]
             )
         pos = TOKENS_PER_MICROTURN * n_mt[:, None] + torch.arange(
             TOKENS_PER_MICROTURN, device=idx.device

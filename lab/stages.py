@@ -28,6 +28,7 @@ Stages (each resumes the last; see docs/model.md):
     wait    results that arrive while the user talks wait for the end of the sentence (measured,
             not shipped)
     long, period, keep, far  long calls (issue 30; measured, not shipped)
+    phase   the phase clock (config phase_clock) and schedules kept on the instruction's grid
     slowonly, saidclock, drift  probes of why long calls lose later Ws (not models)
 """
 
@@ -445,10 +446,9 @@ STAGES["wait"] = {
     "mix": _reweighed(STAGES["hear"]["mix"], delegate_wait=0.08),
 }
 
-# Long calls (issue 30). Every stage below was measured and not shipped; `make train` runs none
-# of them; their numbers are docs/model.md's rows of the same names. v3 kept "W every N seconds"
-# on time 24.0 % in seed 2's 10-minute calls.
-# long: periods of 8-20 s in view (timespeak_slow's first version, b7f732f), 700 steps from v3.
+# Long calls (issue 30). Every stage below but `phase` was measured and not shipped; `make train`
+# runs none of them; their numbers are docs/model.md's rows of the same names (v3: 24.0 % on time).
+# long: periods of 8-20 s in view (timespeak_slow's first version), 700 steps from v3.
 STAGES["long"] = {
     **STAGES["hear"],
     "config": STAGES["voice"]["config"],
@@ -456,21 +456,19 @@ STAGES["long"] = {
         STAGES["hear"]["mix"], timespeak_long=0.14, timespeak_slow=0.12, repcount_long=0.05
     ),
 }
-# period: periods read right (the first gap whole), 4x the lr, 300 steps from v3: 38.3 %, but
-# stops obeyed 30.8 -> 15.4 % and TimeSpeak, CueSpeak and turn-taking fell.
+# period: periods read right, 4x the lr, 300 steps from v3 (stops and turn-taking fell).
 STAGES["period"] = {
     **STAGES["long"],
     "mix": _reweighed(STAGES["long"]["mix"], timespeak_slow=0.25),
     "lr": 1e-3,
 }
-# keep: after `period`, the hear mix back with the long families at 0.07: the gain went (28.6 %).
+# keep: after `period`, the hear mix back with the long families at 0.07: the gain went.
 STAGES["keep"] = {
     **STAGES["long"],
     "mix": _reweighed(STAGES["hear"]["mix"], timespeak_slow=0.08, timespeak_long=0.08),
 }
-# far: schedules minutes old seen whole (timespeak_far), 700 steps from v3. Teacher-forced
-# (`python -m lab.eval.periods --long`) v3 was sure of a due W in a call's first 20 s (0.93) and
-# not after 40 s (0.49-0.56). far: 30.8 %; TimeSpeak 81.1 -> 70.4, turns taken 85.2 -> 73.0 %.
+# far: schedules minutes old seen whole (timespeak_far), 700 steps from v3: 30.8 % on time, but
+# TimeSpeak 81.1 -> 70.4 and turns taken 85.2 -> 73.0 %.
 STAGES["far"] = {
     **STAGES["long"],
     "mix": _reweighed(
@@ -478,18 +476,10 @@ STAGES["far"] = {
     ),
     "lr": 5e-4,
 }
-# Probes from far's export, not models. After far the second and later Ws of periods of 12 s and
-# more stayed at P(onset) 0.0-0.3. slowonly: timespeak_slow alone (can they be learnt at all?
-# slowly: 400 steps put the second W at 0.6-1.0). saidclock: only the projection of the clock
-# since the model's own last W trains: nothing moved, the comparison is the trunk's. drift:
-# timespeak_drift alone, 550 steps: a W moved in the history is followed a period after it, and
-# the due Ws of 10-minute calls stay at 0.84-0.99 teacher-forced; running free 19.4 % (93.9 % in
-# the first minute), no stop obeyed (the family has none).
-STAGES["slowonly"] = {
-    **STAGES["long"],
-    "mix": {"timespeak_slow": 1.0},
-    "lr": 1e-3,
-}
+# Probes from far's export, not models. slowonly: timespeak_slow alone. saidclock: only the
+# clock since the model's own last W trains (nothing moved). drift: timespeak_drift alone; running
+# free it timed each W from the last one said and shortened long periods to the gaps in view.
+STAGES["slowonly"] = {**STAGES["long"], "mix": {"timespeak_slow": 1.0}, "lr": 1e-3}
 STAGES["saidclock"] = {
     **STAGES["far"],
     "mix": _reweighed(STAGES["hear"]["mix"], timespeak_slow=0.3, timespeak_far=0.1),
@@ -497,3 +487,14 @@ STAGES["saidclock"] = {
     "lr": 3e-3,
 }
 STAGES["drift"] = {**STAGES["slowonly"], "mix": {"timespeak_drift": 1.0}}
+# phase: the phase clock (config phase_clock, model.PhaseClock, its projection new at 8x the lr;
+# the copy pointer at the lr): "every N seconds" on the instruction's grid at any age, through
+# the model's own slips (timespeak_grid) and minutes on (timespeak_far), beside the hear mix.
+STAGES["phase"] = {
+    **STAGES["hear"],
+    "config": {**STAGES["voice"]["config"], "phase_clock": True},
+    "mix": _reweighed(STAGES["hear"]["mix"], timespeak_grid=0.16, timespeak_far=0.06),
+    "lr": 3e-4,
+    "fast": ("clock_phase.",),
+    "fast_scale": 8.0,
+}

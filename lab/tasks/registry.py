@@ -50,6 +50,7 @@ from lab.tasks.families.exercise import (
     startstop,
     startstop_heldout,
 )
+from lab.tasks.families.grid import timespeak_grid
 from lab.tasks.families.long import (
     long_recall,
     long_repcount,
@@ -99,6 +100,7 @@ FAMILIES: dict[str, Generator] = {
     "timespeak_long": timespeak_long,
     "timespeak_far": functools.partial(timespeak_long, far=True),
     "timespeak_drift": timespeak_drift,
+    "timespeak_grid": timespeak_grid,  # families/grid.py: for the phase clock
     "timespeak_slow": timespeak_slow,
     "repcount_long": repcount_long,
     "recall_long": recall_long,

@@ -33,30 +33,37 @@ def step_input(
 
 
 @pytest.mark.parametrize(
-    ("pitch_in", "pins", "motion_in", "copy_memory", "voice_window"),
+    ("pitch_in", "pins", "motion_in", "copy_memory", "voice_window", "phase_clock"),
     [
-        (False, 0, False, 0, 0),
-        (True, 0, False, 0, 0),
-        (False, 3, True, 0, 0),
-        (False, 0, False, 10, 0),
-        (False, 0, False, 0, 6),
+        (False, 0, False, 0, 0, False),
+        (True, 0, False, 0, 0, False),
+        (False, 3, True, 0, 0, True),
+        (False, 0, False, 10, 0, False),
+        (False, 0, False, 0, 6, False),
     ],
 )
 def test_streaming_equals_offline_full_sequence(
-    pitch_in: bool, pins: int, motion_in: bool, copy_memory: int, voice_window: int
+    pitch_in: bool,
+    pins: int,
+    motion_in: bool,
+    copy_memory: int,
+    voice_window: int,
+    phase_clock: bool,
 ) -> None:
     """pins 3: typed text every 4th micro-turn, so the ring of pins wraps too, and pinned
     micro-turns leave the window while others are still in it. motion_in: every third
     micro-turn has no frame, so the last frame seen is older than the last micro-turn.
     copy_memory 10: the copy pointer's memory holds under two messages, so it wraps; its gate
     is opened so that copying decides bytes. voice_window 6: the offline forward, given the
-    advances the stream chose, conditions the flow head as the stream did."""
+    advances the stream chose, conditions the flow head as the stream did. phase_clock: the
+    typed text every 4th micro-turn restarts the phase, in both paths alike."""
     model = random_tiny(
         pitch_in=pitch_in,
         pins=pins,
         motion_in=motion_in,
         copy_memory=copy_memory,
         voice_window=voice_window,
+        phase_clock=phase_clock,
     )
     if model.text_head.copy is not None:
         with torch.no_grad():
@@ -315,3 +322,53 @@ def test_a_warm_start_with_the_motion_input_computes_what_the_model_did() -> Non
                 ]
             )
     assert all(torch.allclose(a, b, atol=1e-6) for a, b in zip(*outs, strict=True))
+
+
+def test_the_phase_clock_reads_a_schedule_minutes_old_as_it_read_the_first_period() -> None:
+    """A period N's phase features (model.PhaseClock) at N, 2N, ... 600 s on are those at N;
+    a micro-turn off they differ; before any typed message they are zero."""
+    from inference.model import NEVER, PhaseClock, elapsed_mt
+
+    clock = PhaseClock(d_model=120)
+    with torch.no_grad():
+        clock.proj.weight.copy_(torch.eye(120))
+        clock.proj.bias.zero_()
+    last = torch.tensor(7)
+    for seconds in (3, 7, 20):
+        period = seconds * 5
+        k = seconds - 1  # its sin feature; cos is 60 further
+        due = clock(last + torch.arange(1, 600 // seconds) * period, last)
+        assert due[:, k].abs().max() < 1e-5 and (due[:, k + 60] > 1 - 1e-5).all()
+        off = clock(last + (600 // seconds) * period + torch.tensor([-1, 1]), last)
+        assert (off[:, k].abs() > 0.05).all() and (off[:, k + 60] < 0.999).all()
+    assert not clock(torch.tensor([5, 50_000]), torch.tensor(NEVER)).any()
+    # beside it the relative clocks stop at a minute (never typed stays an hour ago)
+    since = elapsed_mt(torch.tensor([200, 400, 3000, 9]), torch.tensor([0, 0, 0, NEVER]), cap=300)
+    assert since.tolist() == [200, 300, 300, 18_000]
+
+
+def test_a_warm_start_with_the_phase_clock_computes_what_the_model_did() -> None:
+    """widen() gives the phase clock a zero projection: the `phase` stage starts from the
+    trained model's outputs exactly (while the relative clocks read under their cap)."""
+    from inference.checkpoint import widen
+
+    before = random_tiny()
+    after = widen(before, before.cfg.__class__(**{**before.cfg.to_dict(), "phase_clock": True}))
+    calls = [make_inputs(10, seed=4, text_every=3)]
+    noise = torch.zeros(1, 10, MEL_DIM)
+    hidden = []
+    for model in (before, after.eval()):
+        state = model.new_state(1, "cpu", torch.float32)
+        with torch.inference_mode():
+            hidden.append(
+                [
+                    model.step(
+                        state,
+                        Rows.of([0], "cpu"),
+                        step_input(model, [c[t] for c in calls], noise[:, t]),
+                    ).hidden
+                    for t in range(10)
+                ]
+            )
+    assert all(torch.equal(a, b) for a, b in zip(*hidden, strict=True))
+    assert after.clock_phase.proj.weight.abs().sum() == 0

@@ -179,3 +179,32 @@ def test_the_slip_probe_reads_an_unmoved_schedule_at_its_due_micro_turn() -> Non
     assert grid == said > 0.8  # no slip: the grid and a period after the last W are one place
     moved = after_slip(model, 5, 3)
     assert moved != (grid, said) and all(0.0 <= p <= 1.0 for p in moved)
+
+
+def test_timespeak_grid_keeps_each_w_on_the_instructions_grid_whatever_the_history_says() -> None:
+    """Slips and stray Ws are inputs only (no loss near them); the Ws with a loss fall where the
+    clock since the last instruction reads a whole number of periods; a stop ends them."""
+    offs = strays = compressed = 0
+    kinds = set()
+    for seed in range(40):
+        ep = make("timespeak_grid", seed, 220)
+        clock = ep.clock() - ep.start_index
+        change = ep.info["change"]
+        valid = targets(ep, 8, 4).valid
+        grid0, period = ep.info["t0"], ep.info["period"] * PER_S
+        for u in ep.say:
+            c = int(clock[u.mt])
+            if change is not None and change["kind"] == "period" and u.mt >= change["from"]:
+                grid0, period = int(clock[change["from"]]), change["period"] * PER_S
+            on_grid = (c - grid0) % period == 0
+            assert bool(valid[u.mt]) == on_grid  # a W off the grid is an input only
+            if not on_grid:
+                off = min((c - grid0) % period, period - (c - grid0) % period)
+                offs += off <= 3
+                strays += off > 3
+        if change is not None:
+            kinds.add(change["kind"])
+            if change["kind"] == "stop":
+                assert not [u for u in ep.say if u.mt > change["mt"]]
+        compressed += bool(ep.skips)
+    assert offs >= 10 and strays >= 2 and compressed >= 4 and kinds == {"stop", "period"}

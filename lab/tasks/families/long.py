@@ -227,14 +227,8 @@ def timespeak_drift(rng: np.random.Generator, n: int) -> Episode:
             off.append((due, at))
     clock = clock[:n]
     ep.skips = _skips(clock)
-    index = {c: m for m, c in enumerate(clock)}
-    for c in said:
-        if c in index and fits(ep, index[c]):
-            ep.say.append(Utterance(index[c], word, "say"))
-    for due, at in off:
-        seen = [index[c] for c in range(min(due, at) - 1, max(due, at) + 2) if c in index]
-        if seen:
-            ep.ignore.append((seen[0], seen[-1] + 1))
+    quiet = [(min(due, at) - 1, max(due, at) + 1) for due, at in off]
+    place_ws(ep, clock, said, word, quiet)
     ep.info.update(word=word, period=period, t0=t0, said=said, off=off, compressed=compress)
     add_video(rng, ep, p_motion=0.3)
     ep.audio = audio
@@ -251,6 +245,21 @@ def slow_motion(rng: np.random.Generator) -> Motion:
 
 def fits(ep: Episode, m: int) -> bool:
     return first_free(ep.say, m) == m
+
+
+def place_ws(
+    ep: Episode, clock: list[int], said: list[int], word: str, quiet: list[tuple[int, int]]
+) -> None:
+    """W said at each clock value in `said` (where the visible call shows it and it fits), no
+    loss over the clock ranges `quiet` (first, last) as far as the call shows them."""
+    index = {c: m for m, c in enumerate(clock)}
+    for c in said:
+        if c in index and fits(ep, index[c]):
+            ep.say.append(Utterance(index[c], word, "say"))
+    for lo, hi in quiet:
+        seen = [index[c] for c in range(lo, hi + 1) if c in index]
+        if seen:
+            ep.ignore.append((seen[0], seen[-1] + 1))
 
 
 def repcount_long(rng: np.random.Generator, n: int, skip: tuple[int, int] = (150, 900)) -> Episode:
