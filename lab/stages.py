@@ -27,14 +27,17 @@ Stages (each resumes the last; see docs/model.md):
             only the voice's parts train
     wait    results that arrive while the user talks wait for the end of the sentence (measured,
             not shipped)
-    long, period, keep, far  long calls (issue 30; measured, not shipped)
-    phase   the phase clock (config phase_clock) and schedules kept on the instruction's grid
-    slowonly, saidclock, drift  probes of why long calls lose later Ws (not models)
+    long, period, keep, far, phase  long calls (issue 30; lab/stages_long.py): phase is the phase
+            clock (config phase_clock) with schedules kept on the instruction's grid
+    slowonly, saidclock, drift, gridonly  probes of why long calls lose later Ws (not models)
 """
 
 from __future__ import annotations
 
 from typing import Any
+
+from lab.stages_long import long_call_stages
+from lab.train_recipe import reweighed
 
 STAGES: dict[str, dict[str, Any]] = {
     "text": {
@@ -332,20 +335,13 @@ STAGES["polish"] = {
 }
 
 
-def _reweighed(mix: dict[str, float], **weights: float) -> dict[str, float]:
-    """`mix` with some families' weights set, renormalised to sum to 1."""
-    new = {**mix, **weights}
-    total = sum(new.values())
-    return {k: v / total for k, v in new.items()}
-
-
 # After "how many?": the chain's count segments asked right after a count and followed by long
 # silences with the camera still moving (lab/tasks/families/chain.py). The polish model answered,
 # then counted again 15-25 s later, and missed the answer when asked 0-1 micro-turns after a count
 # (the demo page test failed in 5 of 10 runs).
 STAGES["after"] = {
     **STAGES["polish"],
-    "mix": _reweighed(STAGES["polish"]["mix"], chain_quiet=0.16, repcount=0.04),  # chain_quiet 0.14
+    "mix": reweighed(STAGES["polish"]["mix"], chain_quiet=0.16, repcount=0.04),  # chain_quiet 0.14
     "lr": 2.5e-4,
 }
 
@@ -353,7 +349,7 @@ STAGES["after"] = {
 # 0 of seed 1's 32-episode report (50 at `polish` on seed 2, 83 with the `late` model).
 STAGES["remind"] = {
     **STAGES["after"],
-    "mix": _reweighed(STAGES["after"]["mix"], timespeak_late=0.1, timespeak_timed=0.1),
+    "mix": reweighed(STAGES["after"]["mix"], timespeak_late=0.1, timespeak_timed=0.1),
 }
 
 # Voices the bank does not have (issue 25): the held-out engine's speakers (flite: kal, awb, rms,
@@ -373,7 +369,7 @@ STAGES["voices"] = {
 STAGES["copy"] = {
     **STAGES["remind"],
     "config": {**STAGES["remind"]["config"], "copy_memory": 128},
-    "mix": _reweighed(STAGES["remind"]["mix"], delegate_open=0.12, timespeak_open=0.1),
+    "mix": reweighed(STAGES["remind"]["mix"], delegate_open=0.12, timespeak_open=0.1),
     "lr": 5e-4,
     "fast": ("text_head.copy.",),
     "fast_scale": 4.0,
@@ -392,7 +388,7 @@ STAGES["match"] = {**STAGES["copy"], "lr": 3e-4}
 # with them at 0.09, at remind's lr.
 STAGES["hear"] = {
     **STAGES["match"],
-    "mix": _reweighed(STAGES["remind"]["mix"], delegate_open=0.05, timespeak_open=0.04),
+    "mix": reweighed(STAGES["remind"]["mix"], delegate_open=0.05, timespeak_open=0.04),
     "lr": 2.5e-4,
 }
 
@@ -422,7 +418,7 @@ _TRUNK = (
 STAGES["voice"] = {
     **STAGES["hear"],
     "config": {**STAGES["hear"]["config"], "voice_window": 8},
-    "mix": _reweighed(
+    "mix": reweighed(
         STAGES["hear"]["mix"], delegate_open=0.3, timespeak_open=0.25, chat=0.05, delegate=0.05
     ),
     "lr": 1e-3,
@@ -443,58 +439,7 @@ STAGES["voice"] = {
 STAGES["wait"] = {
     **STAGES["hear"],
     "config": STAGES["voice"]["config"],
-    "mix": _reweighed(STAGES["hear"]["mix"], delegate_wait=0.08),
+    "mix": reweighed(STAGES["hear"]["mix"], delegate_wait=0.08),
 }
-
-# Long calls (issue 30). Every stage below but `phase` was measured and not shipped; `make train`
-# runs none of them; their numbers are docs/model.md's rows of the same names (v3: 24.0 % on time).
-# long: periods of 8-20 s in view (timespeak_slow's first version), 700 steps from v3.
-STAGES["long"] = {
-    **STAGES["hear"],
-    "config": STAGES["voice"]["config"],
-    "mix": _reweighed(
-        STAGES["hear"]["mix"], timespeak_long=0.14, timespeak_slow=0.12, repcount_long=0.05
-    ),
-}
-# period: periods read right, 4x the lr, 300 steps from v3 (stops and turn-taking fell).
-STAGES["period"] = {
-    **STAGES["long"],
-    "mix": _reweighed(STAGES["long"]["mix"], timespeak_slow=0.25),
-    "lr": 1e-3,
-}
-# keep: after `period`, the hear mix back with the long families at 0.07: the gain went.
-STAGES["keep"] = {
-    **STAGES["long"],
-    "mix": _reweighed(STAGES["hear"]["mix"], timespeak_slow=0.08, timespeak_long=0.08),
-}
-# far: schedules minutes old seen whole (timespeak_far), 700 steps from v3: 30.8 % on time, but
-# TimeSpeak 81.1 -> 70.4 and turns taken 85.2 -> 73.0 %.
-STAGES["far"] = {
-    **STAGES["long"],
-    "mix": _reweighed(
-        STAGES["hear"]["mix"], timespeak_far=0.16, timespeak_slow=0.12, timespeak_long=0.06
-    ),
-    "lr": 5e-4,
-}
-# Probes from far's export, not models. slowonly: timespeak_slow alone. saidclock: only the
-# clock since the model's own last W trains (nothing moved). drift: timespeak_drift alone; running
-# free it timed each W from the last one said and shortened long periods to the gaps in view.
-STAGES["slowonly"] = {**STAGES["long"], "mix": {"timespeak_slow": 1.0}, "lr": 1e-3}
-STAGES["saidclock"] = {
-    **STAGES["far"],
-    "mix": _reweighed(STAGES["hear"]["mix"], timespeak_slow=0.3, timespeak_far=0.1),
-    "frozen": tuple(p for p in (*_TRUNK, "voice.", "flow", "said_") if p != "clock_said."),
-    "lr": 3e-3,
-}
-STAGES["drift"] = {**STAGES["slowonly"], "mix": {"timespeak_drift": 1.0}}
-# phase: the phase clock (config phase_clock, model.PhaseClock, its projection new at 8x the lr;
-# the copy pointer at the lr): "every N seconds" on the instruction's grid at any age, through
-# the model's own slips (timespeak_grid) and minutes on (timespeak_far), beside the hear mix.
-STAGES["phase"] = {
-    **STAGES["hear"],
-    "config": {**STAGES["voice"]["config"], "phase_clock": True},
-    "mix": _reweighed(STAGES["hear"]["mix"], timespeak_grid=0.16, timespeak_far=0.06),
-    "lr": 3e-4,
-    "fast": ("clock_phase.",),
-    "fast_scale": 8.0,
-}
+# Long calls (issue 30): lab/stages_long.py
+STAGES.update(long_call_stages(STAGES["hear"], STAGES["voice"]["config"], _TRUNK))

@@ -23,3 +23,10 @@ class Recipe:
     # a fresh heard-word head learns this many steps on detached features before its loss
     # reaches the trunk (a random head's gradient is noise: ~75 steps of it at every fresh start)
     word_warmup: int = 100
+
+
+def reweighed(mix: dict[str, float], **weights: float) -> dict[str, float]:
+    """`mix` with some families' weights set, renormalised to sum to 1."""
+    new = {**mix, **weights}
+    total = sum(new.values())
+    return {k: v / total for k, v in new.items()}

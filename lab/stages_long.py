@@ -1,0 +1,71 @@
+"""The long-call stages (issue 30), built on the `hear` stage: what was tried to keep "say W every
+N seconds" for minutes. Every stage here but `phase` was measured and not shipped; `make train`
+runs none of them; their numbers are docs/model.md's rows of the same names (v3: 24.0 % of the
+Ws of seed 2's 10-minute calls on time)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from lab.train_recipe import reweighed
+
+
+def long_call_stages(
+    hear: dict[str, Any], voice_config: dict[str, Any], trunk: tuple[str, ...]
+) -> dict[str, dict[str, Any]]:
+    """The stages by name, given the `hear` stage, the voice tape's model config and the trunk's
+    parameter prefixes."""
+    stages: dict[str, dict[str, Any]] = {}
+    # long: periods of 8-20 s in view (timespeak_slow's first version), 700 steps from v3.
+    stages["long"] = {
+        **hear,
+        "config": voice_config,
+        "mix": reweighed(hear["mix"], timespeak_long=0.14, timespeak_slow=0.12, repcount_long=0.05),
+    }
+    # period: periods read right, 4x the lr, 300 steps from v3 (stops and turn-taking fell).
+    stages["period"] = {
+        **stages["long"],
+        "mix": reweighed(stages["long"]["mix"], timespeak_slow=0.25),
+        "lr": 1e-3,
+    }
+    # keep: after `period`, the hear mix back with the long families at 0.07: the gain went.
+    stages["keep"] = {
+        **stages["long"],
+        "mix": reweighed(hear["mix"], timespeak_slow=0.08, timespeak_long=0.08),
+    }
+    # far: schedules minutes old seen whole (timespeak_far), 700 steps from v3: 30.8 % on time, but
+    # TimeSpeak 81.1 -> 70.4 and turns taken 85.2 -> 73.0 %.
+    stages["far"] = {
+        **stages["long"],
+        "mix": reweighed(hear["mix"], timespeak_far=0.16, timespeak_slow=0.12, timespeak_long=0.06),
+        "lr": 5e-4,
+    }
+    # Probes, not models. slowonly: timespeak_slow alone. saidclock: only the clock since the model's
+    # own last W trains (nothing moved). drift: timespeak_drift alone (running free it timed each W
+    # from the last one said, shortening long periods to the gaps in view). gridonly: phase's alone.
+    stages["slowonly"] = {**stages["long"], "mix": {"timespeak_slow": 1.0}, "lr": 1e-3}
+    stages["saidclock"] = {
+        **stages["far"],
+        "mix": reweighed(hear["mix"], timespeak_slow=0.3, timespeak_far=0.1),
+        "frozen": tuple(p for p in (*trunk, "voice.", "flow", "said_") if p != "clock_said."),
+        "lr": 3e-3,
+    }
+    stages["drift"] = {**stages["slowonly"], "mix": {"timespeak_drift": 1.0}}
+    # phase: the phase clock (config phase_clock, model.PhaseClock, its projection new at 8x the lr;
+    # the copy pointer at the lr): "every N seconds" on the instruction's grid at any age, through
+    # the model's own slips (timespeak_grid) and minutes on (timespeak_far), beside the hear mix.
+    stages["phase"] = {
+        **hear,
+        "config": {**voice_config, "phase_clock": True},
+        "mix": reweighed(hear["mix"], timespeak_grid=0.16, timespeak_far=0.06),
+        "lr": 3e-4,
+        "fast": ("clock_phase.",),
+        "fast_scale": 8.0,
+    }
+    stages["gridonly"] = {
+        **stages["phase"],
+        "mix": {"timespeak_grid": 0.7, "timespeak_far": 0.3},
+        "lr": 1e-3,
+        "fast_scale": 2.0,
+    }
+    return stages
