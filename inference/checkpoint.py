@@ -117,6 +117,8 @@ def init_model(cfg: ModelConfig, seed: int = 0) -> InteractionModel:
             nn.init.zeros_(clock.proj.weight)
     if cfg.rel_clock and cfg.phase_clock:
         nn.init.zeros_(model.clock_phase.proj.weight)
+    if cfg.rel_clock and cfg.number_clock:
+        nn.init.zeros_(model.clock_number.proj.weight)
     if cfg.motion_in:  # so does the motion input (its gate)
         nn.init.zeros_(model.motion_in.gate.weight)
     if model.text_head.copy is not None:  # and the copy pointer (its gate nearly shut)
@@ -136,8 +138,8 @@ def init_model(cfg: ModelConfig, seed: int = 0) -> InteractionModel:
 
 # new parts that start from their own init: the copy pointer's gate starts at sigmoid(5) = 0.993
 # generator (inference/text.py), so the widened model's bytes are the old model's but in near ties;
-# the phase clock's projection starts at zero
-NEUTRAL_STARTS = ("text_head.copy.", "voice.", "clock_phase.")
+# the phase and number clocks' projections start at zero
+NEUTRAL_STARTS = ("text_head.copy.", "voice.", "clock_phase.", "clock_number.")
 
 
 def widen(model: InteractionModel, cfg: ModelConfig, seed: int = 0) -> InteractionModel:

@@ -88,6 +88,9 @@ class ModelConfig:
     # second period (model.PhaseClock), so a schedule minutes old is due where it was at first;
     # the relative clocks then read at most a minute (model.CLOCK_CAP_S)
     phase_clock: bool = False
+    # with rel_clock: the last typed message's number (inference/numbers.py) against that clock:
+    # whether it reads a whole number of those seconds, and its phase (model.NumberClock)
+    number_clock: bool = False
     # the self token hears back the mel the model played. Off: only its text. In training that
     # mel is the clean target voice, in serving the flow head's sample, a mismatch that cost
     # free-running timing (docs/model.md); off, training and serving see the same self token
@@ -155,6 +158,7 @@ LATER_FIELDS: dict[str, Any] = {
     "copy_memory": 0,
     "voice_window": 0,
     "phase_clock": False,
+    "number_clock": False,
 }
 
 PRESETS: dict[str, ModelConfig] = {

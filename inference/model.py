@@ -66,6 +66,7 @@ from inference.config import (
 from inference.dmel import DMEL_TAIL_SAMPLES, DMel, DMelEmbedding
 from inference.flow import FlowHead
 from inference.kvcache import KVCache, Rows
+from inference.numbers import NumberState, read, read_sequence
 from inference.pitch import PITCH_STATE
 from inference.protocol import MICROTURN_MS
 from inference.text import (
@@ -174,6 +175,26 @@ class TimeEmbedding(nn.Module):
         seconds = index.to(torch.float64) * (MICROTURN_MS / 1000)
         angles = (seconds[..., None] * self.freqs.double()).float()
         return self.proj(torch.cat([torch.sin(angles), torch.cos(angles)], dim=-1))
+
+
+class NumberClock(nn.Module):
+    """The clock since the last typed message, against the number that message gave (config
+    `number_clock`, inference/numbers.py) -> [..., d]: whether it reads a whole number of those
+    seconds, and its phase (two harmonics). Zero where the message had no number of 1-60."""
+
+    def __init__(self, d_model: int) -> None:
+        super().__init__()
+        self.proj = nn.Linear(5, d_model)
+
+    def forward(self, now: Tensor, last: Tensor, number: Tensor) -> Tensor:
+        t = (now - last).long()
+        period = (number * (1000 // MICROTURN_MS)).clamp_min(1)
+        phase = (t % period).float() / period.float()
+        due = ((phase == 0) & (t > 0)).float()
+        angles = 2 * math.pi * phase[..., None] * torch.tensor([1.0, 2.0], device=phase.device)
+        feats = torch.cat([due[..., None], torch.sin(angles), torch.cos(angles)], dim=-1)
+        seen = ((last > NEVER // 2) & (number > 0))[..., None].float()
+        return self.proj(feats * seen)
 
 
 class PhaseClock(nn.Module):
@@ -428,6 +449,7 @@ class StreamState:
     tape_count: Tensor  # [S] int64
     voiced: Tensor  # [S] int64
     dwell: Tensor  # [S] int64 micro-turns since the cursor last moved
+    numbers: NumberState  # the typed messages' numbers (number_clock; inference/numbers.py)
 
     def tensors(self) -> list[Tensor]:
         return [
@@ -457,6 +479,7 @@ class StreamState:
             self.tape_count,
             self.voiced,
             self.dwell,
+            *self.numbers.tensors(),
         ]
 
 
@@ -483,6 +506,8 @@ class InteractionModel(nn.Module):
             self.clock_said = TimeEmbedding(cfg.time_embed_dim, d)
             if cfg.phase_clock:
                 self.clock_phase = PhaseClock(d)
+            if cfg.number_clock:
+                self.clock_number = NumberClock(d)
         self.token_type = nn.Parameter(torch.zeros(TOKENS_PER_MICROTURN, d))
         self.blocks = nn.ModuleList(Block(cfg) for _ in range(cfg.n_layers))
         self.norm = nn.RMSNorm(d)
@@ -517,15 +542,19 @@ class InteractionModel(nn.Module):
         x = self.audio_in(bins) + self.video_in(frames, has_frame) + self.text_in(text_in)
         return x + time + self.token_type[WORLD_TOKEN]
 
-    def _clocks(self, now: Tensor, last_text: Tensor, last_said: Tensor) -> Tensor:
+    def _clocks(
+        self, now: Tensor, last_text: Tensor, last_said: Tensor, number: Tensor | None = None
+    ) -> Tensor:
         """Relative clocks (micro-turns since the last typed message / own utterance, given as
-        micro-turn numbers, NEVER for none) -> [.., d]."""
+        micro-turn numbers, NEVER for none; `number`: the last message's, number_clock) -> [.., d]."""
         cap = CLOCK_CAP_S * 1000 // MICROTURN_MS if self.cfg.phase_clock else None
         clocks = self.clock_text(elapsed_mt(now, last_text, cap)) + self.clock_said(
             elapsed_mt(now, last_said, cap)
         )
         if self.cfg.phase_clock:
             clocks = clocks + self.clock_phase(now, last_text)
+        if number is not None:
+            clocks = clocks + self.clock_number(now, last_text, number)
         return clocks
 
     def normalize_mel(self, logmel: Tensor) -> Tensor:
@@ -584,8 +613,9 @@ class InteractionModel(nn.Module):
             last_eou = last_event((seq.text_in == EOU).any(-1))
             upto = last_event(utterance_starts(seq.text_out))  # last start at or before m
             last_start = torch.cat([torch.full_like(upto[:, :1], NEVER), upto[:, :-1]], 1)
+            number = read_sequence(seq.text_in) if self.cfg.number_clock else None
             x_world = x_world + self._clocks(
-                steps, at_step(steps, last_eou), at_step(steps, last_start)
+                steps, at_step(steps, last_eou), at_step(steps, last_start), number
             )
         x = torch.stack([x_self, x_world], dim=2).flatten(1, 2)  # [B, 2N, d]
         token = torch.arange(TOKENS_PER_MICROTURN, device=x.device)
@@ -663,6 +693,7 @@ class InteractionModel(nn.Module):
             tape_count=torch.zeros(slots, dtype=torch.long, device=device),
             voiced=torch.zeros(slots, dtype=torch.long, device=device),
             dwell=torch.zeros(slots, dtype=torch.long, device=device),
+            numbers=NumberState.new(slots, device),
         )
         self.reset_state(state, torch.arange(slots, device=device))
         return state
@@ -690,6 +721,7 @@ class InteractionModel(nn.Module):
         state.tape_count[rows] = 0
         state.voiced[rows] = 0
         state.dwell[rows] = 0
+        state.numbers.reset(rows)
 
     def step(self, state: StreamState, rows: Rows, inp: StepInput) -> StepOutput:
         """One micro-turn for each row (a slot), rows of any ages. Advances their state."""
@@ -713,8 +745,13 @@ class InteractionModel(nn.Module):
         if cfg.rel_clock:
             last_eou = torch.where((inp.text_in == EOU).any(-1), n_mt, state.last_eou[idx])
             state.last_eou[idx] = last_eou
+            number = None
+            if cfg.number_clock:
+                numbers = state.numbers.take(idx)
+                number = read(numbers, inp.text_in)
+                state.numbers.put(idx, numbers)
             x[:, WORLD_TOKEN] = x[:, WORLD_TOKEN] + self._clocks(
-                n_mt, last_eou, state.last_start[idx]
+                n_mt, last_eou, state.last_start[idx], number
             )
         pos = TOKENS_PER_MICROTURN * n_mt[:, None] + torch.arange(
             TOKENS_PER_MICROTURN, device=idx.device

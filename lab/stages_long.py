@@ -56,10 +56,10 @@ def long_call_stages(
     # the model's own slips (timespeak_grid) and minutes on (timespeak_far), beside the hear mix.
     stages["phase"] = {
         **hear,
-        "config": {**voice_config, "phase_clock": True},
+        "config": {**voice_config, "phase_clock": True, "number_clock": True},
         "mix": reweighed(hear["mix"], timespeak_grid=0.16, timespeak_far=0.06),
         "lr": 3e-4,
-        "fast": ("clock_phase.",),
+        "fast": ("clock_phase.", "clock_number."),
         "fast_scale": 8.0,
     }
     stages["gridonly"] = {

@@ -12,7 +12,7 @@ from inference.config import TOKENS_PER_MICROTURN
 from inference.kvcache import SINK_POS, Rows
 from inference.model import MEL_DIM, InteractionModel, Sequence, StepInput, StepOutput
 from inference.protocol import MicroTurnInput
-from inference.text import PAD
+from inference.text import EOU, PAD
 from tests.inference.conftest import make_inputs, random_tiny
 
 
@@ -20,7 +20,11 @@ def step_input(
     model: InteractionModel, inps: list[MicroTurnInput], noise: torch.Tensor
 ) -> StepInput:
     k_in = model.cfg.text_in_slots
-    text = [([*inp.text.encode()][:k_in] + [PAD] * k_in)[:k_in] for inp in inps]
+    # a message ends in its micro-turn (EOU), so the relative and number clocks see it
+    text = [
+        ([*inp.text.encode()][: k_in - 1] + [EOU] * bool(inp.text) + [PAD] * k_in)[:k_in]
+        for inp in inps
+    ]
     blank = np.zeros((40, 40, 3), np.uint8)
     return StepInput(
         audio=torch.from_numpy(np.stack([i.audio for i in inps])),
@@ -41,7 +45,7 @@ def step_input(
         (False, 0, False, 10, 0, False),
         (False, 0, False, 0, 6, False),
     ],
-)
+)  # phase_clock True: the number clock too
 def test_streaming_equals_offline_full_sequence(
     pitch_in: bool,
     pins: int,
@@ -64,6 +68,7 @@ def test_streaming_equals_offline_full_sequence(
         copy_memory=copy_memory,
         voice_window=voice_window,
         phase_clock=phase_clock,
+        number_clock=phase_clock,
     )
     if model.text_head.copy is not None:
         with torch.no_grad():
