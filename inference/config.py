@@ -183,7 +183,7 @@ PRESETS: dict[str, ModelConfig] = {
     # motion input, the flow sampled at its mean (temperature 0: the most intelligible voice),
     # the copy pointer over the last 128 text-in ids, the voice tape (8 bytes around its cursor)
     "small": ModelConfig(
-        name="microturn-small-v3",
+        name="microturn-small-v4",
         mel_feedback=False,
         pitch_in=True,
         pins=32,
@@ -191,6 +191,8 @@ PRESETS: dict[str, ModelConfig] = {
         flow_temperature=0.0,
         copy_memory=128,
         voice_window=8,
+        phase_clock=True,
+        number_clock=True,
     ),
 }
 

@@ -43,6 +43,7 @@ def _hash(word: str) -> int:
 
 _TABLE_HASH = torch.tensor([_hash(w) for w in WORDS])
 _TABLE_VALUE = torch.tensor(list(WORDS.values()))
+_WORD_ENDS = torch.tensor(_ENDS)
 
 
 @dataclass
@@ -82,12 +83,15 @@ class NumberState:
 def read(state: NumberState, text_in: Tensor) -> Tensor:
     """Read one micro-turn's text-in ids [B, K] into `state` (rows of the batch, updated in
     place) -> [B] the number of the last message finished by now (0: none)."""
+    if not bool((text_in != PAD).any()):  # most micro-turns bring no text
+        return state.number.clone()
     table_hash = _TABLE_HASH.to(text_in.device)
     table_value = _TABLE_VALUE.to(text_in.device)
+    word_ends = _WORD_ENDS.to(text_in.device)
     for k in range(text_in.shape[1]):
         b = text_in[:, k]
         live = b != PAD
-        ends = live & torch.isin(b, torch.tensor(_ENDS, device=b.device))
+        ends = live & torch.isin(b, word_ends)
         lower = torch.where((b >= ord("A")) & (b <= ord("Z")), b + 32, b)
         grow = live & ~ends
         is_digit = (b >= ord("0")) & (b <= ord("9"))
