@@ -300,6 +300,17 @@ def test_a_skipped_stretch_leaves_only_pins_in_view(pins: int) -> None:
     assert torch.allclose(joined, alone, atol=1e-5) == (pins == 0)
 
 
+def streamed_hidden(model: InteractionModel, call: list[MicroTurnInput]) -> list[torch.Tensor]:
+    """One call stepped through a fresh state in slot 0, zero flow noise -> each step's hidden."""
+    state = model.new_state(1, "cpu", torch.float32)
+    noise = torch.zeros(1, MEL_DIM)
+    with torch.inference_mode():
+        return [
+            model.step(state, Rows.of([0], "cpu"), step_input(model, [inp], noise)).hidden
+            for inp in call
+        ]
+
+
 def test_a_warm_start_with_the_motion_input_computes_what_the_model_did() -> None:
     """The motion input's gate starts at zero: a trained model warm-started with it (the polish
     stage) gives the same outputs until training moves the gate."""
@@ -310,22 +321,8 @@ def test_a_warm_start_with_the_motion_input_computes_what_the_model_did() -> Non
     after = init_model(preset("tiny", motion_in=True), seed=5)
     missing, unexpected = after.load_state_dict(before.state_dict(), strict=False)
     assert not unexpected and all(k.startswith("motion_in.") for k in missing) and missing
-    calls = [make_inputs(8, seed=3)]
-    noise = torch.zeros(1, 8, MEL_DIM)
-    outs = []
-    for model in (before, after.eval()):
-        state = model.new_state(1, "cpu", torch.float32)
-        with torch.inference_mode():
-            outs.append(
-                [
-                    model.step(
-                        state,
-                        Rows.of([0], "cpu"),
-                        step_input(model, [c[t] for c in calls], noise[:, t]),
-                    ).hidden
-                    for t in range(8)
-                ]
-            )
+    calls = make_inputs(8, seed=3)
+    outs = [streamed_hidden(model, calls) for model in (before, after.eval())]
     assert all(torch.allclose(a, b, atol=1e-6) for a, b in zip(*outs, strict=True))
 
 
@@ -359,21 +356,7 @@ def test_a_warm_start_with_the_phase_clock_computes_what_the_model_did() -> None
 
     before = random_tiny()
     after = widen(before, before.cfg.__class__(**{**before.cfg.to_dict(), "phase_clock": True}))
-    calls = [make_inputs(10, seed=4, text_every=3)]
-    noise = torch.zeros(1, 10, MEL_DIM)
-    hidden = []
-    for model in (before, after.eval()):
-        state = model.new_state(1, "cpu", torch.float32)
-        with torch.inference_mode():
-            hidden.append(
-                [
-                    model.step(
-                        state,
-                        Rows.of([0], "cpu"),
-                        step_input(model, [c[t] for c in calls], noise[:, t]),
-                    ).hidden
-                    for t in range(10)
-                ]
-            )
+    calls = make_inputs(10, seed=4, text_every=3)
+    hidden = [streamed_hidden(model, calls) for model in (before, after.eval())]
     assert all(torch.equal(a, b) for a, b in zip(*hidden, strict=True))
     assert after.clock_phase.proj.weight.abs().sum() == 0
