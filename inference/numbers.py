@@ -2,8 +2,9 @@
 
 "Say W every 14 seconds" reaches the model as bytes; a small model reads "14" or "fourteen" only
 roughly (the v3 model said a 14 s period's first W after 11 s), and a period read roughly is a
-schedule that drifts. Here the last whole number of 1-60 in each typed message (digits or a
-number word, as a tokenizer with number values would give it) is kept per call, and
+schedule that drifts. Here the last whole number of 1-60 in each typed message (digits, a
+number word, or a tens word and a ones word together: "twenty five", "forty-two"; as a tokenizer
+with number values would give it) is kept per call, and
 model.NumberClock turns it and the clock since that message into features: whether the clock
 reads a whole number of those seconds, and its phase. The model still decides what the number
 means ("every 14 seconds", "in 14 seconds", "locker 14").
@@ -31,7 +32,10 @@ WORDS: dict[str, int] = {
     **_TENS,
 }
 _HASH_MUL, _HASH_MOD = 131, 2**31 - 1
-_ENDS = (ord(" "), ord(","), ord("."), ord("!"), ord("?"), ord(";"), ord(":"), ord("\n"), EOU)
+_ENDS = (
+    *map(ord, " ,.!?;:-\n"),  # a hyphen too: "twenty-five" is "twenty" then "five"
+    EOU,
+)
 
 
 def _hash(word: str) -> int:
@@ -49,24 +53,33 @@ _WORD_ENDS = torch.tensor(_ENDS)
 @dataclass
 class NumberState:
     """Per call: the word being read (its hash, its digits' value, whether it is all digits,
-    its length), the last number of the message being typed, the last finished message's."""
+    its length), the tens word just read (20-60, a "five" after it makes 25), the last number of
+    the message being typed, the last finished message's."""
 
     hash: Tensor  # [S] int64
     digits: Tensor  # [S] int64
     only_digits: Tensor  # [S] bool
     length: Tensor  # [S] int64
+    tens: Tensor  # [S] int64 the word before was "twenty".."sixty": its value (0: it was not)
     in_message: Tensor  # [S] int64 (0: none yet)
     number: Tensor  # [S] int64 the last finished message's number (0: none)
 
     @staticmethod
     def new(slots: int, device: torch.device | str) -> NumberState:
         z = torch.zeros(slots, dtype=torch.long, device=device)
-        return NumberState(
-            z, z.clone(), torch.ones_like(z, dtype=torch.bool), z.clone(), z.clone(), z.clone()
-        )
+        ones = torch.ones_like(z, dtype=torch.bool)
+        return NumberState(z, z.clone(), ones, z.clone(), z.clone(), z.clone(), z.clone())
 
     def tensors(self) -> list[Tensor]:
-        return [self.hash, self.digits, self.only_digits, self.length, self.in_message, self.number]
+        return [
+            self.hash,
+            self.digits,
+            self.only_digits,
+            self.length,
+            self.tens,
+            self.in_message,
+            self.number,
+        ]
 
     def reset(self, rows: Tensor) -> None:
         for t in self.tensors():
@@ -97,12 +110,22 @@ def read(state: NumberState, text_in: Tensor) -> Tensor:
         is_digit = (b >= ord("0")) & (b <= ord("9"))
         # a word ends: its value, if it is a number
         by_word = ((state.hash[:, None] == table_hash[None]) * table_value).sum(-1)
-        value = torch.where(state.only_digits, state.digits, by_word)
-        value = torch.where((state.length > 0) & (value >= 1) & (value <= MAX_NUMBER), value, 0)
+        word = torch.where(state.only_digits, state.digits, by_word)
+        word = torch.where((state.length > 0) & (word >= 1) & (word <= MAX_NUMBER), word, 0)
+        # "twenty" then "five": 25 (a ones word right after a tens word, digits not)
+        ones = ~state.only_digits & (word >= 1) & (word <= 9)
+        value = torch.where(ones & (state.tens > 0), state.tens + word, word)
+        value = torch.where(value <= MAX_NUMBER, value, 0)  # "sixty five": past 60, still sixty
         state.in_message.copy_(torch.where(ends & (value > 0), value, state.in_message))
+        is_tens = ~state.only_digits & (word >= 20) & (word % 10 == 0)
+        # an empty word (", " ends twice) leaves the tens word where it was
+        state.tens.copy_(
+            torch.where(ends & (state.length > 0), torch.where(is_tens, word, 0), state.tens)
+        )
         eou = b == EOU
         state.number.copy_(torch.where(eou, state.in_message, state.number))
         state.in_message.copy_(torch.where(eou, 0, state.in_message))
+        state.tens.copy_(torch.where(eou, 0, state.tens))
         # the word goes on or starts again
         state.hash.copy_(
             torch.where(grow, (state.hash * _HASH_MUL + lower) % _HASH_MOD, state.hash)

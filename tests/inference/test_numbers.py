@@ -30,6 +30,11 @@ def typed(*messages: str, slots: int = 8) -> torch.Tensor:
         (["no number here"], 0),
         (["say it 3 times every 20 seconds"], 20),  # the last number
         (["now every 3 seconds", "hello there"], 0),  # the last message's, not an older one
+        (["say hello every twenty five seconds"], 25),  # a tens word and a ones word: one number
+        (["Every Forty-Two seconds"], 42),  # hyphenated, capitals
+        (["every twenty seconds, five times"], 5),  # words between: two numbers, the last read
+        (["every 20 5 seconds"], 5),  # digits are whole numbers already
+        (["every sixty five seconds"], 60),  # 65 is past 60: "sixty" stays the number
     ],
 )
 def test_the_last_number_of_the_last_message_is_read_when_the_message_ends(
