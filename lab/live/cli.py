@@ -22,7 +22,7 @@ import torch
 
 from lab.eval.runner import Run, run_episodes
 from lab.live.report import intervals, markdown_table
-from lab.live.score import latency_parts, score_heard
+from lab.live.score import latency_parts, score_heard, timing_parts
 from lab.live.suites import DEV_SEEDS, SUITES, TEST_SEEDS, live_episodes
 
 RESULTS = Path(__file__).resolve().parents[2] / "bench" / "results"
@@ -119,6 +119,8 @@ async def evaluate_live(args: argparse.Namespace, suites: list[str]) -> dict[str
             }
             if SUITES[suite].turns:
                 got["latency_parts"] = latency_parts(live)
+            elif any(ep.say for ep in eps):  # timed speech: where its lateness went
+                got["timing_parts"] = timing_parts(live)
             got["said"] = [[s.mt, s.text] for s in live[0].utterances()][:12] if live else []
             report["suites"][suite] = got
             print(f"{suite} live: {json.dumps(got['live'])}", file=sys.stderr, flush=True)

@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 
 from lab.eval.runner import Run
-from lab.live.score import LATENCY_PARTS
+from lab.live.score import LATENCY_PARTS, TIMING_PARTS
 
 # (suite, metric, label, target, direction): the table's rows
 TARGETS: list[tuple[str, str, str, float, str]] = [
@@ -109,6 +109,16 @@ def markdown_table(report: dict[str, Any]) -> str:
             lines.append(
                 f"Live latency of `{suite}`, ms ({parts['turns']} turns taken, means): {shown} "
                 f"= {parts['total']} (median {parts['total_median']})."
+            )
+    for suite, got in report["suites"].items():
+        parts = got.get("timing_parts")
+        if parts and parts.get("utterances"):
+            shown = " + ".join(f"{k} {parts[k]}" for k in TIMING_PARTS)
+            lines.append("")
+            lines.append(
+                f"Heard minus due in `{suite}`, ms ({parts['utterances']} due utterances heard "
+                f"within 3 micro-turns, means): {shown} = {parts['total']} "
+                f"(median {parts['total_median']})."
             )
     return "\n".join(lines)
 

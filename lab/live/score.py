@@ -34,6 +34,16 @@ LATENCY_PARTS = (
     "cushion, jitter buffer, playout",
 )
 
+# timing_parts' keys, in the order time passes
+TIMING_PARTS = (
+    "the model's timing (whole micro-turns)",
+    "the server's micro-turn grid against the page's",
+    "grace",
+    "step and queueing",
+    "downlink (rtt / 2)",
+    "cushion, jitter buffer, playout, the word's onset",
+)
+
 Segments = list[tuple[float, float]]
 LEAD_S = 0.1  # received audio kept before a heard onset and after its segment's end
 
@@ -174,6 +184,61 @@ def latency_parts(runs: list[LiveRun]) -> dict[str, Any]:
     }
     out["total_median"] = round(float(np.median([row["total"] for row in rows])) * 1000, 1)
     out["turns"] = len(rows)
+    return out
+
+
+def timing_parts(runs: list[LiveRun], within_mt: int = 3) -> dict[str, Any]:
+    """Where the time between when a due utterance should be heard and when it was went, per
+    due utterance heard (within `within_mt` micro-turns; means in ms, which add up, and the
+    total's median), from the server's timing on `output_audio.started` and the round trip:
+
+        heard - due = the model's error in whole micro-turns + the offset of the server's
+            micro-turn grid from the page's (where the page's micro-turns fall on the server's
+            clock: the uplink, and the phase of the call's grid) + grace + step + the event's
+            downlink + what follows the event on the page (the output cushion, the jitter
+            buffer, decoding, WebAudio, and where in its first 200 ms the word becomes audible)
+
+    "Due" is the offline convention: micro-turn k's output heard from (k + 1) * 0.2 s. The
+    model's whole micro-turns are the server slice's end less the due time, rounded, and the
+    grid offset is what that leaves (within +-100 ms)."""
+    rows: list[dict[str, float]] = []
+    for r in runs:
+        half_rtt = (r.rtt_ms or 0.0) / 2000
+        started = [
+            e for e in r.events if e.get("type") == "output_audio.started" and "grace_ms" in e
+        ]
+        onsets = [a for a, _ in r.heard]
+        used: set[float] = set()
+        for u in r.ep.say:
+            due = (u.mt + 1) * MICROTURN_S
+            near = [o for o in onsets if abs(o - due) <= within_mt * MICROTURN_S and o not in used]
+            if not near:
+                continue
+            onset = min(near, key=lambda o: abs(o - due))
+            ev = max((e for e in started if e["t"] <= onset), key=lambda e: e["t"], default=None)
+            if ev is None or onset - ev["t"] > 1.0:
+                continue
+            used.add(onset)
+            slice_end = ev["t"] - ev["after_slice_end_ms"] / 1000 - half_rtt
+            whole = round((slice_end - due) / MICROTURN_S)
+            rows.append(
+                {
+                    "total": onset - due,
+                    TIMING_PARTS[0]: whole * MICROTURN_S,
+                    TIMING_PARTS[1]: slice_end - due - whole * MICROTURN_S,
+                    TIMING_PARTS[2]: ev["grace_ms"] / 1000,
+                    TIMING_PARTS[3]: (ev["after_slice_end_ms"] - ev["grace_ms"]) / 1000,
+                    TIMING_PARTS[4]: half_rtt,
+                    TIMING_PARTS[5]: onset - ev["t"],
+                }
+            )
+    if not rows:
+        return {"utterances": 0}
+    out: dict[str, Any] = {
+        k: round(float(np.mean([row[k] for row in rows])) * 1000, 1) for k in rows[0]
+    }
+    out["total_median"] = round(float(np.median([row["total"] for row in rows])) * 1000, 1)
+    out["utterances"] = len(rows)
     return out
 
 

@@ -19,8 +19,8 @@ from lab.eval.suites import episodes_for
 from lab.live.cli import main as eval_live
 from lab.live.heard import HOP, LiveRun, segments
 from lab.live.runner import Echo, run_live
-from lab.live.score import latency_parts, turn_events
-from lab.tasks.episode import Episode
+from lab.live.score import TIMING_PARTS, latency_parts, timing_parts, turn_events
+from lab.tasks.episode import Episode, Utterance
 from tests.browser.harness import ARTIFACTS, ServerProcess
 
 pytestmark = pytest.mark.browser
@@ -103,6 +103,36 @@ def test_latency_parts_add_up_to_what_was_heard() -> None:
     assert parts["grace"] == 60.0 and parts["step and queueing"] == 35.0
 
 
+def test_timing_parts_add_up_to_how_late_a_due_word_was_heard() -> None:
+    ep = Episode(task="long_timespeak", n=100)
+    # due at micro-turn 24 (heard from 5.0 s) and 49 (10.0 s); the second never heard
+    ep.say = [Utterance(24, "hello"), Utterance(49, "hello")]
+    started = {
+        "type": "output_audio.started",
+        "microturn": 71,
+        "t": 5.17,
+        "after_slice_end_ms": 80.0,
+        "grace_ms": 45.0,
+        "step_ms": 30.0,
+    }
+    # an onset 2 s before the first due word (not it) and one 290 ms after it
+    run = LiveRun(ep, heard=[(3.0, 3.2), (5.29, 5.6)], events=[started], rtt_ms=20.0)
+    parts = timing_parts([run])
+    assert parts["utterances"] == 1
+    assert parts["total"] == pytest.approx(290.0)
+    assert sum(parts[k] for k in TIMING_PARTS) == pytest.approx(290.0, abs=0.3)
+    # the server's slice ended at 5.17 - 0.08 - 0.01 = 5.08 s: the model on its micro-turn,
+    # the server's grid 80 ms behind the page's
+    assert parts[TIMING_PARTS[0]] == 0.0
+    assert parts[TIMING_PARTS[1]] == pytest.approx(80.0, abs=0.2)
+    assert parts["grace"] == 45.0 and parts["step and queueing"] == 35.0
+    assert parts[TIMING_PARTS[5]] == pytest.approx(120.0, abs=0.2)
+    # a word a micro-turn late shows as the model's, not the transport's
+    late = LiveRun(ep, heard=[(5.49, 5.8)], events=[{**started, "t": 5.37}], rtt_ms=20.0)
+    assert timing_parts([late])[TIMING_PARTS[0]] == pytest.approx(200.0)
+    assert timing_parts([LiveRun(ep, heard=[], events=[started])]) == {"utterances": 0}
+
+
 # -- the measurement, through a real call ---------------------------------------------------------
 @pytest.fixture(scope="module")
 def echo_server() -> Iterator[ServerProcess]:
@@ -160,7 +190,7 @@ def test_eval_live_reports_live_beside_offline(
     served_shipped: ServerProcess, tmp_path: Path
 ) -> None:
     out, md = tmp_path / "live.json", tmp_path / "live.md"
-    args = ["--suite", "turn,noise", "--episodes", "1", "--length", "60"]
+    args = ["--suite", "turn,noise,timespeak", "--episodes", "1", "--length", "60"]
     args += ["--url", served_shipped.url, "--json", str(out), "--markdown", str(md)]
     assert eval_live(args) == 0
     report = json.loads(out.read_text())
@@ -172,6 +202,11 @@ def test_eval_live_reports_live_beside_offline(
     assert turn["live"]["turns"] == turn["offline"]["turns"] == expected_turns
     assert "took_floor" in turn["live"] and "took_floor" in turn["offline"]
     assert report["suites"]["noise"]["live"]["episodes"] == 1
+    # timed speech: its lateness decomposed from the server's events (no turns to time there)
+    parts = report["suites"]["timespeak"]["timing_parts"]
+    assert "latency_parts" not in report["suites"]["timespeak"]
+    if parts["utterances"]:
+        assert sum(parts[k] for k in TIMING_PARTS) == pytest.approx(parts["total"], abs=1.0)
     assert report["seed_range"] == "dev"
     table = md.read_text()
     assert "| measure | target | offline | live | live met |" in table
