@@ -103,24 +103,33 @@ def markdown_table(report: dict[str, Any]) -> str:
     lines += heard_lines(report)
     for suite in ("turn_open", "turn"):
         parts = report["suites"].get(suite, {}).get("latency_parts")
-        if parts and parts.get("turns"):
-            shown = " + ".join(f"{k} {parts[k]}" for k in LATENCY_PARTS)
-            lines.append("")
-            lines.append(
-                f"Live latency of `{suite}`, ms ({parts['turns']} turns taken, means): {shown} "
-                f"= {parts['total']} (median {parts['total_median']})."
-            )
+        lines += parts_lines(
+            parts, LATENCY_PARTS, "turns", f"Live latency of `{suite}`", "turns taken"
+        )
     for suite, got in report["suites"].items():
-        parts = got.get("timing_parts")
-        if parts and parts.get("utterances"):
-            shown = " + ".join(f"{k} {parts[k]}" for k in TIMING_PARTS)
-            lines.append("")
-            lines.append(
-                f"Heard minus due in `{suite}`, ms ({parts['utterances']} due utterances heard "
-                f"within 3 micro-turns, means): {shown} = {parts['total']} "
-                f"(median {parts['total_median']})."
-            )
+        lines += parts_lines(
+            got.get("timing_parts"),
+            TIMING_PARTS,
+            "utterances",
+            f"Heard minus due in `{suite}`",
+            "due utterances heard within 3 micro-turns",
+        )
     return "\n".join(lines)
+
+
+def parts_lines(
+    parts: dict[str, Any] | None, keys: tuple[str, ...], count: str, title: str, counted: str
+) -> list[str]:
+    """A blank line and the sentence that adds `parts` up (score.summarized's), or nothing
+    when none were counted."""
+    if not parts or not parts.get(count):
+        return []
+    shown = " + ".join(f"{k} {parts[k]}" for k in keys)
+    return [
+        "",
+        f"{title}, ms ({parts[count]} {counted}, means): {shown} = {parts['total']} "
+        f"(median {parts['total_median']}).",
+    ]
 
 
 def _heard_cell(block: dict[str, Any] | None) -> str:

@@ -150,9 +150,7 @@ def latency_parts(runs: list[LiveRun]) -> dict[str, Any]:
     rows: list[dict[str, float]] = []
     for r in runs:
         half_rtt = (r.rtt_ms or 0.0) / 2000
-        started = [
-            e for e in r.events if e.get("type") == "output_audio.started" and "grace_ms" in e
-        ]
+        started = started_events(r)
         for tr in r.ep.info.get("turns", []):
             if tr["take_mt"] is None:
                 continue
@@ -177,13 +175,24 @@ def latency_parts(runs: list[LiveRun]) -> dict[str, Any]:
                     "cushion, jitter buffer, playout": onset - ev["t"],
                 }
             )
+    return summarized(rows, "turns")
+
+
+def started_events(run: LiveRun) -> list[dict[str, Any]]:
+    """The call's `output_audio.started` events that carry the server's timing."""
+    return [e for e in run.events if e.get("type") == "output_audio.started" and "grace_ms" in e]
+
+
+def summarized(rows: list[dict[str, float]], count: str) -> dict[str, Any]:
+    """Rows of parts in seconds -> each part's mean in ms, the total's median, and the row
+    count under `count`."""
     if not rows:
-        return {"turns": 0}
+        return {count: 0}
     out: dict[str, Any] = {
         k: round(float(np.mean([row[k] for row in rows])) * 1000, 1) for k in rows[0]
     }
     out["total_median"] = round(float(np.median([row["total"] for row in rows])) * 1000, 1)
-    out["turns"] = len(rows)
+    out[count] = len(rows)
     return out
 
 
@@ -204,9 +213,7 @@ def timing_parts(runs: list[LiveRun], within_mt: int = 3) -> dict[str, Any]:
     rows: list[dict[str, float]] = []
     for r in runs:
         half_rtt = (r.rtt_ms or 0.0) / 2000
-        started = [
-            e for e in r.events if e.get("type") == "output_audio.started" and "grace_ms" in e
-        ]
+        started = started_events(r)
         onsets = [a for a, _ in r.heard]
         used: set[float] = set()
         for u in r.ep.say:
@@ -232,14 +239,7 @@ def timing_parts(runs: list[LiveRun], within_mt: int = 3) -> dict[str, Any]:
                     TIMING_PARTS[5]: onset - ev["t"],
                 }
             )
-    if not rows:
-        return {"utterances": 0}
-    out: dict[str, Any] = {
-        k: round(float(np.mean([row[k] for row in rows])) * 1000, 1) for k in rows[0]
-    }
-    out["total_median"] = round(float(np.median([row["total"] for row in rows])) * 1000, 1)
-    out["utterances"] = len(rows)
-    return out
+    return summarized(rows, "utterances")
 
 
 # ---- the words heard (lab/eval/metrics/heard.py) ----------------------------------------------------
