@@ -91,6 +91,10 @@ class ModelConfig:
     # with rel_clock: the last typed message's number (inference/numbers.py) against that clock:
     # whether it reads a whole number of those seconds, and its phase (model.NumberClock)
     number_clock: bool = False
+    # the schedule clocks (phase_clock, number_clock) read the time this many micro-turns on: a
+    # word said in micro-turn k is heard from the end of k + 1 (grace, step, playout; the live
+    # evaluation's timing_parts), so a schedule's W said one micro-turn ahead is heard on time
+    clock_ahead: int = 0
     # the self token hears back the mel the model played. Off: only its text. In training that
     # mel is the clean target voice, in serving the flow head's sample, a mismatch that cost
     # free-running timing (docs/model.md); off, training and serving see the same self token
@@ -159,6 +163,7 @@ LATER_FIELDS: dict[str, Any] = {
     "voice_window": 0,
     "phase_clock": False,
     "number_clock": False,
+    "clock_ahead": 0,
 }
 
 PRESETS: dict[str, ModelConfig] = {

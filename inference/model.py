@@ -551,10 +551,11 @@ class InteractionModel(nn.Module):
         clocks = self.clock_text(elapsed_mt(now, last_text, cap)) + self.clock_said(
             elapsed_mt(now, last_said, cap)
         )
+        ahead = now + self.cfg.clock_ahead  # the schedules read when this output is heard
         if self.cfg.phase_clock:
-            clocks = clocks + self.clock_phase(now, last_text)
+            clocks = clocks + self.clock_phase(ahead, last_text)
         if number is not None:
-            clocks = clocks + self.clock_number(now, last_text, number)
+            clocks = clocks + self.clock_number(ahead, last_text, number)
         return clocks
 
     def normalize_mel(self, logmel: Tensor) -> Tensor:

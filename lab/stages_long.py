@@ -62,6 +62,13 @@ def long_call_stages(
         "fast": ("clock_phase.", "clock_number."),
         "fast_scale": 8.0,
     }
+    # ahead: `phase` with the schedule clocks read a micro-turn on (config clock_ahead): a
+    # schedule's words said a micro-turn before they are due (lab.tasks.common.scheduled), so a
+    # live call hears them on time (v5 was heard 265 ms past due: grace, step, playout).
+    stages["ahead"] = {
+        **stages["phase"],
+        "config": {**stages["phase"]["config"], "clock_ahead": 1},
+    }
     stages["gridonly"] = {
         **stages["phase"],
         "mix": {"timespeak_grid": 0.7, "timespeak_far": 0.3},

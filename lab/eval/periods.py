@@ -12,8 +12,8 @@ seconds", and running free it then repeats at multiples of its reading.
 
 --long: the evaluation's 10-minute calls (`long_timespeak`, 16 of the seed's episodes, cut at
 `--length` micro-turns and before any later "stop" or change), teacher-forced with every W at
-its due micro-turn; prints, by how far into the call a W is due, the model's probability of
-starting to speak right then. Greedy decoding starts only above 0.5; a probability that falls
+the micro-turn this model says it (its config `clock_ahead` before it is due); prints, by how far
+into the call a W is due, the model's probability of starting to speak right then. Greedy decoding starts only above 0.5; a probability that falls
 as the call goes on is a schedule the model loses running free (the v3 model: 0.93 in the first
 100 micro-turns, about 0.5 after 200).
 
@@ -66,7 +66,8 @@ def first_onset_s(model: InteractionModel, text: str, n: int = 160, seed: int = 
         out = model(batch.seq)
     said = speaks(out.text_logits[0].float().argmax(-1)).tolist()  # greedy, as the engine
     first = next((m for m in range(t0 + 1, n) if said[m]), None)
-    return None if first is None else (first - t0) / PER_S
+    # a model with clock_ahead says a schedule's W ahead of the micro-turn it is due in
+    return None if first is None else (first + model.cfg.clock_ahead - t0) / PER_S
 
 
 def after_slip(
@@ -77,9 +78,10 @@ def after_slip(
     ep, t0 = _typed_call(f"say hello every {period} seconds", n)
     p5 = period * PER_S
     second = t0 + 2 * p5 + shift
-    ep.say = [Utterance(t0 + p5, "hello", "say"), Utterance(second, "hello", "say")]
+    ahead = model.cfg.clock_ahead  # its Ws said this many micro-turns before they are due
+    ep.say = [Utterance(t0 + p5 - ahead, "hello", "say"), Utterance(second - ahead, "hello", "say")]
     p_speak = _p_onset(model, ep)
-    return float(p_speak[t0 + 3 * p5]), float(p_speak[second + p5])
+    return float(p_speak[t0 + 3 * p5 - ahead]), float(p_speak[second + p5 - ahead])
 
 
 def onset_at_due(
@@ -89,6 +91,7 @@ def onset_at_due(
     from lab.eval.suites import episodes_for
 
     out: dict[int, list[float]] = {}
+    ahead = model.cfg.clock_ahead  # its Ws said this many micro-turns before they are due
     for ep in episodes_for("long_timespeak", 16, seed):
         change = ep.info.get("change")
         n = min(length, change["mt"] if change else length)
@@ -97,7 +100,7 @@ def onset_at_due(
             n=n,
             start_index=ep.start_index,
             typed=[(m, t) for m, t in ep.typed if m < n],
-            say=[u for u in ep.say if u.mt < n],
+            say=[Utterance(u.due - ahead, u.text, u.kind) for u in ep.say if u.due - ahead < n],
             audio=None if ep.audio is None else ep.audio[: n * MICROTURN_SAMPLES],
             frames=None if ep.frames is None else ep.frames[:n],
             has_frame=None if ep.has_frame is None else ep.has_frame[:n],

@@ -12,7 +12,7 @@ from inference.engine import Engine, EngineConfig
 from inference.model import InteractionModel
 from inference.protocol import MicroTurnInput, MicroTurnOutput
 from inference.reference import ReferenceModel
-from lab.tasks.episode import Episode
+from lab.tasks.episode import Episode, Utterance
 
 EVAL_SEED_BASE = 1_000  # eval seeds: (seed + 1) * 1000 + i, far below training's 10_000_000+
 
@@ -32,6 +32,17 @@ class Run:
     outputs: list[MicroTurnOutput] = field(default_factory=list)
     delegations: list[int] = field(default_factory=list)
     result_typed: list[tuple[int, str]] = field(default_factory=list)  # (mt, text) delivered
+
+    def expected(self, kinds: tuple[str, ...] | None = None) -> list[tuple[int, str]]:
+        """(micro-turn, text) of the episode's utterances (of these kinds) as this run is scored:
+        offline when the model says them (`Utterance.mt`)."""
+        return [
+            (u.mt + self.lead(u), u.text) for u in self.ep.say if kinds is None or u.kind in kinds
+        ]
+
+    def lead(self, u: Utterance) -> int:
+        """Micro-turns from when `u` is scored offline to when this run is scored at: none."""
+        return 0
 
     def utterances(self) -> list[Said]:
         out: list[Said] = []

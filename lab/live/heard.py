@@ -14,6 +14,7 @@ import numpy as np
 
 from inference.protocol import MICROTURN_SAMPLES, SAMPLE_RATE_HZ
 from lab.eval.runner import Run, Said
+from lab.tasks.episode import Utterance
 
 HOP = SAMPLE_RATE_HZ // 100  # 10 ms analysis frames
 MICROTURN_S = MICROTURN_SAMPLES / SAMPLE_RATE_HZ
@@ -81,6 +82,10 @@ class LiveRun(Run):
     rtt_ms: float | None = None
     call_id: str | None = None
     error: str | None = None
+
+    def lead(self, u: Utterance) -> int:
+        """Heard: a schedule's word said ahead (`Utterance.lead`) is due where it is heard."""
+        return u.lead
 
     def utterances(self) -> list[Said]:
         out = []

@@ -207,7 +207,8 @@ def timing_parts(runs: list[LiveRun], within_mt: int = 3) -> dict[str, Any]:
             downlink + what follows the event on the page (the output cushion, the jitter
             buffer, decoding, WebAudio, and where in its first 200 ms the word becomes audible)
 
-    "Due" is the offline convention: micro-turn k's output heard from (k + 1) * 0.2 s. The
+    "Due" is the offline convention: micro-turn k's output heard from (k + 1) * 0.2 s, k the
+    micro-turn the utterance is due in (`Utterance.mt + lead`: a schedule's word said ahead). The
     model's whole micro-turns are the server slice's end less the due time, rounded, and the
     grid offset is what that leaves (within +-100 ms)."""
     rows: list[dict[str, float]] = []
@@ -217,7 +218,7 @@ def timing_parts(runs: list[LiveRun], within_mt: int = 3) -> dict[str, Any]:
         onsets = [a for a, _ in r.heard]
         used: set[float] = set()
         for u in r.ep.say:
-            due = (u.mt + 1) * MICROTURN_S
+            due = (u.mt + r.lead(u) + 1) * MICROTURN_S  # when it is due to be heard
             near = [o for o in onsets if abs(o - due) <= within_mt * MICROTURN_S and o not in used]
             if not near:
                 continue

@@ -42,7 +42,7 @@ def timing_bias(runs: list[Run]) -> dict[str, Any]:
     pipeline delay shows here, apart from the +-1 micro-turn accuracy."""
     errs: list[int] = []
     for r in runs:
-        _, e = match([(u.mt, u.text) for u in r.ep.say], r.utterances(), tol=3)
+        _, e = match(r.expected(), r.utterances(), tol=3)
         errs += e
     return {
         "heard_minus_due_mt_mean": round(float(np.mean(errs)), 2) if errs else None,

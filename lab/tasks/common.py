@@ -13,6 +13,7 @@ from lab.tasks.voice import Voice, model_mel, speech
 
 MT = MICROTURN_SAMPLES
 PER_S = 5  # micro-turns per second
+AHEAD_MT = 1  # a schedule's words said this many micro-turns before they are due (scheduled())
 K_IN = 8  # text-in ids per micro-turn (the small preset's text_in_slots)
 
 
@@ -73,6 +74,13 @@ def utter_mts(text: str) -> int:
     """Micro-turns an utterance occupies (text and audio)."""
     text_mt = -(-(len((text + " ").encode()) + 1) // 4)
     return max(text_mt, len(model_mel(text)) // 16)
+
+
+def scheduled(due: int, text: str, kind: str = "say") -> Utterance:
+    """A word of a schedule ("every N seconds", "in N seconds", a countdown) due in micro-turn
+    `due`: said AHEAD_MT micro-turns before, as its output is heard a micro-turn after it is
+    said (config `clock_ahead`)."""
+    return Utterance(due - AHEAD_MT, text, kind, lead=AHEAD_MT)
 
 
 def first_free(say: list[Utterance], mt: int) -> int:

@@ -36,6 +36,15 @@ class Utterance:
     text: str  # what the model says, e.g. "hello" (a trailing space is added on the wire)
     kind: str = "say"  # say | count | answer | hold | result | reply | cue | take | backchannel
     mel: bool = True  # has model-voice audio
+    # micro-turns said ahead of the micro-turn it is due in: a schedule's words (scheduled()),
+    # said before their time so that they are heard in it. Offline runs are scored at `mt`
+    # (when the model says it), live ones at `mt + lead` (when the page hears it)
+    lead: int = 0
+
+    @property
+    def due(self) -> int:
+        """The micro-turn it is due in (heard from its end)."""
+        return self.mt + self.lead
 
     @property
     def wire(self) -> str:

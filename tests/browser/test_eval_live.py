@@ -103,18 +103,20 @@ def test_latency_parts_add_up_to_what_was_heard() -> None:
     assert parts["grace"] == 60.0 and parts["step and queueing"] == 35.0
 
 
+_STARTED = {
+    "type": "output_audio.started",
+    "microturn": 71,
+    "after_slice_end_ms": 80.0,
+    "grace_ms": 45.0,
+    "step_ms": 30.0,
+}
+
+
 def test_timing_parts_add_up_to_how_late_a_due_word_was_heard() -> None:
     ep = Episode(task="long_timespeak", n=100)
     # due at micro-turn 24 (heard from 5.0 s) and 49 (10.0 s); the second never heard
     ep.say = [Utterance(24, "hello"), Utterance(49, "hello")]
-    started = {
-        "type": "output_audio.started",
-        "microturn": 71,
-        "t": 5.17,
-        "after_slice_end_ms": 80.0,
-        "grace_ms": 45.0,
-        "step_ms": 30.0,
-    }
+    started = {**_STARTED, "t": 5.17}
     # an onset 2 s before the first due word (not it) and one 290 ms after it
     run = LiveRun(ep, heard=[(3.0, 3.2), (5.29, 5.6)], events=[started], rtt_ms=20.0)
     parts = timing_parts([run])
@@ -131,6 +133,37 @@ def test_timing_parts_add_up_to_how_late_a_due_word_was_heard() -> None:
     late = LiveRun(ep, heard=[(5.49, 5.8)], events=[{**started, "t": 5.37}], rtt_ms=20.0)
     assert timing_parts([late])[TIMING_PARTS[0]] == pytest.approx(200.0)
     assert timing_parts([LiveRun(ep, heard=[], events=[started])]) == {"utterances": 0}
+
+
+def test_a_schedules_word_said_ahead_is_scored_where_it_is_said_offline_and_heard_live() -> None:
+    from lab.eval.metrics.timing import eval_timespeak
+    from lab.eval.runner import Run
+    from lab.tasks.common import scheduled
+    from tests.lab.test_tasks import _out
+
+    ep = Episode(task="timespeak/every", n=100)
+    ep.say = [scheduled(25, "hello")]  # due in micro-turn 25 (heard from 5.2 s), said in 24
+    assert (ep.say[0].mt, ep.say[0].due) == (24, 25)
+    assert Run(ep).expected() == [(24, "hello")] and LiveRun(ep).expected() == [(25, "hello")]
+
+    def offline(at: int) -> Run:
+        return Run(ep, outputs=[_out(at, "hello ", eou=True)])
+
+    def live(onset: float) -> LiveRun:
+        delta = {"type": "output_text.delta", "t": onset - 0.2, "microturn": 24, "text": "hello "}
+        return LiveRun(ep, heard=[(onset, onset + 0.4)], events=[delta])
+
+    def score(run: Run) -> float:
+        return float(eval_timespeak([run])["macro_accuracy"])
+
+    # said a micro-turn ahead: on time; said when due (as a model without clock_ahead): late
+    assert score(offline(24)) == 100.0 and score(offline(26)) == 0.0
+    # heard 265 ms past due (v5's mean lateness): a micro-turn late, on time; 465 ms: late
+    assert score(live(5.465)) == 100.0 and score(live(5.665)) == 0.0
+    # timing_parts measures against when it is due to be heard, not when it is said
+    started = {**_STARTED, "t": 5.13}
+    parts = timing_parts([LiveRun(ep, heard=[(5.265, 5.6)], events=[started], rtt_ms=20.0)])
+    assert parts["total"] == pytest.approx(65.0)
 
 
 # -- the measurement, through a real call ---------------------------------------------------------

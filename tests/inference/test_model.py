@@ -360,3 +360,31 @@ def test_a_warm_start_with_the_phase_clock_computes_what_the_model_did() -> None
     hidden = [streamed_hidden(model, calls) for model in (before, after.eval())]
     assert all(torch.equal(a, b) for a, b in zip(*hidden, strict=True))
     assert after.clock_phase.proj.weight.abs().sum() == 0
+
+
+def test_clock_ahead_moves_only_the_schedule_clocks_a_micro_turn_on() -> None:
+    """config clock_ahead: the phase and number clocks read the time this micro-turn's output
+    is heard (a micro-turn on), the clocks since the last message and the last W read now."""
+    from inference.checkpoint import init_model
+    from inference.config import preset
+    from inference.model import NEVER, elapsed_mt
+
+    cfg = preset("tiny", phase_clock=True, number_clock=True)
+    now_model = init_model(cfg, seed=3)
+    ahead_model = init_model(cfg.__class__(**{**cfg.to_dict(), "clock_ahead": 1}), seed=3)
+    ahead_model.load_state_dict(now_model.state_dict())
+    for m in (now_model, ahead_model):  # warm-started clocks are zero; give them a reading
+        for clock in (m.clock_phase, m.clock_number):
+            torch.manual_seed(0)
+            torch.nn.init.normal_(clock.proj.weight)
+    now, last_text = torch.tensor([10, 29, 30, 77]), torch.tensor([5, 5, 5, 5])
+    last_said, number = torch.tensor([NEVER, 8, 8, 70]), torch.tensor([5, 5, 0, 5])
+
+    def rel(m: InteractionModel, at: torch.Tensor) -> torch.Tensor:
+        return m.clock_text(elapsed_mt(at, last_text)) + m.clock_said(elapsed_mt(at, last_said))
+
+    with torch.no_grad():
+        ahead = ahead_model._clocks(now, last_text, last_said, number) - rel(ahead_model, now)
+        later = now_model._clocks(now + 1, last_text, last_said, number) - rel(now_model, now + 1)
+        same_now = now_model._clocks(now, last_text, last_said, number) - rel(now_model, now)
+    assert torch.allclose(ahead, later, atol=1e-5) and not torch.allclose(ahead, same_now)

@@ -6,7 +6,7 @@ import itertools
 
 import numpy as np
 
-from lab.tasks.common import PER_S
+from lab.tasks.common import AHEAD_MT, PER_S
 from lab.tasks.episode import targets
 from lab.tasks.registry import make
 
@@ -20,7 +20,8 @@ def test_timespeak_long_keeps_the_period_across_the_jump_and_learns_nothing_in_t
         ((first, jump),) = ep.skips
         clock = ep.clock() - ep.start_index
         assert clock[first] - clock[first - 1] == jump + 1 and jump >= 150  # past the window
-        said = [u.mt for u in ep.say]
+        said = [u.due for u in ep.say]  # said a micro-turn ahead (scheduled())
+        assert all(u.lead == AHEAD_MT for u in ep.say)
         period = ep.info["period"] * PER_S
         change = ep.info["change"]
         until = change["mt"] if change else ep.n
@@ -29,7 +30,7 @@ def test_timespeak_long_keeps_the_period_across_the_jump_and_learns_nothing_in_t
         assert all((clock[m] - ep.info["t0"]) % period == 0 for m in before_change)
         after_jump = [m for m in said if m >= first]
         ((a, b),) = ep.ignore
-        assert a == first and (not after_jump or b == after_jump[0] + 1)
+        assert a == first and (not after_jump or b == after_jump[0] + 1 - AHEAD_MT)
         valid = targets(ep, 8, 4).valid
         assert not valid[a:b].any() and valid[:a].all() and valid[b:].all()
         if change is not None:
@@ -50,7 +51,7 @@ def test_timespeak_far_jumps_right_after_the_instruction_and_shows_the_schedule_
         period = ep.info["period"] * PER_S
         change = ep.info["change"]
         until = change["mt"] if change else ep.n
-        after = [u.mt for u in ep.say if first <= u.mt < until]
+        after = [u.due for u in ep.say if first <= u.due < until]
         assert all((clock[m] - ep.info["t0"]) % period == 0 for m in after)
         # nothing skipped after the jump: consecutive Ws are a period apart in view too
         assert all(b - a == period for a, b in itertools.pairwise(after))
@@ -64,7 +65,7 @@ def test_timespeak_drift_times_each_w_from_the_last_one_said_and_learns_nothing_
         ep = make("timespeak_drift", seed, 220)
         clock = ep.clock() - ep.start_index
         period = ep.info["period"] * PER_S
-        said = [int(clock[u.mt]) for u in ep.say]
+        said = [int(clock[u.due]) for u in ep.say]
         # the first W on the instruction's clock (or a slip of it), each next a period after
         # the last one said, whatever the instruction's grid says
         assert abs(said[0] - ep.info["t0"] - period) <= 3
@@ -90,7 +91,7 @@ def test_timespeak_slow_shows_every_w_of_a_long_period_with_its_gaps_in_little()
         # a skip is shorter than a period: no W falls unseen, the relative clocks stay exact
         assert all(0 < k < p5 for _, k in ep.skips)
         compressed += bool(ep.skips)
-        said = [int(clock[u.mt]) for u in ep.say]
+        said = [int(clock[u.due]) for u in ep.say]
         change = ep.info["change"]
         until = int(clock[change["mt"]]) if change else int(clock[-1]) + 1
         due = [c for c in range(t0 + p5, until, p5) if c in set(clock.tolist())]
@@ -193,8 +194,8 @@ def test_timespeak_grid_keeps_each_w_on_the_instructions_grid_whatever_the_histo
         valid = targets(ep, 8, 4).valid
         grid0, period = ep.info["t0"], ep.info["period"] * PER_S
         for u in ep.say:
-            c = int(clock[u.mt])
-            if change is not None and change["kind"] == "period" and u.mt >= change["from"]:
+            c = int(clock[u.due])
+            if change is not None and change["kind"] == "period" and u.due >= change["from"]:
                 grid0, period = int(clock[change["from"]]), change["period"] * PER_S
             on_grid = (c - grid0) % period == 0
             assert bool(valid[u.mt]) == on_grid  # a W off the grid is an input only

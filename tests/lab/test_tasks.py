@@ -360,7 +360,7 @@ def test_spoken_instructions_are_said_not_typed_and_timed_from_the_speech_end() 
         t0 = spoken.info["t0"]
         if spoken.task == "timespeak/every":
             period = spoken.info["period"] * PER_S
-            assert [u.mt for u in spoken.say][:2] == [t0 + period, t0 + 2 * period][
+            assert [u.due for u in spoken.say][:2] == [t0 + period, t0 + 2 * period][
                 : len(spoken.say)
             ]
     chat = make("chat_spoken", 3, 60)
@@ -375,7 +375,7 @@ def test_timed_timespeak_reads_a_number_once_or_every_and_the_held_out_keeps_thr
     for ep in episodes:
         if ep.task == "timespeak/once":
             assert " in " in f" {ep.typed[0][1]} " and "every" not in ep.typed[0][1]
-            assert [u.mt for u in ep.say] == [ep.info["t0"] + ep.info["delay"] * PER_S][
+            assert [u.due for u in ep.say] == [ep.info["t0"] + ep.info["delay"] * PER_S][
                 : len(ep.say)
             ]
     # the evaluation's family still draws all three kinds

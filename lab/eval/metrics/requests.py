@@ -78,7 +78,7 @@ def entry_mts(text: str, slots: int = 8) -> int:
 
 
 def eval_chat(runs: list[Run]) -> dict[str, Any]:
-    acc = [timing_accuracy([(u.mt, u.text) for u in r.ep.say], r.utterances()) for r in runs]
+    acc = [timing_accuracy(r.expected(), r.utterances()) for r in runs]
     return {"reply_accuracy": pct(float(np.mean(acc))), "episodes": len(runs)}
 
 

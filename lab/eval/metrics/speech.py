@@ -27,7 +27,12 @@ def find_phrases(
         if not u.mel:
             continue
         hit = next(
-            (s for s in said if norm(s.text) == norm(u.text) and abs(s.mt - u.mt) <= tol), None
+            (
+                s
+                for s in said
+                if norm(s.text) == norm(u.text) and abs(s.mt - u.mt - run.lead(u)) <= tol
+            ),
+            None,
         )
         if hit is not None:
             out.append((u, hit))

@@ -48,7 +48,7 @@ def eval_timespeak(runs: list[Run]) -> dict[str, Any]:
     by: dict[str, list[float]] = {}
     success = []
     for r in runs:
-        exp = [(u.mt, u.text) for u in r.ep.say]
+        exp = r.expected()
         said = r.utterances()
         acc = timing_accuracy(exp, said)
         by.setdefault(r.ep.task.split("/")[1], []).append(acc)
@@ -65,7 +65,7 @@ def eval_timespeak(runs: list[Run]) -> dict[str, Any]:
 def eval_cuespeak(runs: list[Run]) -> dict[str, Any]:
     accs, fa = [], 0
     for r in runs:
-        exp = [(u.mt, u.text) for u in r.ep.say]
+        exp = r.expected()
         said = r.utterances()
         accs.append(timing_accuracy(exp, said))
         hits, _ = match(exp, said)
@@ -97,7 +97,7 @@ def eval_repcount(runs: list[Run]) -> dict[str, Any]:
             final = nums[-1] if nums else 0
         err = abs(int(final) - int(r.ep.info["total"]))
         errs.append(err)
-        exp = [(u.mt, u.text) for u in r.ep.say if u.kind == "count"]
+        exp = r.expected(("count",))
         counts = [s for s in said if q0 is None or s.mt < q0 - 1]
         timing.append(timing_accuracy(exp, counts))
         if r.ep.info.get("harness"):
@@ -120,11 +120,11 @@ def eval_demo(runs: list[Run]) -> dict[str, Any]:
     hello, counts, errs, said_log = [], [], [], []
     for r in runs:
         said = r.utterances()
-        exp_hello = [(u.mt, u.text) for u in r.ep.say if u.kind == "say"]
+        exp_hello = r.expected(("say",))
         c0 = r.ep.info["c0"]
         q0 = r.ep.info["q0"]
         hello.append(timing_accuracy(exp_hello, [s for s in said if s.mt < c0]))
-        exp_counts = [(u.mt, u.text) for u in r.ep.say if u.kind == "count"]
+        exp_counts = r.expected(("count",))
         counts.append(timing_accuracy(exp_counts, [s for s in said if c0 <= s.mt < q0 - 1]))
         answer = next(
             (_number(s.text) for s in said if s.mt >= q0 - 1 and _number(s.text) is not None), None
@@ -149,7 +149,7 @@ def eval_long_timespeak(runs: list[Run]) -> dict[str, Any]:
     by_minute: dict[int, list[int]] = {}
     obeyed = []
     for r in runs:
-        exp = [(u.mt, u.text) for u in r.ep.say]
+        exp = r.expected()
         said = r.utterances()
         h, _ = match(exp, said)
         hits, expected, said_n = hits + h, expected + len(exp), said_n + len(said)

@@ -84,7 +84,7 @@ def eval_monologue(runs: list[Run]) -> dict[str, Any]:
     for r in runs:
         utterances = r.utterances()
         said = [s for s in utterances if norm(s.text) == norm(BACKCHANNEL)]
-        exp = [(u.mt, u.text) for u in r.ep.say if u.kind == "backchannel"]
+        exp = r.expected(("backchannel",))
         h, _ = match(exp, said)
         hits, expected, misplaced = hits + h, expected + len(exp), misplaced + len(said) - h
         speaking = r.speaking().copy()

@@ -110,7 +110,7 @@ def eval_startstop(runs: list[Run]) -> dict[str, Any]:
     for r in runs:
         said = r.utterances()
         ious.append(startstop_iou(r.ep, said))
-        exp = [(u.mt, u.text) for u in r.ep.say]
+        exp = r.expected()
         ceiling.append(startstop_iou(r.ep, [Said(u.mt, u.text) for u in r.ep.say]))
         marks = [s for s in said if norm(s.text).startswith(("start", "stop"))]
         timing.append(timing_accuracy(exp, marks))

@@ -10,6 +10,7 @@ from lab.tasks.common import (
     MT,
     background,
     fits,
+    scheduled,
     typed_eou,
 )
 from lab.tasks.episode import Episode, Utterance
@@ -51,7 +52,7 @@ def demo(rng: np.random.Generator, n: int) -> Episode:
     stop = t0 + 15 * 4 + 5  # four hellos, then "stop"
     ep.typed.append((stop, "stop"))
     for k in range(1, 5):
-        ep.say.append(Utterance(t0 + 15 * k, "hello", "say"))
+        ep.say.append(scheduled(t0 + 15 * k, "hello"))
     c_typed = stop + 5
     ep.typed.append((c_typed, "count my reps"))
     c0 = typed_eou(ep, c_typed)

@@ -34,6 +34,7 @@ from typing import Any
 import numpy as np
 
 from lab.tasks.common import (
+    AHEAD_MT,
     PER_S,
     add_video,
     early_text,
@@ -41,6 +42,7 @@ from lab.tasks.common import (
     instruct,
     new_episode,
     num_text,
+    scheduled,
     typed_eou,
 )
 from lab.tasks.episode import Episode, Utterance
@@ -111,7 +113,7 @@ def timespeak_long(
     said = _schedule(t0, period * PER_S, stop_at, clock)
     after = [m for m in said if m >= first]
     if after:
-        lead_end = after[0] + 1
+        lead_end = after[0] + 1 - AHEAD_MT  # past the first one said
     if lead_end < n - 20 and rng.random() < 0.5:
         at = int(rng.integers(lead_end + 5, n - 10))
         if rng.random() < 0.5:
@@ -128,8 +130,7 @@ def timespeak_long(
     if change is not None and change["kind"] == "period" and change["t1"] < n:
         said += _schedule(int(clock[change["t1"]]), change["period"] * PER_S, clock[-1] + 1, clock)
     for m in sorted(set(said)):
-        if fits(ep, m):
-            ep.say.append(Utterance(m, word, "say"))
+        say_due(ep, clock, m, word)
     ep.ignore.append((first, lead_end))
     ep.info.update(word=word, period=period, t0=t0, jump=jump, first=first, change=change)
     add_video(rng, ep, p_motion=0.3)
@@ -187,8 +188,7 @@ def timespeak_slow(rng: np.random.Generator, n: int) -> Episode:
             ep.typed.pop()
     until = clock[change["mt"]] if change is not None else clock[-1] + 1
     for m in _schedule(t0, p5, until, np.asarray(clock)):
-        if fits(ep, m):
-            ep.say.append(Utterance(m, word, "say"))
+        say_due(ep, clock, m, word)
     ep.info.update(word=word, period=period, t0=t0, change=change, compressed=compress)
     add_video(rng, ep, p_motion=0.3)
     ep.audio = audio
@@ -247,17 +247,26 @@ def fits(ep: Episode, m: int) -> bool:
     return first_free(ep.say, m) == m
 
 
+def say_due(ep: Episode, clock: Any, m: int, word: str) -> None:
+    """W due in visible micro-turn m (`clock`: each visible micro-turn's clock value), said
+    AHEAD_MT micro-turns before (scheduled()) where the call shows that micro-turn and it fits."""
+    at = m - AHEAD_MT
+    if at >= 0 and clock[m] - clock[at] == AHEAD_MT and fits(ep, at):
+        ep.say.append(scheduled(m, word))
+
+
 def place_ws(
     ep: Episode, clock: list[int], said: list[int], word: str, quiet: list[tuple[int, int]]
 ) -> None:
-    """W said at each clock value in `said` (where the visible call shows it and it fits), no
-    loss over the clock ranges `quiet` (first, last) as far as the call shows them."""
+    """W due at each clock value in `said` (said AHEAD_MT before, where the visible call shows
+    it and it fits), no loss over the clock ranges `quiet` (first, last; moved AHEAD_MT earlier
+    with the Ws) as far as the call shows them."""
     index = {c: m for m, c in enumerate(clock)}
     for c in said:
-        if c in index and fits(ep, index[c]):
-            ep.say.append(Utterance(index[c], word, "say"))
+        if c in index:
+            say_due(ep, clock, index[c], word)
     for lo, hi in quiet:
-        seen = [index[c] for c in range(lo, hi + 1) if c in index]
+        seen = [index[c] for c in range(lo - AHEAD_MT, hi + 1 - AHEAD_MT) if c in index]
         if seen:
             ep.ignore.append((seen[0], seen[-1] + 1))
 
@@ -350,9 +359,8 @@ def long_timespeak(rng: np.random.Generator, n: int) -> Episode:
     if change is not None and change["kind"] == "period":
         times += _schedule(change["from"], change["period"] * PER_S, n, clock)
     for m in sorted(set(times)):
-        if fits(ep, m):
-            ep.say.append(Utterance(m, word, "say"))
-    ep.info.update(word=word, period=period, t0=t0, change=change, expected=[u.mt for u in ep.say])
+        say_due(ep, clock, m, word)
+    ep.info.update(word=word, period=period, t0=t0, change=change, expected=sorted(set(times)))
     ep.audio = audio
     return ep
 

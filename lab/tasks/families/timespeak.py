@@ -14,9 +14,10 @@ from lab.tasks.common import (
     instruct,
     new_episode,
     num_text,
+    scheduled,
     utter_mts,
 )
-from lab.tasks.episode import Episode, Utterance
+from lab.tasks.episode import Episode
 from lab.tasks.speakers import bank_voice
 from lab.tasks.vocab import (
     SAY_WORDS,
@@ -71,7 +72,7 @@ def timespeak(
         times = []
         while t0 + k * period * PER_S < min(n, stop_at):
             m = t0 + k * period * PER_S
-            ep.say.append(Utterance(m, word, "say"))
+            ep.say.append(scheduled(m, word))
             times.append(m)
             k += 1
         ep.info.update(word=word, period=period, t0=t0, stop_at=stop_at, expected=times)
@@ -85,7 +86,7 @@ def timespeak(
         m = t0 + delay * PER_S
         times = []
         if m < n:
-            ep.say.append(Utterance(m, word, "say"))
+            ep.say.append(scheduled(m, word))
             times.append(m)
         ep.info.update(word=word, delay=delay, t0=t0, expected=times)
     else:
@@ -98,7 +99,7 @@ def timespeak(
         for k in range(1, start + 1):
             m = t0 + k * PER_S
             if m < n:
-                ep.say.append(Utterance(m, str(start + 1 - k), "count"))
+                ep.say.append(scheduled(m, str(start + 1 - k), "count"))
                 times.append(m)
         ep.info.update(start=start, t0=t0, expected=times)
     add_video(rng, ep)
