@@ -13,9 +13,9 @@ seconds", and running free it then repeats at multiples of its reading.
 --long: the evaluation's 10-minute calls (`long_timespeak`, 16 of the seed's episodes, cut at
 `--length` micro-turns and before any later "stop" or change), teacher-forced with every W at
 the micro-turn this model says it (its config `clock_ahead` before it is due); prints, by how far
-into the call a W is due, the model's probability of starting to speak right then. Greedy decoding starts only above 0.5; a probability that falls
-as the call goes on is a schedule the model loses running free (the v3 model: 0.93 in the first
-100 micro-turns, about 0.5 after 200).
+into the call a W is due, the model's probability of starting to speak right then. Greedy
+decoding starts only above 0.5; a probability that falls as the call goes on is a schedule the
+model loses running free (the v3 model: 0.93 in the first 100 micro-turns, about 0.5 after 200).
 
 --slip: "say hello every N seconds" with the first W on time and the second moved by a few
 micro-turns, as a model's own slip running free; prints P(onset) where the third is due on the
