@@ -360,7 +360,7 @@ def long_timespeak(rng: np.random.Generator, n: int) -> Episode:
         times += _schedule(change["from"], change["period"] * PER_S, n, clock)
     for m in sorted(set(times)):
         say_due(ep, clock, m, word)
-    ep.info.update(word=word, period=period, t0=t0, change=change, expected=sorted(set(times)))
+    ep.info.update(word=word, period=period, t0=t0, change=change, expected=[u.due for u in ep.say])
     ep.audio = audio
     return ep
 
