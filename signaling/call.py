@@ -438,7 +438,9 @@ class Call:
                 hints: dict[str, Any] = {"_utterance": utterance}
                 if heard is not None:
                     hints.update(_heard=heard[0], _truncated=heard[1])
-                self.send_event("output_audio.stopped", microturn=out.index, **hints)
+                self.send_event(
+                    "output_audio.stopped", microturn=out.index, **self._timing(out), **hints
+                )
         self.outbound.write(out.audio, out.index, speaking=out.speaking)
         part = self.transcript.model_text(out.index, out.text, end=out.end_of_utterance)
         if out.text:

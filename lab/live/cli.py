@@ -22,7 +22,7 @@ import torch
 
 from lab.eval.runner import Run, run_episodes
 from lab.live.report import intervals, markdown_table
-from lab.live.score import latency_parts, score_heard, timing_parts
+from lab.live.score import barge_parts, latency_parts, score_heard, timing_parts
 from lab.live.suites import DEV_SEEDS, SUITES, TEST_SEEDS, live_episodes
 
 RESULTS = Path(__file__).resolve().parents[2] / "bench" / "results"
@@ -117,8 +117,12 @@ async def evaluate_live(args: argparse.Namespace, suites: list[str]) -> dict[str
                 "errors": [r.error for r in live if r.error],
                 "live_s": round(time.time() - t, 1),
             }
+            held = [r.jitter_buffer_ms for r in live if r.jitter_buffer_ms is not None]
+            if held:  # part of every path's last part: the page's jitter buffer
+                got["jitter_buffer_ms"] = round(sum(held) / len(held), 1)
             if SUITES[suite].turns:
                 got["latency_parts"] = latency_parts(live)
+                got["barge_parts"] = barge_parts(live)
             elif any(ep.say for ep in eps):  # timed speech: where its lateness went
                 got["timing_parts"] = timing_parts(live)
             got["said"] = [[s.mt, s.text] for s in live[0].utterances()][:12] if live else []

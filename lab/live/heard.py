@@ -80,6 +80,7 @@ class LiveRun(Run):
     events: list[dict[str, Any]] = field(default_factory=list)
     received: np.ndarray | None = None
     rtt_ms: float | None = None
+    jitter_buffer_ms: float | None = None  # the page's mean (inbound-rtp jitterBufferDelay)
     call_id: str | None = None
     error: str | None = None
 

@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 
 from lab.eval.runner import Run
-from lab.live.score import LATENCY_PARTS, TIMING_PARTS
+from lab.live.score import BARGE_PARTS, LATENCY_PARTS, TIMING_PARTS
 
 # (suite, metric, label, target, direction): the table's rows
 TARGETS: list[tuple[str, str, str, float, str]] = [
@@ -105,6 +105,19 @@ def markdown_table(report: dict[str, Any]) -> str:
         parts = report["suites"].get(suite, {}).get("latency_parts")
         lines += parts_lines(
             parts, LATENCY_PARTS, "turns", f"Live latency of `{suite}`", "turns taken"
+        )
+        held = report["suites"].get(suite, {}).get("jitter_buffer_ms")
+        if parts and parts.get("turns") and held is not None:
+            lines.append(
+                f"Of the last part, Chromium's jitter buffer held the received audio {held} ms "
+                "on average (inbound-rtp jitterBufferDelay / jitterBufferEmittedCount)."
+            )
+        lines += parts_lines(
+            report["suites"].get(suite, {}).get("barge_parts"),
+            BARGE_PARTS,
+            "barge_ins",
+            f"Live barge-in stop of `{suite}`",
+            "barge-ins while it talked",
         )
     for suite, got in report["suites"].items():
         lines += parts_lines(

@@ -64,6 +64,7 @@ def to_run(ep: Episode, result: dict[str, Any]) -> LiveRun:
         events=[e for e in result["events"] if e.get("t") is not None],
         received=received,
         rtt_ms=result.get("rtt_ms"),
+        jitter_buffer_ms=result.get("jitter_buffer_ms"),
         call_id=result.get("call_id"),
         error=result.get("error"),
     )

@@ -34,6 +34,16 @@ LATENCY_PARTS = (
     "cushion, jitter buffer, playout",
 )
 
+# barge_parts' keys, in the order time passes
+BARGE_PARTS = (
+    "network (rtt)",
+    "wait for the micro-turn to close",
+    "model reaction (whole micro-turns)",
+    "grace",
+    "step and queueing",
+    "jitter buffer, playout, the last word's tail",
+)
+
 # timing_parts' keys, in the order time passes
 TIMING_PARTS = (
     "the model's timing (whole micro-turns)",
@@ -149,7 +159,6 @@ def latency_parts(runs: list[LiveRun]) -> dict[str, Any]:
     `after_slice_end_ms` and the downlink; the parts add up to the total by construction."""
     rows: list[dict[str, float]] = []
     for r in runs:
-        half_rtt = (r.rtt_ms or 0.0) / 2000
         started = started_events(r)
         for tr in r.ep.info.get("turns", []):
             if tr["take_mt"] is None:
@@ -161,21 +170,58 @@ def latency_parts(runs: list[LiveRun]) -> dict[str, Any]:
             ev = max((e for e in started if e["t"] <= onset), key=lambda e: e["t"], default=None)
             if ev is None or onset - ev["t"] > 1.0:
                 continue
-            slice_end = ev["t"] - ev["after_slice_end_ms"] / 1000 - half_rtt
-            d = slice_end - (end_s + half_rtt)
-            reaction = max(0, int(np.floor(d / MICROTURN_S + 1e-9)))
-            rows.append(
-                {
-                    "total": onset - end_s,
-                    "network (rtt)": 2 * half_rtt,
-                    "wait for the micro-turn to close": d - reaction * MICROTURN_S,
-                    "model reaction (whole micro-turns)": reaction * MICROTURN_S,
-                    "grace": ev["grace_ms"] / 1000,
-                    "step and queueing": (ev["after_slice_end_ms"] - ev["grace_ms"]) / 1000,
-                    "cushion, jitter buffer, playout": onset - ev["t"],
-                }
-            )
+            rows.append(path_row(end_s, onset, ev, r.rtt_ms, LATENCY_PARTS))
     return summarized(rows, "turns")
+
+
+def barge_parts(runs: list[LiveRun], late_event_s: float = 0.25) -> dict[str, Any]:
+    """Where the time from a user cutting in to the model's audio ending went, per barge-in
+    while it talked (turn_events' `barge_stop`), as latency_parts decomposes a reply: the
+    model's reaction is the whole micro-turns from the one the user's first sound reached to
+    the one whose output was quiet (`output_audio.stopped`, which flushes what is queued); the
+    last part is the jitter buffer and playout of what was sent before the flush, and the tail
+    of its last word. The event is the latest `stopped` arriving after the cut-in and no more
+    than `late_event_s` after the audio ended (events and audio travel apart)."""
+    rows: list[dict[str, float]] = []
+    for r in runs:
+        stopped = [
+            e for e in r.events if e.get("type") == "output_audio.stopped" and "grace_ms" in e
+        ]
+        for b in r.ep.info.get("barge", []):
+            at_s = b["at"] / SAMPLE_RATE_HZ
+            talking = next(((a, e) for a, e in r.heard if a <= at_s < e), None)
+            if talking is None:
+                continue
+            end = talking[1]
+            ev = max(
+                (e for e in stopped if at_s <= e["t"] <= end + late_event_s),
+                key=lambda e: e["t"],
+                default=None,
+            )
+            if ev is not None:
+                rows.append(path_row(at_s, end, ev, r.rtt_ms, BARGE_PARTS))
+    return summarized(rows, "barge_ins")
+
+
+def path_row(
+    start_s: float, heard_s: float, ev: dict[str, Any], rtt_ms: float | None, keys: tuple[str, ...]
+) -> dict[str, float]:
+    """One row of latency_parts / barge_parts: from a sound the user made at `start_s` (page
+    time) to what the page heard at `heard_s`, through the server event `ev` that answered it
+    (its arrival `t`, `after_slice_end_ms`, `grace_ms`), in `keys`' six parts (seconds)."""
+    half_rtt = (rtt_ms or 0.0) / 2000
+    slice_end = ev["t"] - ev["after_slice_end_ms"] / 1000 - half_rtt
+    d = slice_end - (start_s + half_rtt)
+    reaction = max(0, int(np.floor(d / MICROTURN_S + 1e-9)))
+    parts = (
+        2 * half_rtt,
+        d - reaction * MICROTURN_S,
+        reaction * MICROTURN_S,
+        ev["grace_ms"] / 1000,
+        (ev["after_slice_end_ms"] - ev["grace_ms"]) / 1000,
+        heard_s - ev["t"],
+    )
+    return {"total": heard_s - start_s, **dict(zip(keys, parts, strict=True))}
 
 
 def started_events(run: LiveRun) -> list[dict[str, Any]]:

@@ -19,7 +19,14 @@ from lab.eval.suites import episodes_for
 from lab.live.cli import main as eval_live
 from lab.live.heard import HOP, LiveRun, segments
 from lab.live.runner import Echo, run_live
-from lab.live.score import TIMING_PARTS, latency_parts, timing_parts, turn_events
+from lab.live.score import (
+    BARGE_PARTS,
+    TIMING_PARTS,
+    barge_parts,
+    latency_parts,
+    timing_parts,
+    turn_events,
+)
 from lab.tasks.episode import Episode, Utterance
 from tests.browser.harness import ARTIFACTS, ServerProcess
 
@@ -101,6 +108,41 @@ def test_latency_parts_add_up_to_what_was_heard() -> None:
     assert parts["wait for the micro-turn to close"] == pytest.approx(15.0, abs=0.2)
     assert parts["cushion, jitter buffer, playout"] == pytest.approx(130.0, abs=0.2)
     assert parts["grace"] == 60.0 and parts["step and queueing"] == 35.0
+
+
+def test_barge_parts_split_a_cut_ins_stop_into_the_models_reaction_and_the_path() -> None:
+    ep = Episode(task="turn", n=100)
+    ep.info = {
+        "turns": [{"start": 8 * SR, "end": 10 * SR, "take_mt": 51, "long": False}],
+        "barge": [{"at": 8 * SR, "stop_mt": 41, "end": 10 * SR}],
+    }
+    stopped = {
+        "type": "output_audio.stopped",
+        "microturn": 41,
+        "after_slice_end_ms": 70.0,
+        "grace_ms": 40.0,
+        "step_ms": 25.0,
+    }
+    # the user cut in at 8.0 s; the stop's event arrived at 8.5 s, the audio ended at 8.6 s
+    early = {**stopped, "t": 7.5}  # an earlier stop, before the cut-in: not this one
+    run = LiveRun(
+        ep, heard=[(6.0, 7.4), (7.6, 8.6)], events=[early, {**stopped, "t": 8.5}], rtt_ms=10.0
+    )
+    parts = barge_parts([run])
+    assert parts["barge_ins"] == 1
+    assert parts["total"] == pytest.approx(600.0)
+    assert sum(parts[k] for k in BARGE_PARTS) == pytest.approx(600.0, abs=0.3)
+    # the quiet micro-turn's slice ended at 8.5 - 0.07 - 0.005 = 8.425 s; the cut-in reached the
+    # server at 8.005 s: 20 ms to close its micro-turn, then two whole micro-turns of talking on
+    assert parts["model reaction (whole micro-turns)"] == pytest.approx(400.0)
+    assert parts["wait for the micro-turn to close"] == pytest.approx(20.0, abs=0.2)
+    assert parts["grace"] == 40.0 and parts["step and queueing"] == 30.0
+    assert parts[BARGE_PARTS[5]] == pytest.approx(100.0, abs=0.2)
+    # not talking when the user cut in, or no stop event: nothing to decompose
+    assert barge_parts([LiveRun(ep, heard=[(8.2, 9.0)], events=[{**stopped, "t": 9.0}])]) == {
+        "barge_ins": 0
+    }
+    assert barge_parts([LiveRun(ep, heard=[(7.6, 8.6)], events=[early])]) == {"barge_ins": 0}
 
 
 _STARTED = {
@@ -188,8 +230,11 @@ async def test_what_the_page_hears_lines_up_with_what_it_played(echo_server: Ser
     for (a, b), (_, length) in zip(run.heard, bursts, strict=True):
         assert b - a == pytest.approx(length, abs=0.25)
     # the server's timing reaches the page with the events
-    started = [e for e in run.events if e["type"] == "output_audio.started"]
-    assert started and all(e["after_slice_end_ms"] >= e["grace_ms"] > 0 for e in started)
+    for kind in ("output_audio.started", "output_audio.stopped"):
+        timed = [e for e in run.events if e["type"] == kind]
+        assert timed and all(e["after_slice_end_ms"] >= e["grace_ms"] > 0 for e in timed)
+    # and the page's jitter buffer from its stats: it held every 20 ms frame for some time
+    assert run.jitter_buffer_ms is not None and 0 < run.jitter_buffer_ms < 500
 
 
 async def test_own_echo_goes_back_into_the_microphone_at_its_level(
@@ -234,6 +279,7 @@ def test_eval_live_reports_live_beside_offline(
     )
     assert turn["live"]["turns"] == turn["offline"]["turns"] == expected_turns
     assert "took_floor" in turn["live"] and "took_floor" in turn["offline"]
+    assert "barge_ins" in turn["barge_parts"] and turn["jitter_buffer_ms"] > 0
     assert report["suites"]["noise"]["live"]["episodes"] == 1
     # timed speech: its lateness decomposed from the server's events (no turns to time there)
     parts = report["suites"]["timespeak"]["timing_parts"]
