@@ -77,7 +77,7 @@ def utter_mts(text: str) -> int:
 
 
 def scheduled(due: int, text: str, kind: str = "say") -> Utterance:
-    """A word of a schedule ("every N seconds", "in N seconds", a countdown) due in micro-turn
+    """A word of a schedule ("every N seconds", "in N seconds"; not a countdown's) due in micro-turn
     `due`: said AHEAD_MT micro-turns before, as its output is heard a micro-turn after it is
     said (config `clock_ahead`)."""
     return Utterance(due - AHEAD_MT, text, kind, lead=AHEAD_MT)

@@ -18,6 +18,7 @@ from lab.eval.metrics.timing import eval_timespeak, timing_accuracy
 from lab.eval.metrics.turns import eval_monologue, summarize_turns, turn_events
 from lab.eval.runner import Run
 from lab.eval.suites import evaluate
+from lab.tasks.common import AHEAD_MT, PER_S
 from lab.tasks.episode import Episode, Utterance, targets
 from lab.tasks.motion import harness_motion, render
 from lab.tasks.registry import FAMILIES, make
@@ -624,3 +625,24 @@ def test_floor_labels_say_where_the_user_is_in_their_turn() -> None:
         assert all(floor[m] == FLOOR_PAUSE for m in range(-(-a // MT), b // MT))
     assert floor[0] == FLOOR_NONE  # before the first turn
     assert (targets(make("timespeak", 1, 60), 8, 4).floor == -1).all()  # no turns: unknown
+
+
+def test_a_schedules_words_are_labelled_ahead_and_a_countdowns_numbers_when_due() -> None:
+    seen: set[str] = set()
+    for seed in range(60):
+        ep = make("timespeak", seed, 200)
+        kind = ep.task.split("/")[1]
+        if not ep.say:
+            continue
+        seen.add(kind)
+        t0 = ep.info["t0"]
+        if kind == "countdown":
+            # said when due: a count is timed from the last one and the message, clocks that
+            # config clock_ahead leaves alone
+            assert all(u.lead == 0 for u in ep.say)
+            assert [u.mt for u in ep.say] == [t0 + k * PER_S for k in range(1, len(ep.say) + 1)]
+        else:
+            assert all(u.lead == AHEAD_MT for u in ep.say)
+            assert [u.due for u in ep.say] == ep.info["expected"]
+            assert all(u.mt == u.due - AHEAD_MT for u in ep.say)
+    assert seen == {"every", "once", "countdown"}

@@ -17,7 +17,7 @@ from lab.tasks.common import (
     scheduled,
     utter_mts,
 )
-from lab.tasks.episode import Episode
+from lab.tasks.episode import Episode, Utterance
 from lab.tasks.speakers import bank_voice
 from lab.tasks.vocab import (
     SAY_WORDS,
@@ -99,7 +99,9 @@ def timespeak(
         for k in range(1, start + 1):
             m = t0 + k * PER_S
             if m < n:
-                ep.say.append(scheduled(m, str(start + 1 - k), "count"))
+                # said when due, not ahead: a model times a count from its last one and the
+                # message (the clocks clock_ahead leaves), so it is heard a micro-turn late
+                ep.say.append(Utterance(m, str(start + 1 - k), "count"))
                 times.append(m)
         ep.info.update(start=start, t0=t0, expected=times)
     add_video(rng, ep)
