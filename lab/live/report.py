@@ -102,18 +102,19 @@ def markdown_table(report: dict[str, Any]) -> str:
         )
     lines += heard_lines(report)
     for suite in ("turn_open", "turn"):
-        parts = report["suites"].get(suite, {}).get("latency_parts")
+        got = report["suites"].get(suite, {})
+        parts = got.get("latency_parts")
         lines += parts_lines(
             parts, LATENCY_PARTS, "turns", f"Live latency of `{suite}`", "turns taken"
         )
-        held = report["suites"].get(suite, {}).get("jitter_buffer_ms")
+        held = got.get("jitter_buffer_ms")
         if parts and parts.get("turns") and held is not None:
             lines.append(
                 f"Of the last part, Chromium's jitter buffer held the received audio {held} ms "
                 "on average (inbound-rtp jitterBufferDelay / jitterBufferEmittedCount)."
             )
         lines += parts_lines(
-            report["suites"].get(suite, {}).get("barge_parts"),
+            got.get("barge_parts"),
             BARGE_PARTS,
             "barge_ins",
             f"Live barge-in stop of `{suite}`",

@@ -93,10 +93,15 @@ def turn_events(ep: Episode, segs: Segments) -> dict[str, list[float]]:
         lat.append(after[0] - end_s if took else float("inf"))
     for b in barges:
         at_s = b["at"] / sr
-        talking = next(((a, e) for a, e in segs if a <= at_s < e), None)
+        talking = talking_at(segs, at_s)
         if talking is not None:
             barge_stop.append(talking[1] - at_s)
     return {"latency": lat, "false_interruption": false_int, "barge_stop": barge_stop}
+
+
+def talking_at(segs: Segments, t_s: float) -> tuple[float, float] | None:
+    """The heard segment the model was talking in at `t_s` (a barge-in's), if any."""
+    return next(((a, e) for a, e in segs if a <= t_s < e), None)
 
 
 def score_turns(runs: list[Run]) -> dict[str, Any]:
@@ -159,7 +164,7 @@ def latency_parts(runs: list[LiveRun]) -> dict[str, Any]:
     `after_slice_end_ms` and the downlink; the parts add up to the total by construction."""
     rows: list[dict[str, float]] = []
     for r in runs:
-        started = started_events(r)
+        started = timed_events(r, "output_audio.started")
         for tr in r.ep.info.get("turns", []):
             if tr["take_mt"] is None:
                 continue
@@ -184,12 +189,10 @@ def barge_parts(runs: list[LiveRun], late_event_s: float = 0.25) -> dict[str, An
     than `late_event_s` after the audio ended (events and audio travel apart)."""
     rows: list[dict[str, float]] = []
     for r in runs:
-        stopped = [
-            e for e in r.events if e.get("type") == "output_audio.stopped" and "grace_ms" in e
-        ]
+        stopped = timed_events(r, "output_audio.stopped")
         for b in r.ep.info.get("barge", []):
             at_s = b["at"] / SAMPLE_RATE_HZ
-            talking = next(((a, e) for a, e in r.heard if a <= at_s < e), None)
+            talking = talking_at(r.heard, at_s)
             if talking is None:
                 continue
             end = talking[1]
@@ -224,9 +227,10 @@ def path_row(
     return {"total": heard_s - start_s, **dict(zip(keys, parts, strict=True))}
 
 
-def started_events(run: LiveRun) -> list[dict[str, Any]]:
-    """The call's `output_audio.started` events that carry the server's timing."""
-    return [e for e in run.events if e.get("type") == "output_audio.started" and "grace_ms" in e]
+def timed_events(run: LiveRun, kind: str) -> list[dict[str, Any]]:
+    """The call's events of type `kind` (`output_audio.started` / `.stopped`) that carry the
+    server's timing."""
+    return [e for e in run.events if e.get("type") == kind and "grace_ms" in e]
 
 
 def summarized(rows: list[dict[str, float]], count: str) -> dict[str, Any]:
@@ -260,7 +264,7 @@ def timing_parts(runs: list[LiveRun], within_mt: int = 3) -> dict[str, Any]:
     rows: list[dict[str, float]] = []
     for r in runs:
         half_rtt = (r.rtt_ms or 0.0) / 2000
-        started = started_events(r)
+        started = timed_events(r, "output_audio.started")
         onsets = [a for a, _ in r.heard]
         used: set[float] = set()
         for u in r.ep.say:
