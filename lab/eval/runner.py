@@ -12,6 +12,7 @@ from inference.engine import Engine, EngineConfig
 from inference.model import InteractionModel
 from inference.protocol import MicroTurnInput, MicroTurnOutput
 from inference.reference import ReferenceModel
+from lab.tasks.common import AHEAD_MT
 from lab.tasks.episode import Episode, Utterance
 
 EVAL_SEED_BASE = 1_000  # eval seeds: (seed + 1) * 1000 + i, far below training's 10_000_000+
@@ -43,6 +44,12 @@ class Run:
     def lead(self, u: Utterance) -> int:
         """Micro-turns from when `u` is scored offline to when this run is scored at: none."""
         return 0
+
+    def schedule_end(self) -> int:
+        """The first micro-turn, as this run scores them, where a schedule's word would be due
+        after the call has ended: offline a word is said AHEAD_MT before it is due, so one begun
+        in the call's last AHEAD_MT micro-turns is due past its end (and cut by it)."""
+        return self.ep.n - AHEAD_MT
 
     def utterances(self) -> list[Said]:
         out: list[Said] = []

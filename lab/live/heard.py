@@ -88,6 +88,10 @@ class LiveRun(Run):
         """Heard: a schedule's word said ahead (`Utterance.lead`) is due where it is heard."""
         return u.lead
 
+    def schedule_end(self) -> int:
+        """Heard: a word heard after the call's last micro-turn is due past its end."""
+        return self.ep.n
+
     def utterances(self) -> list[Said]:
         out = []
         onsets = [a for a, _ in self.heard]

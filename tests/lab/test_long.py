@@ -209,3 +209,24 @@ def test_timespeak_grid_keeps_each_w_on_the_instructions_grid_whatever_the_histo
                 assert not [u for u in ep.say if u.mt > change["mt"]]
         compressed += bool(ep.skips)
     assert offs >= 10 and strays >= 2 and compressed >= 4 and kinds == {"stop", "period"}
+
+
+def test_a_word_begun_at_a_calls_end_for_a_schedule_due_after_it_is_not_counted_extra() -> None:
+    from lab.eval.metrics.timing import eval_long_timespeak
+    from lab.eval.runner import Run
+    from tests.lab.test_tasks import _out
+
+    ep = make("long_timespeak", 3, 3000, training=False)
+    word = ep.info["word"]
+
+    def run(extra: list[tuple[int, str]]) -> Run:
+        said = [(u.mt, u.text) for u in ep.say] + extra
+        outputs = [_out(m, t + " ", eou=True) for m, t in sorted(said)]
+        return Run(ep, outputs=outputs)
+
+    # the word for a W due in the micro-turn after the call, begun (and cut) in its last one
+    kept = eval_long_timespeak([run([(ep.n - AHEAD_MT, word[:-1])])])
+    assert kept["on_time"] == 100.0 and kept["said"] == kept["expected"]
+    # the same word a micro-turn earlier, due inside the call, is one too many
+    extra = eval_long_timespeak([run([(ep.n - AHEAD_MT - 1, word)])])
+    assert extra["on_time"] < 100.0 and extra["said"] == extra["expected"] + 1

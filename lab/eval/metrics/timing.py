@@ -40,6 +40,13 @@ def timing_accuracy(expected: list[tuple[int, str]], said: list[Said]) -> float:
     return hits / max(len(expected), len(said))
 
 
+def in_call(r: Run, expected: list[tuple[int, str]], said: list[Said]) -> list[Said]:
+    """`said` less the words begun for a schedule due after the call ends: the expected list has
+    only what is due inside the call, and a word said ahead at its end is the schedule kept."""
+    end = r.schedule_end()
+    return [s for s in said if s.mt < end or any(abs(s.mt - m) <= 1 for m, _ in expected)]
+
+
 def pct(x: float) -> float:
     return round(100.0 * x, 1)
 
@@ -49,7 +56,7 @@ def eval_timespeak(runs: list[Run]) -> dict[str, Any]:
     success = []
     for r in runs:
         exp = r.expected()
-        said = r.utterances()
+        said = in_call(r, exp, r.utterances())
         acc = timing_accuracy(exp, said)
         by.setdefault(r.ep.task.split("/")[1], []).append(acc)
         success.append(acc == 1.0)
@@ -150,7 +157,7 @@ def eval_long_timespeak(runs: list[Run]) -> dict[str, Any]:
     obeyed = []
     for r in runs:
         exp = r.expected()
-        said = r.utterances()
+        said = in_call(r, exp, r.utterances())
         h, _ = match(exp, said)
         hits, expected, said_n = hits + h, expected + len(exp), said_n + len(said)
         for mt, text in exp:
