@@ -69,6 +69,20 @@ def long_call_stages(
         **stages["phase"],
         "config": {**stages["phase"]["config"], "clock_ahead": 1},
     }
+    # steady: `ahead` decayed from its weights at a lower lr, with the later changes
+    # (timespeak_long), reps across minutes (repcount_long) and start/stop weighted up: v6 obeyed
+    # 9 of 11 later changes (seed 1) and its start/stop fell (seed 2 34.8 -> 20.4).
+    stages["steady"] = {
+        **stages["ahead"],
+        "mix": reweighed(
+            stages["ahead"]["mix"],
+            timespeak_long=0.08,
+            repcount_long=0.05,
+            startstop=0.07,
+            cuespeak=0.05,
+        ),
+        "lr": 1.5e-4,
+    }
     stages["gridonly"] = {
         **stages["phase"],
         "mix": {"timespeak_grid": 0.7, "timespeak_far": 0.3},
