@@ -124,7 +124,10 @@ train: install-lab system-deps
 	$(call train_stage,copy,700,$(TRAIN_RUN)/export-copy)
 	$(call train_stage,match,900,$(TRAIN_RUN)/export-match)
 	$(call train_stage,hear,500,$(TRAIN_RUN)/export-hear)
-	$(call train_stage,voice,1500,inference/checkpoints/small)
+	$(call train_stage,voice,1500,$(TRAIN_RUN)/export-voice)
+	$(call train_stage,phase,2600,$(TRAIN_RUN)/export-phase)
+	$(call train_stage,ahead,1800,$(TRAIN_RUN)/export-ahead)
+	$(call train_stage,steady,1000,inference/checkpoints/small)
 
 # Held-out episodes through the serving engine; the committed report is bench/results/eval.json.
 EVAL_ARGS ?= --suite all --episodes 32 --seed 1 --baseline

@@ -188,7 +188,7 @@ PRESETS: dict[str, ModelConfig] = {
     # motion input, the flow sampled at its mean (temperature 0: the most intelligible voice),
     # the copy pointer over the last 128 text-in ids, the voice tape (8 bytes around its cursor)
     "small": ModelConfig(
-        name="microturn-small-v6",
+        name="microturn-small-v7",
         mel_feedback=False,
         pitch_in=True,
         pins=32,

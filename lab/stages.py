@@ -29,6 +29,8 @@ Stages (each resumes the last; see docs/model.md):
             not shipped)
     long, period, keep, far, phase  long calls (issue 30; lab/stages_long.py): phase is the phase
             clock (config phase_clock) with schedules kept on the instruction's grid
+    ahead, steady  a schedule's words said a micro-turn before due (config clock_ahead; v6), then
+            the same at a lower lr with later changes, long counts and start/stop weighted up
     slowonly, saidclock, drift, gridonly  probes of why long calls lose later Ws (not models)
 """
 
