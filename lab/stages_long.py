@@ -1,7 +1,8 @@
 """The long-call stages (issue 30), built on the `hear` stage: what was tried to keep "say W every
-N seconds" for minutes. Every stage here but `phase` was measured and not shipped; `make train`
-runs none of them; their numbers are docs/model.md's rows of the same names (v3: 24.0 % of the
-Ws of seed 2's 10-minute calls on time)."""
+N seconds" for minutes. `phase` (v4, v5), `ahead` (v6) and `steady` (v7) shipped and `make train`
+runs them, in that order, after `voice`; the rest were measured and not shipped. Their numbers are
+docs/model.md's rows of the same names (v3: 24.0 % of the Ws of seed 2's 10-minute calls on
+time)."""
 
 from __future__ import annotations
 
@@ -70,8 +71,8 @@ def long_call_stages(
         "config": {**stages["phase"]["config"], "clock_ahead": 1},
     }
     # steady: `ahead` decayed from its weights at a lower lr, with the later changes
-    # (timespeak_long), reps across minutes (repcount_long) and start/stop weighted up: v6 obeyed
-    # 9 of 11 later changes (seed 1) and its start/stop fell (seed 2 34.8 -> 20.4).
+    # (timespeak_long), reps across minutes (repcount_long), start/stop and cues weighted up: the
+    # `ahead` runs cost start/stop (seed 2 34.8 -> 20.4) and cues. v7.
     stages["steady"] = {
         **stages["ahead"],
         "mix": reweighed(
