@@ -8,9 +8,13 @@ import numpy as np
 
 from lab.eval.runner import Run, Said
 
+ON_TIME_MT = 1  # an utterance within this many micro-turns of when it is due is on time
+
 
 # ---- metrics ---------------------------------------------------------------------------------------
-def match(expected: list[tuple[int, str]], said: list[Said], tol: int = 1) -> tuple[int, list[int]]:
+def match(
+    expected: list[tuple[int, str]], said: list[Said], tol: int = ON_TIME_MT
+) -> tuple[int, list[int]]:
     """Greedy one-to-one matching of expected (mt, text) to said utterances with equal text and
     |dt| <= tol. -> (hits, timing errors of the hits)."""
     used: set[int] = set()
@@ -44,7 +48,7 @@ def in_call(r: Run, expected: list[tuple[int, str]], said: list[Said]) -> list[S
     """`said` less the words begun for a schedule due after the call ends: the expected list has
     only what is due inside the call, and a word said ahead at its end is the schedule kept."""
     end = r.schedule_end()
-    return [s for s in said if s.mt < end or any(abs(s.mt - m) <= 1 for m, _ in expected)]
+    return [s for s in said if s.mt < end or any(abs(s.mt - m) <= ON_TIME_MT for m, _ in expected)]
 
 
 def pct(x: float) -> float:
