@@ -9,6 +9,7 @@ from pathlib import Path
 
 import torch
 
+from inference.checkpoint import SHIPPED_DIR
 from lab.stages import STAGES
 from lab.train import main as train
 
@@ -29,7 +30,7 @@ def test_make_train_names_known_stages_and_ends_in_the_shipped_checkpoint() -> N
     assert len(stages) >= 20 and all(name in STAGES for name, _, _ in stages)
     assert [out for _, _, out in stages].count("inference/checkpoints/small") == 1
     assert stages[-1][2] == "inference/checkpoints/small"
-    shipped = json.loads((ROOT / "inference/checkpoints/small/training.json").read_text())
+    shipped = json.loads((SHIPPED_DIR / "training.json").read_text())
     assert stages[-1][0] == shipped["stage"]  # the shipped model's last stage ends the recipe
 
 
