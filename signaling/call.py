@@ -125,7 +125,9 @@ class Call:
         self.channels: list[EventChannel] = []  # at most one per label (events, oai-events)
         self.instructions = ""  # the latest, for dialects that show the session (OpenAI's)
         self.transcript = Transcript(TRANSCRIPT_TURNS)
-        self._text_queue: deque[str] = deque()
+        # typed text (and results, instructions) waiting for the next micro-turn; each entry says
+        # whether its sender hears `input_text.committed` when it joins the model's input
+        self._text_queue: deque[tuple[str, bool]] = deque()
         self._text_chars = 0
         self._speaking = False
         self.playback = PlaybackTracker()
@@ -383,7 +385,7 @@ class Call:
                 index=index,
                 audio=audio,
                 frame=frame,
-                text=self._take_text(),
+                text=self._take_text(index),
                 played_ms=self.playback.played_ms(time.monotonic()),
             )
             future = asyncio.ensure_future(self.engine.append(self.slot, inp))
@@ -471,19 +473,25 @@ class Call:
         }
 
     # -- text and agent -------------------------------------------------------------------------
-    def queue_text(self, text: str) -> None:
-        """Typed text joins the model's text stream at the next micro-turn; bounded."""
+    def queue_text(self, text: str, committed: bool = False) -> None:
+        """Typed text joins the model's text stream at the next micro-turn; bounded (the oldest
+        goes first, counted). `committed`: announce it (`input_text.committed`) when it does."""
         while self._text_queue and self._text_chars + len(text) > MAX_QUEUED_TEXT_CHARS:
-            dropped = self._text_queue.popleft()
+            dropped, _ = self._text_queue.popleft()
             self._text_chars -= len(dropped)
             self.stats.dropped_text_chars += len(dropped)
-        self._text_queue.append(text)
+        self._text_queue.append((text, committed))
         self._text_chars += len(text)
 
-    def _take_text(self) -> str:
+    def _take_text(self, microturn: int) -> str:
+        """What is queued, as micro-turn `microturn`'s text input; the typed messages in it are
+        announced with that micro-turn (a client can tell when the model began reading them)."""
         if not self._text_queue:
             return ""
-        text = "".join(self._text_queue)
+        text = "".join(t for t, _ in self._text_queue)
+        for t, committed in self._text_queue:
+            if committed:
+                self.send_event("input_text.committed", microturn=microturn, chars=len(t))
         self._text_queue.clear()
         self._text_chars = 0
         return text
@@ -619,7 +627,7 @@ class Call:
             if request is not None:
                 self.delegate(request, self.microturn_now)
             else:
-                self.queue_text(event.text)
+                self.queue_text(event.text, committed=True)
         elif isinstance(event, events.SessionUpdate):
             if event.instructions is not None:
                 self.apply_instructions(event.instructions)

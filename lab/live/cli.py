@@ -22,7 +22,14 @@ import torch
 
 from lab.eval.runner import Run, run_episodes
 from lab.live.report import intervals, markdown_table
-from lab.live.score import barge_parts, latency_parts, score_heard, timing_parts
+from lab.live.score import (
+    barge_parts,
+    latency_parts,
+    score_heard,
+    timing_parts,
+    typed_entries,
+    typed_late,
+)
 from lab.live.suites import DEV_SEEDS, SUITES, TEST_SEEDS, live_episodes
 
 RESULTS = Path(__file__).resolve().parents[2] / "bench" / "results"
@@ -125,6 +132,9 @@ async def evaluate_live(args: argparse.Namespace, suites: list[str]) -> dict[str
                 got["barge_parts"] = barge_parts(live)
             elif any(ep.say for ep in eps):  # timed speech: where its lateness went
                 got["timing_parts"] = timing_parts(live)
+            if any(ep.typed for ep in eps):  # did the typed text enter the model on time?
+                got["typed_late"] = typed_late(live)
+                got["typed_late_per_call"] = [[k for _, k in typed_entries(r)] for r in live]
             got["said"] = [[s.mt, s.text] for s in live[0].utterances()][:12] if live else []
             report["suites"][suite] = got
             print(f"{suite} live: {json.dumps(got['live'])}", file=sys.stderr, flush=True)

@@ -128,6 +128,15 @@ def markdown_table(report: dict[str, Any]) -> str:
             f"Heard minus due in `{suite}`",
             "due utterances heard within 3 micro-turns",
         )
+        typed = got.get("typed_late") or {}
+        if typed.get("messages"):
+            lines += [
+                "",
+                f"Typed text in `{suite}` (input_text.committed on the page's grid): "
+                f"{typed['on_time']} % of {typed['messages']} messages entered the model in "
+                f"the micro-turn they were typed in; {typed['late_mt_mean']} micro-turns late on "
+                f"average, at most {typed['late_mt_max']}.",
+            ]
     return "\n".join(lines)
 
 

@@ -46,6 +46,7 @@ BARGE_PARTS = (
 
 # timing_parts' keys, in the order time passes
 TIMING_PARTS = (
+    "the typed text entering the model late (whole micro-turns)",
     "the model's timing (whole micro-turns)",
     "the server's micro-turn grid against the page's",
     "grace",
@@ -227,6 +228,48 @@ def path_row(
     return {"total": heard_s - start_s, **dict(zip(keys, parts, strict=True))}
 
 
+def grid_offset_s(run: LiveRun) -> float | None:
+    """Where the server's micro-turn grid lies on the page's: server micro-turn k's slice ends
+    at page time (k + 1) * 0.2 s + this (the median over the call's timed events; None: the
+    model never spoke)."""
+    half_rtt = (run.rtt_ms or 0.0) / 2000
+    offsets = [
+        e["t"] - e["after_slice_end_ms"] / 1000 - half_rtt - (e["microturn"] + 1) * MICROTURN_S
+        for e in run.events
+        if "grace_ms" in e and isinstance(e.get("microturn"), int)
+    ]
+    return float(np.median(offsets)) if offsets else None
+
+
+def typed_entries(run: LiveRun) -> list[tuple[int, int]]:
+    """Each typed message's micro-turn on the page and how many whole micro-turns after it the
+    server handed it to the model (`input_text.committed`, mapped onto the page's grid): 0 is
+    on time, as offline, where a message typed in micro-turn m is read from m. In typing order;
+    empty when the server sent no such events or the grid is unknown."""
+    committed = [e for e in run.events if e.get("type") == "input_text.committed"]
+    offset = grid_offset_s(run)
+    if not committed or offset is None:
+        return []
+    return [
+        (mt, int(ev["microturn"]) - round(mt - offset / MICROTURN_S))
+        for (mt, _), ev in zip(run.ep.typed, committed, strict=False)
+    ]
+
+
+def typed_late(runs: list[LiveRun]) -> dict[str, Any]:
+    """How late the typed messages entered the model, in whole micro-turns on the page's grid:
+    text that entered late delays everything timed from it, through no fault of the model."""
+    late = [k for r in runs for _, k in typed_entries(r)]
+    if not late:
+        return {"messages": 0}
+    return {
+        "messages": len(late),
+        "late_mt_mean": round(float(np.mean(late)), 2),
+        "late_mt_max": int(max(late)),
+        "on_time": round(100 * sum(k <= 0 for k in late) / len(late), 1),
+    }
+
+
 def timed_events(run: LiveRun, kind: str) -> list[dict[str, Any]]:
     """The call's events of type `kind` (`output_audio.started` / `.stopped`) that carry the
     server's timing."""
@@ -251,7 +294,9 @@ def timing_parts(runs: list[LiveRun], within_mt: int = 3) -> dict[str, Any]:
     due utterance heard (within `within_mt` micro-turns; means in ms, which add up, and the
     total's median), from the server's timing on `output_audio.started` and the round trip:
 
-        heard - due = the model's error in whole micro-turns + the offset of the server's
+        heard - due = the typed text's lateness in whole micro-turns (the last message typed
+            before the utterance, `typed_entries`) + the model's own error in whole
+            micro-turns + the offset of the server's
             micro-turn grid from the page's (where the page's micro-turns fall on the server's
             clock: the uplink, and the phase of the call's grid) + grace + step + the event's
             downlink + what follows the event on the page (the output cushion, the jitter
@@ -265,6 +310,7 @@ def timing_parts(runs: list[LiveRun], within_mt: int = 3) -> dict[str, Any]:
     for r in runs:
         half_rtt = (r.rtt_ms or 0.0) / 2000
         started = timed_events(r, "output_audio.started")
+        entries = typed_entries(r)
         onsets = [a for a, _ in r.heard]
         used: set[float] = set()
         for u in r.ep.say:
@@ -279,15 +325,17 @@ def timing_parts(runs: list[LiveRun], within_mt: int = 3) -> dict[str, Any]:
             used.add(onset)
             slice_end = ev["t"] - ev["after_slice_end_ms"] / 1000 - half_rtt
             whole = round((slice_end - due) / MICROTURN_S)
+            text = next((k for mt, k in reversed(entries) if mt <= u.mt), 0)
             rows.append(
                 {
                     "total": onset - due,
-                    TIMING_PARTS[0]: whole * MICROTURN_S,
-                    TIMING_PARTS[1]: slice_end - due - whole * MICROTURN_S,
-                    TIMING_PARTS[2]: ev["grace_ms"] / 1000,
-                    TIMING_PARTS[3]: (ev["after_slice_end_ms"] - ev["grace_ms"]) / 1000,
-                    TIMING_PARTS[4]: half_rtt,
-                    TIMING_PARTS[5]: onset - ev["t"],
+                    TIMING_PARTS[0]: text * MICROTURN_S,
+                    TIMING_PARTS[1]: (whole - text) * MICROTURN_S,
+                    TIMING_PARTS[2]: slice_end - due - whole * MICROTURN_S,
+                    TIMING_PARTS[3]: ev["grace_ms"] / 1000,
+                    TIMING_PARTS[4]: (ev["after_slice_end_ms"] - ev["grace_ms"]) / 1000,
+                    TIMING_PARTS[5]: half_rtt,
+                    TIMING_PARTS[6]: onset - ev["t"],
                 }
             )
     return summarized(rows, "utterances")

@@ -26,6 +26,8 @@ from lab.live.score import (
     latency_parts,
     timing_parts,
     turn_events,
+    typed_entries,
+    typed_late,
 )
 from lab.tasks.episode import Episode, Utterance
 from tests.browser.harness import ARTIFACTS, ServerProcess
@@ -166,15 +168,47 @@ def test_timing_parts_add_up_to_how_late_a_due_word_was_heard() -> None:
     assert parts["total"] == pytest.approx(290.0)
     assert sum(parts[k] for k in TIMING_PARTS) == pytest.approx(290.0, abs=0.3)
     # the server's slice ended at 5.17 - 0.08 - 0.01 = 5.08 s: the model on its micro-turn,
-    # the server's grid 80 ms behind the page's
-    assert parts[TIMING_PARTS[0]] == 0.0
-    assert parts[TIMING_PARTS[1]] == pytest.approx(80.0, abs=0.2)
+    # the server's grid 80 ms behind the page's; no typed text, none late
+    assert parts[TIMING_PARTS[0]] == 0.0 and parts[TIMING_PARTS[1]] == 0.0
+    assert parts[TIMING_PARTS[2]] == pytest.approx(80.0, abs=0.2)
     assert parts["grace"] == 45.0 and parts["step and queueing"] == 35.0
-    assert parts[TIMING_PARTS[5]] == pytest.approx(120.0, abs=0.2)
+    assert parts[TIMING_PARTS[6]] == pytest.approx(120.0, abs=0.2)
     # a word a micro-turn late shows as the model's, not the transport's
     late = LiveRun(ep, heard=[(5.49, 5.8)], events=[{**started, "t": 5.37}], rtt_ms=20.0)
-    assert timing_parts([late])[TIMING_PARTS[0]] == pytest.approx(200.0)
+    assert timing_parts([late])[TIMING_PARTS[1]] == pytest.approx(200.0)
     assert timing_parts([LiveRun(ep, heard=[], events=[started])]) == {"utterances": 0}
+
+
+def test_typed_text_that_entered_the_model_late_is_told_apart_from_the_models_timing() -> None:
+    ep = Episode(task="long_timespeak", n=100)
+    ep.typed = [(10, "say hello every 5 seconds")]
+    ep.say = [Utterance(24, "hello")]
+    # the server's micro-turn 25 ended at 5.37 - 0.09 = 5.28 s: its grid 80 ms behind the page's
+    started = {**_STARTED, "microturn": 25, "t": 5.37}
+
+    def run(committed_mt: int) -> LiveRun:
+        committed = {"type": "input_text.committed", "microturn": committed_mt, "chars": 25}
+        return LiveRun(ep, heard=[(5.49, 5.8)], events=[started, committed], rtt_ms=20.0)
+
+    # typed in the page's micro-turn 10, read by the model from the server's 10: on time, so
+    # the word heard a micro-turn late is the model's
+    assert typed_entries(run(10)) == [(10, 0)]
+    on_time = timing_parts([run(10)])
+    assert on_time[TIMING_PARTS[0]] == 0.0 and on_time[TIMING_PARTS[1]] == pytest.approx(200.0)
+    # read from 11: the text was a micro-turn late and the model timed its word right from it
+    assert typed_entries(run(11)) == [(10, 1)]
+    late = timing_parts([run(11)])
+    assert late[TIMING_PARTS[0]] == pytest.approx(200.0) and late[TIMING_PARTS[1]] == 0.0
+    assert sum(late[k] for k in TIMING_PARTS) == pytest.approx(late["total"], abs=0.3)
+    assert typed_late([run(10), run(11)]) == {
+        "messages": 2,
+        "late_mt_mean": 0.5,
+        "late_mt_max": 1,
+        "on_time": 50.0,
+    }
+    # a server that does not say when text entered: nothing known, nothing blamed on the text
+    silent = LiveRun(ep, heard=[(5.49, 5.8)], events=[started], rtt_ms=20.0)
+    assert typed_entries(silent) == [] and typed_late([silent]) == {"messages": 0}
 
 
 def test_a_schedules_word_said_ahead_is_scored_where_it_is_said_offline_and_heard_live() -> None:
@@ -286,6 +320,9 @@ def test_eval_live_reports_live_beside_offline(
     assert "latency_parts" not in report["suites"]["timespeak"]
     if parts["utterances"]:
         assert sum(parts[k] for k in TIMING_PARTS) == pytest.approx(parts["total"], abs=1.0)
+        # the server said when the typed instruction entered the model (input_text.committed)
+        assert report["suites"]["timespeak"]["typed_late"]["messages"] >= 1
+    assert len(report["suites"]["timespeak"]["typed_late_per_call"]) == 1
     assert report["seed_range"] == "dev"
     table = md.read_text()
     assert "| measure | target | offline | live | live met |" in table

@@ -33,7 +33,12 @@ async def test_a_call_end_to_end(server: TestServer) -> None:
         assert created["call_id"] == call.call_id
         assert created["microturn_ms"] == 200 and created["model"]
 
+        before = (await call.status())["microturns"]
         call.send("input_text", text="hello there")
+        # the server says in which micro-turn the typed message joined the model's input
+        committed = await call.wait_event("input_text.committed")
+        assert committed["chars"] == len("hello there")
+        assert committed["microturn"] >= before
         call.send_raw("{not json")
         call.send("no.such.event")
         bad = await call.wait_event("error", lambda e: e["code"] == "invalid_json")
