@@ -32,6 +32,9 @@ Stages (each resumes the last; see docs/model.md):
     ahead, steady  a schedule's words said a micro-turn before due (config clock_ahead; v6), then
             the same at a lower lr with later changes, long counts and start/stop weighted up
     slowonly, saidclock, drift, gridonly  probes of why long calls lose later Ws (not models)
+    asked, counted  steady with "how many?" after every long count: answers of 15-140 across a
+            jump, or counts seen whole in 400-500 micro-turn episodes (measured, not shipped:
+            v7's misread answers stayed)
 """
 
 from __future__ import annotations

@@ -103,6 +103,11 @@ FAMILIES: dict[str, Generator] = {
     "timespeak_grid": timespeak_grid,  # families/grid.py: for the phase clock
     "timespeak_slow": timespeak_slow,
     "repcount_long": repcount_long,
+    # always asked, jumps to 4 minutes: answers of 15-140 (repcount_long's are 20-70), so the
+    # three-minute calls' 50-90 are not rare
+    "repcount_asked": functools.partial(repcount_long, skip=(150, 1200), ask_p=1.0),
+    # always asked, no jump: the whole count in view, as a real call has it (long episodes)
+    "repcount_counted": functools.partial(repcount_long, skip=None, ask_p=1.0),
     "recall_long": recall_long,
     "long_timespeak": long_timespeak,
     "long_repcount": long_repcount,

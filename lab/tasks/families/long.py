@@ -271,13 +271,20 @@ def place_ws(
             ep.ignore.append((seen[0], seen[-1] + 1))
 
 
-def repcount_long(rng: np.random.Generator, n: int, skip: tuple[int, int] = (150, 900)) -> Episode:
+def repcount_long(
+    rng: np.random.Generator,
+    n: int,
+    skip: tuple[int, int] | None = (150, 900),
+    ask_p: float = 0.4,
+) -> Episode:
     """Training: "count my reps", something moving all along, a jump of `skip` micro-turns (the
-    reps go on unseen), and the counting goes on from where it must be."""
+    reps go on unseen; None: no jump, the whole call seen), and the counting goes on from where
+    it must be; in `ask_p` of them "how many?" near the end."""
     ep, audio = new_episode("repcount_long", rng, n)
     first = int(rng.integers(max(30, n // 5), max(31, n // 2)))
-    jump = int(rng.integers(*skip))
-    ep.skips.append((first, jump))
+    jump = int(rng.integers(*skip)) if skip else 0
+    if jump:
+        ep.skips.append((first, jump))
     motion = slow_motion(rng)
     moving = np.ones(first, bool)
     frames_a, has_a, phase_a, _ = render(motion, first, moving, rng)
@@ -299,19 +306,20 @@ def repcount_long(rng: np.random.Generator, n: int, skip: tuple[int, int] = (150
         k = int(np.floor(phase[m])) - base
         # a rep completes between two frames seen in a row; across the jump the skipped reps
         # were counted out loud in the stretch nobody sees
-        if k > prev and not (m >= first and prev_m < first):
+        if k > prev and not (jump and m >= first and prev_m < first):
             counts.append((m, k))
         prev, prev_m = k, m
     ask = None
-    if rng.random() < 0.4:
+    if rng.random() < ask_p:
         ask = int(rng.integers(max(first + 20, n - 25), n - 5)) if n - 25 > first + 20 else None
     for m, k in counts:
         if ask is not None and m >= ask:
             break
         if fits(ep, m):
             ep.say.append(Utterance(m, str(k), "count"))
-    lead = [u.mt for u in ep.say if u.mt >= first]
-    ep.ignore.append((first, lead[0] + 1 if lead else n))
+    if jump:
+        lead = [u.mt for u in ep.say if u.mt >= first]
+        ep.ignore.append((first, lead[0] + 1 if lead else n))
     total = int(ep.say[-1].text) if ep.say else 0
     if ask is not None:
         ep.typed.append((ask, str(rng.choice(HOW_MANY))))
