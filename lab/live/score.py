@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 
+from agent.weave import parse_ask
 from inference.protocol import SAMPLE_RATE_HZ
 from lab.eval.metrics.heard import MARGIN_S, judge_suite, offline_clips
 from lab.eval.metrics.timing import pct
@@ -244,15 +245,17 @@ def grid_offset_s(run: LiveRun) -> float | None:
 def typed_entries(run: LiveRun) -> list[tuple[int, int]]:
     """Each typed message's micro-turn on the page and how many whole micro-turns after it the
     server handed it to the model (`input_text.committed`, mapped onto the page's grid): 0 is
-    on time, as offline, where a message typed in micro-turn m is read from m. In typing order;
-    empty when the server sent no such events or the grid is unknown."""
+    on time, as offline, where a message typed in micro-turn m is read from m. In typing order
+    (an `/ask` goes to the background model, not announced); empty when the server sent no such
+    events or the grid is unknown."""
     committed = [e for e in run.events if e.get("type") == "input_text.committed"]
     offset = grid_offset_s(run)
     if not committed or offset is None:
         return []
+    typed = [mt for mt, text in run.ep.typed if parse_ask(text) is None]
     return [
         (mt, int(ev["microturn"]) - round(mt - offset / MICROTURN_S))
-        for (mt, _), ev in zip(run.ep.typed, committed, strict=False)
+        for mt, ev in zip(typed, committed, strict=False)
     ]
 
 

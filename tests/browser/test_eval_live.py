@@ -206,6 +206,9 @@ def test_typed_text_that_entered_the_model_late_is_told_apart_from_the_models_ti
         "late_mt_max": 1,
         "on_time": 50.0,
     }
+    # an /ask goes to the background model and is not announced: the messages still pair up
+    ep.typed = [(3, "/ask what is 12*7"), (10, "say hello every 5 seconds")]
+    assert typed_entries(run(11)) == [(10, 1)]
     # a server that does not say when text entered: nothing known, nothing blamed on the text
     silent = LiveRun(ep, heard=[(5.49, 5.8)], events=[started], rtt_ms=20.0)
     assert typed_entries(silent) == [] and typed_late([silent]) == {"messages": 0}
