@@ -215,8 +215,7 @@ def path_row(
     time) to what the page heard at `heard_s`, through the server event `ev` that answered it
     (its arrival `t`, `after_slice_end_ms`, `grace_ms`), in `keys`' six parts (seconds)."""
     half_rtt = (rtt_ms or 0.0) / 2000
-    slice_end = ev["t"] - ev["after_slice_end_ms"] / 1000 - half_rtt
-    d = slice_end - (start_s + half_rtt)
+    d = slice_end_s(ev, rtt_ms) - (start_s + half_rtt)
     reaction = max(0, int(np.floor(d / MICROTURN_S + 1e-9)))
     parts = (
         2 * half_rtt,
@@ -229,15 +228,21 @@ def path_row(
     return {"total": heard_s - start_s, **dict(zip(keys, parts, strict=True))}
 
 
+def slice_end_s(ev: dict[str, Any], rtt_ms: float | None) -> float:
+    """When the audio slice of the micro-turn a timed server event answers ended, on the page's
+    clock: the event's arrival less the server's time after the slice and the downlink."""
+    return float(ev["t"] - ev["after_slice_end_ms"] / 1000 - (rtt_ms or 0.0) / 2000)
+
+
 def grid_offset_s(run: LiveRun) -> float | None:
     """Where the server's micro-turn grid lies on the page's: server micro-turn k's slice ends
     at page time (k + 1) * 0.2 s + this (the median over the call's timed events; None: the
     model never spoke)."""
-    half_rtt = (run.rtt_ms or 0.0) / 2000
+    timed = timed_events(run, "output_audio.started") + timed_events(run, "output_audio.stopped")
     offsets = [
-        e["t"] - e["after_slice_end_ms"] / 1000 - half_rtt - (e["microturn"] + 1) * MICROTURN_S
-        for e in run.events
-        if "grace_ms" in e and isinstance(e.get("microturn"), int)
+        slice_end_s(e, run.rtt_ms) - (e["microturn"] + 1) * MICROTURN_S
+        for e in timed
+        if isinstance(e.get("microturn"), int)
     ]
     return float(np.median(offsets)) if offsets else None
 
@@ -326,7 +331,7 @@ def timing_parts(runs: list[LiveRun], within_mt: int = 3) -> dict[str, Any]:
             if ev is None or onset - ev["t"] > 1.0:
                 continue
             used.add(onset)
-            slice_end = ev["t"] - ev["after_slice_end_ms"] / 1000 - half_rtt
+            slice_end = slice_end_s(ev, r.rtt_ms)
             whole = round((slice_end - due) / MICROTURN_S)
             text = next((k for mt, k in reversed(entries) if mt <= u.mt), 0)
             rows.append(
