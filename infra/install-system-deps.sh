@@ -4,10 +4,11 @@
 # speech), festival with its kal, ked and slt voices (the lab's user voices and the model's own),
 # flite (the held-out TTS engine), wordnet-base (the lab's open text), ffmpeg (test video tools),
 # GStreamer's webrtcbin with Python bindings (the independent WebRTC peer of
-# tests/signaling/test_independent_peer.py, run by the system's python3).
+# tests/signaling/test_independent_peer.py, run by the system's python3), util-linux's setpriv
+# (children that stop with their parent, infra/pdeathsig.py).
 # Prints what is missing when it cannot install.
 set -u
-declare -A need=([chromium]=chromium [redis-server]=redis-server [espeak-ng]=espeak-ng [flite]=flite [sox]=sox [ffmpeg]=ffmpeg [festival]=festival)
+declare -A need=([chromium]=chromium [redis-server]=redis-server [espeak-ng]=espeak-ng [flite]=flite [sox]=sox [ffmpeg]=ffmpeg [festival]=festival [setpriv]=util-linux)
 # packages that install data, not a command: a file each one puts in place
 declare -A files=(
   [/usr/share/festival/voices/english/kal_diphone]=festvox-kallpc16k

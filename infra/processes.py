@@ -11,34 +11,26 @@ registration is in Redis, which the worker writes only after its engine has warm
 from __future__ import annotations
 
 import asyncio
-import ctypes
 import os
 import signal
 import subprocess
 import sys
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import redis.asyncio as aioredis
 
 from infra.discovery import WorkerInfo, WorkerKeys, list_workers
-
-PR_SET_PDEATHSIG = 1
-
-
-def _die_with_parent() -> None:
-    """In the child, before exec: SIGTERM when the process that started it dies (even by kill
-    -9), so a supervisor's children never outlive it."""
-    libc = ctypes.CDLL(None, use_errno=True)
-    libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
+from infra.pdeathsig import tied_to_parent
 
 
-def supervised() -> dict[str, Any]:
-    """Popen/create_subprocess_exec arguments of a child a supervisor owns: its own process group
-    (a terminal's Ctrl-C reaches the supervisor alone, which stops the children in order) and
-    stopped with its parent."""
-    return {"process_group": 0, "preexec_fn": _die_with_parent}
+def supervised(command: Sequence[str]) -> tuple[list[str], dict[str, Any]]:
+    """Popen/create_subprocess_exec argv and arguments of a child a supervisor owns: its own
+    process group (a terminal's Ctrl-C reaches the supervisor alone, which stops the children in
+    order) and stopped with its parent (infra/pdeathsig.py)."""
+    return tied_to_parent(command), {"process_group": 0}
 
 
 async def find_worker(redis_url: str, pool: str, pid: int) -> WorkerInfo | None:
@@ -95,7 +87,8 @@ class InferProcess:
 
     def launch(self) -> None:
         if self.supervised:
-            self.proc = subprocess.Popen(self.command, env=self.env, **supervised())
+            argv, kwargs = supervised(self.command)
+            self.proc = subprocess.Popen(argv, env=self.env, **kwargs)
             return
         out = self.log_path.open("wb") if self.log_path is not None else subprocess.DEVNULL
         self.proc = subprocess.Popen(

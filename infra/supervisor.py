@@ -57,9 +57,8 @@ class _Child:
     exited: asyncio.Task[int] | None = field(default=None, repr=False)
 
     async def start(self) -> None:
-        self.proc = await asyncio.create_subprocess_exec(
-            *self.command, env=self.env, **supervised()
-        )
+        argv, kwargs = supervised(self.command)
+        self.proc = await asyncio.create_subprocess_exec(*argv, env=self.env, **kwargs)
         self.started_at = time.monotonic()
         self.exited = asyncio.ensure_future(self.proc.wait())
 
