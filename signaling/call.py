@@ -60,6 +60,9 @@ from signaling.realtime import REALTIME_LABEL, RealtimeDialect, TruncateItem
 log = logging.getLogger(__name__)
 
 MAX_PENDING_STEPS = 8  # micro-turns submitted to the engine whose answers are not yet handled
+# the grace each recent micro-turn was cut with, by index modulo this (more than are ever between
+# the cut and the handled answer: MAX_PENDING_STEPS + the one being cut)
+GRACE_RING = 4 * MAX_PENDING_STEPS
 MAX_QUEUED_TEXT_CHARS = 8000
 TRANSCRIPT_TURNS = 200
 REPEAT_ERROR_EVERY_S = 1.0  # errors that repeat (step_failed, rate_limited): one a second at most
@@ -128,6 +131,7 @@ class Call:
         # typed text (and results, instructions) waiting for the next micro-turn; each entry says
         # whether its sender hears `input_text.committed` when it joins the model's input
         self._text_queue: deque[tuple[str, bool]] = deque()
+        self._cut_grace_s = [0.0] * GRACE_RING
         self._text_chars = 0
         self._speaking = False
         self.playback = PlaybackTracker()
@@ -376,7 +380,9 @@ class Call:
         assert self.clock and self.timeline and self.video
         index = 0
         while True:
-            await self.clock.sleep_until(self.clock.slice_end(index) + self.timeline.grace_s)
+            grace_s = self.timeline.grace_s  # take() adapts it for the next micro-turn
+            await self.clock.sleep_until(self.clock.slice_end(index) + grace_s)
+            self._cut_grace_s[index % GRACE_RING] = grace_s
             audio, gaps = self.timeline.take(index)
             self.metrics.audio_gap_samples.inc(gaps)
             self.playback.on_sent(self.outbound.sent_position)
@@ -460,14 +466,15 @@ class Call:
 
     def _timing(self, out: MicroTurnOutput) -> dict[str, float]:
         """Where this micro-turn's time went on the server, beyond the contract (docs/api.md): from
-        the end of its audio slice to now, of which the grace waited and the model's step."""
+        the end of its audio slice to now, of which the grace waited (the one it was cut with:
+        the timeline adapts the grace at every cut) and the model's step."""
         if self.clock is None or self.timeline is None:
             return {}
         return {
             "after_slice_end_ms": round(
                 (time.monotonic() - self.clock.slice_end(out.index)) * 1000, 1
             ),
-            "grace_ms": round(self.timeline.grace_s * 1000, 1),
+            "grace_ms": round(self._cut_grace_s[out.index % GRACE_RING] * 1000, 1),
             "step_ms": round(out.step_ms, 1),
             "cushion_ms": self.outbound.stats.cushion_ms,
         }
