@@ -119,6 +119,8 @@ def init_model(cfg: ModelConfig, seed: int = 0) -> InteractionModel:
         nn.init.zeros_(model.clock_phase.proj.weight)
     if cfg.rel_clock and cfg.number_clock:
         nn.init.zeros_(model.clock_number.proj.weight)
+    if cfg.said_number:  # and the register of its own last number
+        nn.init.zeros_(model.said_number.proj.weight)
     if cfg.motion_in:  # so does the motion input (its gate)
         nn.init.zeros_(model.motion_in.gate.weight)
     if model.text_head.copy is not None:  # and the copy pointer (its gate nearly shut)

@@ -95,6 +95,10 @@ class ModelConfig:
     # word said in micro-turn k is heard from the end of k + 1 (grace, step, playout; the live
     # evaluation's timing_parts), so a schedule's W said one micro-turn ahead is heard on time
     clock_ahead: int = 0
+    # the last whole number the model said (its digits; inference/numbers.py read_said) given to
+    # every micro-turn (model.SaidNumber): "how many?" answered from a register, not by reading
+    # its own bytes back out of the window
+    said_number: bool = False
     # the self token hears back the mel the model played. Off: only its text. In training that
     # mel is the clean target voice, in serving the flow head's sample, a mismatch that cost
     # free-running timing (docs/model.md); off, training and serving see the same self token
@@ -164,6 +168,7 @@ LATER_FIELDS: dict[str, Any] = {
     "phase_clock": False,
     "number_clock": False,
     "clock_ahead": 0,
+    "said_number": False,
 }
 
 PRESETS: dict[str, ModelConfig] = {

@@ -66,7 +66,16 @@ from inference.config import (
 from inference.dmel import DMEL_TAIL_SAMPLES, DMel, DMelEmbedding
 from inference.flow import FlowHead
 from inference.kvcache import KVCache, Rows
-from inference.numbers import NumberState, read, read_sequence
+from inference.numbers import (
+    SAID_FEATURES,
+    NumberState,
+    SaidState,
+    read,
+    read_said,
+    read_said_sequence,
+    read_sequence,
+    said_features,
+)
 from inference.pitch import PITCH_STATE
 from inference.protocol import MICROTURN_MS
 from inference.text import (
@@ -222,6 +231,18 @@ class PhaseClock(nn.Module):
         angles = 2 * math.pi * (t % self.periods).float() / self.periods.float()
         seen = (last > NEVER // 2)[..., None].float()
         return self.proj(torch.cat([torch.sin(angles), torch.cos(angles)], dim=-1) * seen)
+
+
+class SaidNumber(nn.Module):
+    """The last whole number the model said (-1: none; inference/numbers.py read_said) -> [..., d]:
+    its digits, one-hot (config `said_number`)."""
+
+    def __init__(self, d_model: int) -> None:
+        super().__init__()
+        self.proj = nn.Linear(SAID_FEATURES, d_model)
+
+    def forward(self, last: Tensor) -> Tensor:
+        return self.proj(said_features(last))
 
 
 # ---- trunk ----------------------------------------------------------------------------------------
@@ -450,6 +471,7 @@ class StreamState:
     voiced: Tensor  # [S] int64
     dwell: Tensor  # [S] int64 micro-turns since the cursor last moved
     numbers: NumberState  # the typed messages' numbers (number_clock; inference/numbers.py)
+    said_numbers: SaidState  # the last number the model said (said_number)
 
     def tensors(self) -> list[Tensor]:
         return [
@@ -480,6 +502,7 @@ class StreamState:
             self.voiced,
             self.dwell,
             *self.numbers.tensors(),
+            *self.said_numbers.tensors(),
         ]
 
 
@@ -508,6 +531,8 @@ class InteractionModel(nn.Module):
                 self.clock_phase = PhaseClock(d)
             if cfg.number_clock:
                 self.clock_number = NumberClock(d)
+        if cfg.said_number:
+            self.said_number = SaidNumber(d)
         self.token_type = nn.Parameter(torch.zeros(TOKENS_PER_MICROTURN, d))
         self.blocks = nn.ModuleList(Block(cfg) for _ in range(cfg.n_layers))
         self.norm = nn.RMSNorm(d)
@@ -618,6 +643,8 @@ class InteractionModel(nn.Module):
             x_world = x_world + self._clocks(
                 steps, at_step(steps, last_eou), at_step(steps, last_start), number
             )
+        if self.cfg.said_number:
+            x_world = x_world + self.said_number(read_said_sequence(prev_text))
         x = torch.stack([x_self, x_world], dim=2).flatten(1, 2)  # [B, 2N, d]
         token = torch.arange(TOKENS_PER_MICROTURN, device=x.device)
         pos = (TOKENS_PER_MICROTURN * mt[:, :, None] + token).flatten(1)  # [B, 2N]
@@ -695,6 +722,7 @@ class InteractionModel(nn.Module):
             voiced=torch.zeros(slots, dtype=torch.long, device=device),
             dwell=torch.zeros(slots, dtype=torch.long, device=device),
             numbers=NumberState.new(slots, device),
+            said_numbers=SaidState.new(slots, device),
         )
         self.reset_state(state, torch.arange(slots, device=device))
         return state
@@ -723,6 +751,7 @@ class InteractionModel(nn.Module):
         state.voiced[rows] = 0
         state.dwell[rows] = 0
         state.numbers.reset(rows)
+        state.said_numbers.reset(rows)
 
     def step(self, state: StreamState, rows: Rows, inp: StepInput) -> StepOutput:
         """One micro-turn for each row (a slot), rows of any ages. Advances their state."""
@@ -739,6 +768,10 @@ class InteractionModel(nn.Module):
             seen = inp.has_frame[:, None, None, None]
             state.prev_frame[idx] = torch.where(seen, inp.frames, state.prev_frame[idx])
             state.has_prev_frame[idx] = state.has_prev_frame[idx] | inp.has_frame
+        if cfg.said_number:
+            said_numbers = state.said_numbers.take(idx)
+            x_world = x_world + self.said_number(read_said(said_numbers, state.prev_text[idx]))
+            state.said_numbers.put(idx, said_numbers)
         x = torch.stack(
             [self._self_token(state.prev_text[idx], state.prev_mel[idx], time), x_world], dim=1
         )  # [B, 2, d]

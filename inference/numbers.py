@@ -20,7 +20,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from inference.text import EOU, PAD
+from inference.text import EOU, N_BYTES, PAD, SIL
 
 MAX_NUMBER = 60
 _ONES = "one two three four five six seven eight nine".split()
@@ -148,3 +148,88 @@ def read_sequence(text_in: Tensor) -> Tensor:
     by then, read as the stream reads it."""
     state = NumberState.new(text_in.shape[0], text_in.device)
     return torch.stack([read(state, text_in[:, m]) for m in range(text_in.shape[1])], 1)
+
+
+# ---- the model's own numbers (config said_number) -------------------------------------------------
+# "How many?" after three minutes of reps is answered with the count the model said last, seconds
+# before; v7 keeps counting right and says the answer's tens digit wrong (79 as "89"), reading its
+# own bytes back out of its window. Here the last whole number it said (digits, as it says counts)
+# is kept per call, and model.SaidNumber gives its digits to every micro-turn: a register of its
+# own words that survives the window, a few integers per call.
+SAID_MAX = 999
+_SAID_ENDS = torch.tensor((*map(ord, " ,.!?;:\n"), EOU, SIL))
+_EMPTY, _DIGITS, _WORD = 0, 1, 2
+SAID_FEATURES = 31  # one-hot hundreds, tens, ones digits; whether a number was said
+
+
+@dataclass
+class SaidState:
+    """Per call: the word the model is saying (its digits' value, and whether it is empty, all
+    digits or a word) and the last whole number it said (-1: none yet)."""
+
+    value: Tensor  # [S] int64
+    kind: Tensor  # [S] int64 _EMPTY, _DIGITS or _WORD
+    last: Tensor  # [S] int64
+
+    @staticmethod
+    def new(slots: int, device: torch.device | str) -> SaidState:
+        z = torch.zeros(slots, dtype=torch.long, device=device)
+        return SaidState(z, z.clone(), z - 1)
+
+    def tensors(self) -> list[Tensor]:
+        return [self.value, self.kind, self.last]
+
+    def reset(self, rows: Tensor) -> None:
+        self.value[rows] = 0
+        self.kind[rows] = _EMPTY
+        self.last[rows] = -1
+
+    def take(self, idx: Tensor) -> SaidState:
+        return SaidState(*(t[idx] for t in self.tensors()))
+
+    def put(self, idx: Tensor, part: SaidState) -> None:
+        for t, p in zip(self.tensors(), part.tensors(), strict=True):
+            t[idx] = p
+
+
+def read_said(state: SaidState, text_out: Tensor) -> Tensor:
+    """Read one micro-turn's own output ids [B, K] into `state` (updated in place) -> [B] the last
+    whole number said by the end of it (-1: none). A word ends at a space or punctuation, at EOU
+    and at silence; PAD is nothing."""
+    ends_table = _SAID_ENDS.to(text_out.device)
+    for k in range(text_out.shape[1]):
+        b = text_out[:, k]
+        ends = torch.isin(b, ends_table)
+        grow = (b < N_BYTES) & ~ends
+        digit = grow & (b >= ord("0")) & (b <= ord("9"))
+        finished = ends & (state.kind == _DIGITS)
+        state.last.copy_(torch.where(finished, state.value.clamp_max(SAID_MAX), state.last))
+        keeps_digits = digit & (state.kind != _WORD)
+        state.value.copy_(
+            torch.where(
+                keeps_digits, (state.value * 10 + b - ord("0")).clamp_max(10**6), state.value
+            )
+        )
+        kind = torch.where(keeps_digits, _DIGITS, torch.where(grow, _WORD, state.kind))
+        state.kind.copy_(torch.where(ends, _EMPTY, kind))
+        state.value.copy_(torch.where(ends, 0, state.value))
+    return state.last.clone()
+
+
+def read_said_sequence(prev_text: Tensor) -> Tensor:
+    """prev_text [B, N, K] (each micro-turn's input: what the model said the micro-turn before)
+    -> [B, N]: the last whole number said by then, read as the stream reads it."""
+    state = SaidState.new(prev_text.shape[0], prev_text.device)
+    return torch.stack([read_said(state, prev_text[:, m]) for m in range(prev_text.shape[1])], 1)
+
+
+def said_features(last: Tensor) -> Tensor:
+    """[...] the last number said (-1: none) -> [..., SAID_FEATURES]."""
+    has = last >= 0
+    v = last.clamp_min(0)
+    digits = torch.stack([v // 100 % 10, v // 10 % 10, v % 10], -1)  # [..., 3]
+    onehot = torch.nn.functional.one_hot(digits, 10).flatten(-2).float()  # [..., 30]
+    return (
+        torch.cat([onehot, torch.ones_like(v[..., None], dtype=torch.float)], -1)
+        * has[..., None].float()
+    )

@@ -103,6 +103,16 @@ def long_call_stages(
         "mix": reweighed(stages["steady"]["mix"], repcount_counted=0.08),
         "n_range": (400, 500),
     }
+    # tally: `asked` with the register of the last number the model said (config said_number,
+    # model.SaidNumber, its projection new at 8x the lr): "how many?" answered from the count it
+    # said last, whose digits every micro-turn is given, not read back out of its own bytes.
+    stages["tally"] = {
+        **stages["asked"],
+        "config": {**stages["asked"]["config"], "said_number": True},
+        "mix": reweighed(stages["steady"]["mix"], repcount_asked=0.1),
+        "fast": ("said_number.",),
+        "fast_scale": 8.0,
+    }
     stages["gridonly"] = {
         **stages["phase"],
         "mix": {"timespeak_grid": 0.7, "timespeak_far": 0.3},

@@ -11,8 +11,9 @@ import torch
 from inference.config import TOKENS_PER_MICROTURN
 from inference.kvcache import SINK_POS, Rows
 from inference.model import MEL_DIM, InteractionModel, Sequence, StepInput, StepOutput
+from inference.numbers import read_said_sequence
 from inference.protocol import MicroTurnInput
-from inference.text import EOU, PAD
+from inference.text import EOU, PAD, SIL
 from tests.inference.conftest import make_inputs, random_tiny
 
 
@@ -60,7 +61,8 @@ def test_streaming_equals_offline_full_sequence(
     copy_memory 10: the copy pointer's memory holds under two messages, so it wraps; its gate
     is opened so that copying decides bytes. voice_window 6: the offline forward, given the
     advances the stream chose, conditions the flow head as the stream did. phase_clock: the
-    typed text every 4th micro-turn restarts the phase, in both paths alike."""
+    typed text every 4th micro-turn restarts the phase, in both paths alike (and the register of
+    the last number said reads the model's own bytes in both)."""
     model = random_tiny(
         pitch_in=pitch_in,
         pins=pins,
@@ -69,7 +71,12 @@ def test_streaming_equals_offline_full_sequence(
         voice_window=voice_window,
         phase_clock=phase_clock,
         number_clock=phase_clock,
+        said_number=phase_clock,
     )
+    if phase_clock:  # numbers said, so that the register of the last one changes
+        with torch.no_grad():
+            model.text_head.out.bias[ord("0") : ord("9") + 1] += 6.0
+            model.text_head.out.bias[EOU] += 6.0
     if model.text_head.copy is not None:
         with torch.no_grad():
             model.text_head.copy.gate.bias.fill_(-1.0)
@@ -121,6 +128,8 @@ def test_streaming_equals_offline_full_sequence(
             assert torch.equal(said[..., k][going], argmax[..., k][going]), k
             going &= said[..., k] < 256
         assert (said[..., 0] < 256).any(), "the random model should say some bytes"
+        if phase_clock:
+            assert (read_said_sequence(said) >= 0).any(), "the model should say some numbers"
         mel = model.flow.sample(
             offline.flow_cond.flatten(0, 1), noise.flatten(0, 1), model.cfg.flow_steps
         )
@@ -324,6 +333,44 @@ def test_a_warm_start_with_the_motion_input_computes_what_the_model_did() -> Non
     calls = make_inputs(8, seed=3)
     outs = [streamed_hidden(model, calls) for model in (before, after.eval())]
     assert all(torch.allclose(a, b, atol=1e-6) for a, b in zip(*outs, strict=True))
+
+
+def test_a_warm_start_with_the_said_number_register_computes_what_the_model_did() -> None:
+    """The register of the last number said (config said_number) starts with a zero projection:
+    a trained model warm-started with it (the `tally` stage) computes the same on a call where
+    it says numbers, until training moves it; moved, the numbers change what it computes."""
+    from inference.checkpoint import init_model
+    from inference.config import preset
+    from inference.numbers import read_said_sequence
+
+    before = random_tiny()
+    after = init_model(preset("tiny", said_number=True), seed=5).eval()
+    missing, unexpected = after.load_state_dict(before.state_dict(), strict=False)
+    assert not unexpected and sorted(missing) == [
+        "said_number.proj.bias",
+        "said_number.proj.weight",
+    ]
+    calls = make_inputs(10, seed=3)
+    k_out = before.cfg.text_out_slots
+    spoken = [[*b"29", EOU], [SIL], [*b"30", EOU], [SIL], [SIL]] * 2
+    text_out = torch.tensor([[(ids + [PAD] * k_out)[:k_out] for ids in spoken]])
+    seq = Sequence(
+        audio=torch.from_numpy(np.concatenate([i.audio for i in calls]))[None],
+        frames=torch.zeros(1, len(calls), 40, 40, 3, dtype=torch.uint8),
+        has_frame=torch.zeros(1, len(calls), dtype=torch.bool),
+        text_in=torch.full((1, len(calls), before.cfg.text_in_slots), PAD),
+        index=torch.tensor([[i.index for i in calls]]),
+        text_out=text_out,
+        logmel_out=torch.zeros(1, len(calls), 16, 80),
+    )
+    prev = torch.cat([torch.full_like(text_out[:, :1], PAD), text_out[:, :-1]], 1)
+    assert read_said_sequence(prev)[0].tolist() == [-1, 29, 29, 30, 30, 30, 29, 29, 30, 30]
+    with torch.inference_mode():
+        assert torch.allclose(before(seq).hidden, after(seq).hidden, atol=1e-6)
+        torch.nn.init.normal_(after.said_number.proj.weight)
+        moved = after(seq).hidden
+        assert torch.allclose(before(seq).hidden[:, :1], moved[:, :1], atol=1e-6)
+        assert not torch.allclose(before(seq).hidden[:, 1:], moved[:, 1:], atol=1e-3)
 
 
 def test_the_phase_clock_reads_a_schedule_minutes_old_as_it_read_the_first_period() -> None:

@@ -5,8 +5,17 @@ from __future__ import annotations
 import pytest
 import torch
 
-from inference.numbers import NumberState, read, read_sequence
-from inference.text import EOU, PAD
+from inference.numbers import (
+    SAID_FEATURES,
+    NumberState,
+    SaidState,
+    read,
+    read_said,
+    read_said_sequence,
+    read_sequence,
+    said_features,
+)
+from inference.text import EOU, PAD, SIL
 
 
 def typed(*messages: str, slots: int = 8) -> torch.Tensor:
@@ -64,3 +73,52 @@ def test_a_stream_read_micro_turn_by_micro_turn_in_any_rows_reads_what_the_seque
     assert torch.equal(torch.stack(got, 1), whole)
     state.reset(idx)
     assert not state.number.any() and state.only_digits.all()
+
+
+def said(*chunks: list[int | str], slots: int = 4) -> torch.Tensor:
+    """The model's own output, one micro-turn a chunk (strings as their bytes, ints as ids), PAD
+    after -> ids [1, N, slots]."""
+    rows = []
+    for chunk in chunks:
+        ids: list[int] = []
+        for part in chunk:
+            ids += list(part.encode()) if isinstance(part, str) else [part]
+        rows.append((ids + [PAD] * slots)[:slots])
+    return torch.tensor([rows])
+
+
+@pytest.mark.parametrize(
+    ("chunks", "last"),
+    [
+        ([[SIL], [SIL]], [-1, -1]),  # nothing said yet
+        ([["29", EOU], [SIL]], [29, 29]),  # a count, ended by EOU in its micro-turn
+        ([["1"], ["29"], [SIL]], [-1, -1, 129]),  # across micro-turns, ended by silence
+        ([["7", EOU], ["hi", EOU]], [7, 7]),  # a word after it keeps the number said last
+        ([["a7b", EOU]], [-1]),  # digits inside a word are no number
+        ([["12 1"], ["3", EOU]], [12, 13]),  # two numbers in one utterance: the last
+        ([["4567"], [EOU]], [-1, 999]),  # past SAID_MAX: held at it
+        ([["80", EOU], [SIL], ["81", EOU]], [80, 80, 81]),  # the count goes on
+    ],
+)
+def test_the_last_number_the_model_said_is_kept_until_it_says_another(
+    chunks: list[list[int | str]], last: list[int]
+) -> None:
+    ids = said(*chunks)
+    assert read_said_sequence(ids)[0].tolist() == last
+    state = SaidState.new(3, "cpu")  # the stream, in row 1 of three: the same
+    streamed = []
+    for m in range(ids.shape[1]):
+        part = state.take(torch.tensor([1]))
+        streamed.append(int(read_said(part, ids[:, m])[0]))
+        state.put(torch.tensor([1]), part)
+    assert streamed == last
+    assert state.last[[0, 2]].tolist() == [-1, -1], "other rows untouched"
+
+
+def test_said_features_give_the_digits_and_nothing_before_a_number() -> None:
+    f = said_features(torch.tensor([-1, 0, 7, 29, 140]))
+    assert f.shape == (5, SAID_FEATURES)
+    assert f[0].abs().sum() == 0, "no number said: no feature"
+    digits = f[:, :30].view(5, 3, 10).argmax(-1)
+    assert digits[1:].tolist() == [[0, 0, 0], [0, 0, 7], [0, 2, 9], [1, 4, 0]]
+    assert f[1:, 30].tolist() == [1.0, 1.0, 1.0, 1.0]
