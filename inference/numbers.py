@@ -16,6 +16,7 @@ a few integers (`NumberState`) and the offline forward reads a sequence exactly 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Self
 
 import torch
 from torch import Tensor
@@ -50,8 +51,23 @@ _TABLE_VALUE = torch.tensor(list(WORDS.values()))
 _WORD_ENDS = torch.tensor(_ENDS)
 
 
+class _PerCall:
+    """Per-call state as tensors over slots, whose fields are `tensors()` in order: the rows of
+    a batch taken out and put back."""
+
+    def tensors(self) -> list[Tensor]:
+        raise NotImplementedError
+
+    def take(self, idx: Tensor) -> Self:
+        return type(self)(*(t[idx] for t in self.tensors()))
+
+    def put(self, idx: Tensor, part: Self) -> None:
+        for t, p in zip(self.tensors(), part.tensors(), strict=True):
+            t[idx] = p
+
+
 @dataclass
-class NumberState:
+class NumberState(_PerCall):
     """Per call: the word being read (its hash, its digits' value, whether it is all digits,
     its length), the tens word just read (20-60, a "five" after it makes 25), the last number of
     the message being typed, the last finished message's."""
@@ -84,13 +100,6 @@ class NumberState:
     def reset(self, rows: Tensor) -> None:
         for t in self.tensors():
             t[rows] = True if t.dtype == torch.bool else 0
-
-    def take(self, idx: Tensor) -> NumberState:
-        return NumberState(*(t[idx] for t in self.tensors()))
-
-    def put(self, idx: Tensor, part: NumberState) -> None:
-        for t, p in zip(self.tensors(), part.tensors(), strict=True):
-            t[idx] = p
 
 
 def read(state: NumberState, text_in: Tensor) -> Tensor:
@@ -163,7 +172,7 @@ SAID_FEATURES = 31  # one-hot hundreds, tens, ones digits; whether a number was 
 
 
 @dataclass
-class SaidState:
+class SaidState(_PerCall):
     """Per call: the word the model is saying (its digits' value, and whether it is empty, all
     digits or a word) and the last whole number it said (-1: none yet)."""
 
@@ -183,13 +192,6 @@ class SaidState:
         self.value[rows] = 0
         self.kind[rows] = _EMPTY
         self.last[rows] = -1
-
-    def take(self, idx: Tensor) -> SaidState:
-        return SaidState(*(t[idx] for t in self.tensors()))
-
-    def put(self, idx: Tensor, part: SaidState) -> None:
-        for t, p in zip(self.tensors(), part.tensors(), strict=True):
-            t[idx] = p
 
 
 def read_said(state: SaidState, text_out: Tensor) -> Tensor:
