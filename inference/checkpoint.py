@@ -141,7 +141,13 @@ def init_model(cfg: ModelConfig, seed: int = 0) -> InteractionModel:
 # new parts that start from their own init: the copy pointer's gate starts at sigmoid(5) = 0.993
 # generator (inference/text.py), so the widened model's bytes are the old model's but in near ties;
 # the phase and number clocks' projections start at zero
-NEUTRAL_STARTS = ("text_head.copy.", "voice.", "clock_phase.", "clock_number.")
+NEUTRAL_STARTS = (
+    "text_head.copy.",
+    "voice.",
+    "clock_phase.",
+    "clock_number.",
+    "said_number.",
+)
 
 
 def widen(model: InteractionModel, cfg: ModelConfig, seed: int = 0) -> InteractionModel:
