@@ -191,9 +191,10 @@ PRESETS: dict[str, ModelConfig] = {
     ),
     # the shipped model (inference/checkpoints/small): typed text pinned past the window, the
     # motion input, the flow sampled at its mean (temperature 0: the most intelligible voice),
-    # the copy pointer over the last 128 text-in ids, the voice tape (8 bytes around its cursor)
+    # the copy pointer over the last 128 text-in ids, the voice tape (8 bytes around its cursor),
+    # the schedule clocks a micro-turn ahead, the register of the last number it said
     "small": ModelConfig(
-        name="microturn-small-v7",
+        name="microturn-small-v8",
         mel_feedback=False,
         pitch_in=True,
         pins=32,
@@ -204,6 +205,7 @@ PRESETS: dict[str, ModelConfig] = {
         phase_clock=True,
         number_clock=True,
         clock_ahead=1,
+        said_number=True,
     ),
 }
 

@@ -35,6 +35,7 @@ Stages (each resumes the last; see docs/model.md):
     asked, counted  steady with "how many?" after every long count: answers of 15-140 across a
             jump, or counts seen whole in 400-500 micro-turn episodes (measured, not shipped:
             v7's misread answers stayed)
+    tally   asked's answers with the register of the last number said (config said_number; v8)
 """
 
 from __future__ import annotations

@@ -38,7 +38,7 @@ def test_the_stages_after_the_voice_tape_resume_one_from_the_other(tmp_path: Pat
     stages = _make_train_stages()
     names = [name for name, _, _ in stages]
     tail = names[names.index("voice") :]
-    assert tail[-1] == "steady" and len(tail) >= 3
+    assert tail[-1] == "tally" and len(tail) >= 3
     run, threads = tmp_path / "run", torch.get_num_threads()
     try:
         for name in tail:
@@ -52,3 +52,4 @@ def test_the_stages_after_the_voice_tape_resume_one_from_the_other(tmp_path: Pat
     assert [h["stage"] for h in done["history"]] == tail
     config = json.loads((tmp_path / tail[-1] / "config.json").read_text())["config"]
     assert config["clock_ahead"] == 1 and config["phase_clock"] and config["number_clock"]
+    assert config["said_number"]
