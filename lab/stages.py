@@ -447,5 +447,8 @@ STAGES["wait"] = {
     "config": STAGES["voice"]["config"],
     "mix": reweighed(STAGES["hear"]["mix"], delegate_wait=0.08),
 }
-# Long calls (issue 30): lab/stages_long.py
-STAGES.update(long_call_stages(STAGES["hear"], STAGES["voice"]["config"], _TRUNK))
+# Long calls (issue 30): lab/stages_long.py; a name taken twice would silently replace a stage
+_LONG = long_call_stages(STAGES["hear"], STAGES["voice"]["config"], _TRUNK)
+if _taken := sorted(set(_LONG) & set(STAGES)):
+    raise ValueError(f"long-call stages {_taken} already name stages in lab/stages.py")
+STAGES.update(_LONG)

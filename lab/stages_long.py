@@ -113,6 +113,15 @@ def long_call_stages(
         "fast": ("said_number.",),
         "fast_scale": 8.0,
     }
+    # awaited: `tally` with background results that arrive minutes after the request
+    # (delegate_long: the request and "one moment" before a jump, the result after it). v8 said
+    # such results right in 12 of 16 calls of seed 2's long_delegate and 16 of 32 of seed 3's
+    # (the same 32 calls with the result 20 micro-turns after the request: 25), pointing into
+    # the request or the wrong part of the result.
+    stages["awaited"] = {
+        **stages["tally"],
+        "mix": reweighed(stages["tally"]["mix"], delegate_long=0.06),
+    }
     stages["gridonly"] = {
         **stages["phase"],
         "mix": {"timespeak_grid": 0.7, "timespeak_far": 0.3},

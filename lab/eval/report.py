@@ -213,6 +213,16 @@ def world_rows(
                 "",
             )
         )
+    if "long_delegate" in s:
+        rows.append(
+            (
+                "4-minute calls: a background result that arrives 1-4 minutes after the "
+                "request: its value said on arrival, %",
+                get("long_delegate", "result_spoken"),
+                "",
+                "",
+            )
+        )
     if "delegate_talking" in s:
         rows.append(
             (

@@ -62,10 +62,13 @@ SUITES: dict[str, Suite] = {
     "turn_heldout": Suite((200, 200), eval_turn),
     "turn_flite": Suite((200, 200), eval_turn),
     "noisy_room": Suite((150, 150), eval_idle),
-    # long calls, stepped in full: 10 minutes of "say W every N seconds", 3 minutes of counting
+    # long calls, stepped in full: 10 minutes of "say W every N seconds", 3 minutes of counting,
+    # 5 of remembering a number
     "long_timespeak": Suite((3000, 3000), eval_long_timespeak),
     "long_repcount": Suite((900, 900), eval_repcount),
     "long_recall": Suite((1500, 1500), eval_recall),
+    # a background result 1 to 4 minutes after the request (families/long.long_delegate)
+    "long_delegate": Suite((1300, 1300), eval_delegate),
     # a person exercising on camera through the served video path (issue 29), with the centroid
     # and frame-difference baselines on the same episodes; held-out kinds, backgrounds, figures
     "repcount_figure": Suite((150, 250), eval_repcount_vision),

@@ -52,6 +52,8 @@ from lab.tasks.families.exercise import (
 )
 from lab.tasks.families.grid import timespeak_grid
 from lab.tasks.families.long import (
+    delegate_long,
+    long_delegate,
     long_recall,
     long_repcount,
     long_timespeak,
@@ -109,9 +111,11 @@ FAMILIES: dict[str, Generator] = {
     # always asked, no jump: the whole count in view, as a real call has it (long episodes)
     "repcount_counted": functools.partial(repcount_long, skip=None, ask_p=1.0),
     "recall_long": recall_long,
+    "delegate_long": delegate_long,
     "long_timespeak": long_timespeak,
     "long_repcount": long_repcount,
     "long_recall": long_recall,
+    "long_delegate": long_delegate,
     "demo": demo,  # evaluation only (no training mix names it)
     # training only (the demo suite evaluates the demo page's chain)
     "chain": chain,
@@ -144,6 +148,7 @@ EVAL_ONLY = frozenset(
         "long_timespeak",
         "long_repcount",
         "long_recall",
+        "long_delegate",
         "repcount_figure_heldout",
         "startstop_heldout",
         "delegate_heldout",

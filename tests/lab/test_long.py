@@ -150,6 +150,38 @@ def test_recall_asks_minutes_later_for_the_number_told_and_scores_the_answer() -
     assert eval_recall([right, wrong, late, right])["answer_accuracy"] == 50.0
 
 
+def test_background_results_arrive_minutes_after_the_request_and_are_said() -> None:
+    from lab.eval.metrics.requests import entry_mts, eval_delegate
+    from lab.eval.runner import Run
+    from tests.lab.test_tasks import _out
+
+    for seed in range(8):  # training: the request before the jump, its result after it
+        ep = make("delegate_long", seed, 200)
+        ((first, jump),) = ep.skips
+        (t0,) = ep.delegate
+        (request_mt, request), (result_mt, result) = ep.typed
+        assert request == ep.info["request"] and result.startswith("[agent] ")
+        assert request_mt < t0 < first <= result_mt and jump >= 150
+        hold, value = ep.say
+        assert (hold.mt, hold.kind) == (t0, "hold")
+        assert value.text == ep.info["value"] and value.mt > result_mt
+    long = make("long_delegate", 2, 1300, training=False)
+    assert not long.skips and not long.typed[1:]  # the harness delivers the result (when asked)
+    ((delay, wire),) = long.results
+    assert 300 <= delay and long.info["t0"] + delay < 1300 - 30
+    (t0,) = long.delegate
+    at = t0 + delay
+    r0 = at + entry_mts(wire) - 1
+    value = long.info["value"]
+
+    def run(said: str, when: int) -> Run:
+        outputs = [_out(t0, "one moment ", eou=True), _out(when, said + " ", eou=True)]
+        return Run(long, outputs=outputs, delegations=[t0], result_typed=[(at, wire)])
+
+    right, wrong, late = run(value, r0), run(value + "1", r0), run(value, r0 + 10)
+    assert eval_delegate([right, wrong, late, right])["success"] == 50.0
+
+
 def test_the_period_probe_reads_the_shipped_models_first_w() -> None:
     from inference.checkpoint import load
     from lab.eval.periods import first_onset_s

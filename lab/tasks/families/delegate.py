@@ -22,7 +22,7 @@ HOLD = "one moment"
 AFTER_TALK_MTS = 2  # a result that arrived while the user talked: said this long after they stop
 
 
-def _request(rng: np.random.Generator) -> tuple[str, str, str]:
+def basic_request(rng: np.random.Generator) -> tuple[str, str, str]:
     """(typed request, the background model's result text, the value the model says)."""
     kind = rng.integers(0, 4)
     if kind == 0:
@@ -64,7 +64,7 @@ def _request(rng: np.random.Generator) -> tuple[str, str, str]:
 Request = Callable[[np.random.Generator], tuple[str, str, str]]
 
 
-def delegate(rng: np.random.Generator, n: int, request: Request = _request) -> Episode:
+def delegate(rng: np.random.Generator, n: int, request: Request = basic_request) -> Episode:
     ep, audio = new_episode("delegate", rng, n)
     req, result, value = request(rng)
     t_typed = early_text(rng, n)

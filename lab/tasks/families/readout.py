@@ -75,7 +75,7 @@ def _number(rng: np.random.Generator) -> int:
 
 def open_request(rng: np.random.Generator, split: str = "train") -> tuple[str, str, str]:
     """(typed request, the background model's result text, the value the model says): values
-    of any digits and open words (delegate._request's kinds, opened up)."""
+    of any digits and open words (delegate.basic_request's kinds, opened up)."""
     kind = int(rng.integers(0, 5))
     if kind == 0:
         a, b = _number(rng) % 10_000, _number(rng) % 10_000
