@@ -1,8 +1,9 @@
 """The long-call stages (issue 30), built on the `hear` stage: what was tried to keep "say W every
-N seconds" for minutes, and reps said back after minutes. `phase` (v4, v5), `ahead` (v6), `steady`
-(v7) and `tally` (v8) shipped and `make train` runs them, in that order, after `voice`; the rest
-(`asked` and `counted` among them) were measured and not shipped. Their numbers are docs/model.md's rows of the same names (v3: 24.0 % of
-the Ws of seed 2's 10-minute calls on time)."""
+N seconds" for minutes, reps said back after minutes, results that took minutes. `phase` (v4,
+v5), `ahead` (v6), `steady` (v7), `tally` (v8) and `awaited` (v9) shipped and `make train` runs
+them, in that order, after `voice`; the rest (`asked` and `counted` among them) were measured
+and not shipped. Their numbers are docs/model.md's rows of the same names (v3: 24.0 % of the Ws
+of seed 2's 10-minute calls on time)."""
 
 from __future__ import annotations
 

@@ -67,7 +67,7 @@ SUITES: dict[str, Suite] = {
     "long_timespeak": Suite((3000, 3000), eval_long_timespeak),
     "long_repcount": Suite((900, 900), eval_repcount),
     "long_recall": Suite((1500, 1500), eval_recall),
-    # a background result 1 to 4 minutes after the request (families/long.long_delegate)
+    # a background result 1 to 4 minutes after the request (families/late_result.py)
     "long_delegate": Suite((1300, 1300), eval_delegate),
     # a person exercising on camera through the served video path (issue 29), with the centroid
     # and frame-difference baselines on the same episodes; held-out kinds, backgrounds, figures

@@ -51,9 +51,8 @@ from lab.tasks.families.exercise import (
     startstop_heldout,
 )
 from lab.tasks.families.grid import timespeak_grid
+from lab.tasks.families.late_result import delegate_long, long_delegate
 from lab.tasks.families.long import (
-    delegate_long,
-    long_delegate,
     long_recall,
     long_repcount,
     long_timespeak,
