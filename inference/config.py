@@ -194,7 +194,7 @@ PRESETS: dict[str, ModelConfig] = {
     # the copy pointer over the last 128 text-in ids, the voice tape (8 bytes around its cursor),
     # the schedule clocks a micro-turn ahead, the register of the last number it said
     "small": ModelConfig(
-        name="microturn-small-v8",
+        name="microturn-small-v9",
         mel_feedback=False,
         pitch_in=True,
         pins=32,

@@ -38,7 +38,7 @@ def test_the_stages_after_the_voice_tape_resume_one_from_the_other(tmp_path: Pat
     stages = _make_train_stages()
     names = [name for name, _, _ in stages]
     tail = names[names.index("voice") :]
-    assert tail[-1] == "tally" and len(tail) >= 3
+    assert tail[-1] == "awaited" and len(tail) >= 3
     run, threads = tmp_path / "run", torch.get_num_threads()
     try:
         for name in tail:
