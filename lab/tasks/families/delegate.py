@@ -64,14 +64,20 @@ def basic_request(rng: np.random.Generator) -> tuple[str, str, str]:
 Request = Callable[[np.random.Generator], tuple[str, str, str]]
 
 
+def ask_background(ep: Episode, at: int, request: str) -> int:
+    """The request typed at micro-turn `at`: the model delegates as soon as it has entered, and
+    says HOLD then. Returns that micro-turn (results are timed from it)."""
+    ep.typed.append((at, request))
+    t0 = typed_eou(ep, at)
+    ep.delegate.append(t0)
+    ep.say.append(Utterance(t0, HOLD, "hold"))
+    return t0
+
+
 def delegate(rng: np.random.Generator, n: int, request: Request = basic_request) -> Episode:
     ep, audio = new_episode("delegate", rng, n)
     req, result, value = request(rng)
-    t_typed = early_text(rng, n)
-    ep.typed.append((t_typed, req))
-    t0 = typed_eou(ep, t_typed)
-    ep.delegate.append(t0)
-    ep.say.append(Utterance(t0, HOLD, "hold"))
+    t0 = ask_background(ep, early_text(rng, n), req)
     delay = int(rng.integers(utter_mts(HOLD) + 1, 30))
     wire = f"[agent] {result}\n"
     ep.results.append((delay, wire))

@@ -6,9 +6,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from lab.tasks.common import add_video, early_text, new_episode, typed_eou
-from lab.tasks.episode import Episode, Utterance
-from lab.tasks.families.delegate import HOLD, basic_request
+from lab.tasks.common import add_video, early_text, new_episode
+from lab.tasks.episode import Episode
+from lab.tasks.families.delegate import ask_background, basic_request
 from lab.tasks.families.readout import open_request
 
 LATE_RESULT_MTS = (300, 1200)  # 1 to 4 minutes after the delegation
@@ -25,12 +25,7 @@ def delegate_long(rng: np.random.Generator, n: int, skip: tuple[int, int] = (150
     jump = int(rng.integers(*skip))
     ep.skips.append((first, jump))
     req, result, value = open_request(rng) if rng.random() < 0.7 else basic_request(rng)
-    t_typed = early_text(rng, first - 10)
-    ep.typed.append((t_typed, req))
-    t0 = typed_eou(ep, t_typed)
-    ep.delegate.append(t0)
-    if t0 < first:
-        ep.say.append(Utterance(t0, HOLD, "hold"))
+    t0 = ask_background(ep, early_text(rng, first - 10), req)  # before the jump
     at = int(rng.integers(first + 5, max(first + 6, n - 25)))  # the result's arrival, visible
     ep.results.append((at - t0, f"[agent] {result}\n"))
     ep.info.update(t0=t0, request=req, result=result, value=value, delay=at - t0, jump=jump)
@@ -47,11 +42,7 @@ def long_delegate(rng: np.random.Generator, n: int) -> Episode:
     ep, audio = new_episode("long_delegate", rng, n)
     ep.start_index = 0
     req, result, value = basic_request(rng)
-    t_typed = int(rng.integers(1, 10))
-    ep.typed.append((t_typed, req))
-    t0 = typed_eou(ep, t_typed)
-    ep.delegate.append(t0)
-    ep.say.append(Utterance(t0, HOLD, "hold"))
+    t0 = ask_background(ep, int(rng.integers(1, 10)), req)
     lo, hi = LATE_RESULT_MTS
     delay = int(rng.integers(lo, max(lo + 1, min(hi, n - 40 - t0))))
     ep.results.append((delay, f"[agent] {result}\n"))
