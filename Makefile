@@ -129,7 +129,8 @@ train: install-lab system-deps
 	$(call train_stage,ahead,1800,$(TRAIN_RUN)/export-ahead)
 	$(call train_stage,steady,1000,$(TRAIN_RUN)/export-steady)
 	$(call train_stage,tally,600,$(TRAIN_RUN)/export-tally)
-	$(call train_stage,awaited,600,inference/checkpoints/small)
+	$(call train_stage,awaited,600,$(TRAIN_RUN)/export-awaited)
+	$(call train_stage,keyed,0,inference/checkpoints/small)
 
 # Held-out episodes through the serving engine; the committed report is bench/results/eval.json.
 EVAL_ARGS ?= --suite all --episodes 32 --seed 1 --baseline

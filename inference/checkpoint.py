@@ -49,7 +49,7 @@ from typing import Any
 import torch
 from safetensors import safe_open
 from safetensors.torch import load_file, save_file
-from torch import nn
+from torch import Tensor, nn
 
 from inference.config import (
     CHECKPOINT_FORMAT,
@@ -164,14 +164,24 @@ def widen(model: InteractionModel, cfg: ModelConfig, seed: int = 0) -> Interacti
                 continue  # a part whose own init leaves the old outputs (nearly) as they were
             if src is None:
                 raise ValueError(f"widen: {name} is new and has no zero start; not supported")
-            if src.shape == t.shape:
-                t.copy_(src)
-            elif src.shape[1:] == t.shape[1:] and src.shape[0] < t.shape[0]:
-                t.zero_()
-                t[: src.shape[0]].copy_(src)
-            else:
-                raise ValueError(f"widen: {name} {tuple(src.shape)} -> {tuple(t.shape)}")
+            copy_grown(name, t, src)
     return new
+
+
+def copy_grown(name: str, t: Tensor, src: Tensor) -> None:
+    """t (freshly initialised) takes src's values, in place. A tensor grown along its first
+    dimension keeps src's values and, after them, zeros (the dMel rows of a new input channel:
+    the old function) or, in a part of NEUTRAL_STARTS, its own init (the copy pointer's bonus for
+    a longer key: MATCH_INIT per byte, as the first two had; v9 so widened said "8.53 meters"
+    whole untrained, where it had said "8.53 met")."""
+    if src.shape == t.shape:
+        t.copy_(src)
+    elif src.shape[1:] == t.shape[1:] and src.shape[0] < t.shape[0]:
+        if not name.startswith(NEUTRAL_STARTS):
+            t.zero_()
+        t[: src.shape[0]].copy_(src)
+    else:
+        raise ValueError(f"widen: {name} {tuple(src.shape)} -> {tuple(t.shape)}")
 
 
 # ---- save / load ----------------------------------------------------------------------------------

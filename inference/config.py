@@ -112,6 +112,9 @@ class ModelConfig:
     # the call received (typed messages, background results) and say them: values of any digits,
     # words it never trained on; 0: no pointer (generation alone)
     copy_memory: int = 0
+    # how many of the bytes it said last the pointer matches against the ids before each memory
+    # id (its explicit induction key, >= 2); more tells "meters" from "feet" after "e t"
+    copy_context: int = 2
     # the voice tape (inference/voice.py): the flow head sees the bytes its audio voices, a
     # window of this many around a cursor that a voice head advances; 0: no tape (the flow head
     # sees the bytes chosen this micro-turn)
@@ -169,6 +172,7 @@ LATER_FIELDS: dict[str, Any] = {
     "number_clock": False,
     "clock_ahead": 0,
     "said_number": False,
+    "copy_context": 2,
 }
 
 PRESETS: dict[str, ModelConfig] = {
@@ -191,16 +195,18 @@ PRESETS: dict[str, ModelConfig] = {
     ),
     # the shipped model (inference/checkpoints/small): typed text pinned past the window, the
     # motion input, the flow sampled at its mean (temperature 0: the most intelligible voice),
-    # the copy pointer over the last 128 text-in ids, the voice tape (8 bytes around its cursor),
-    # the schedule clocks a micro-turn ahead, the register of the last number it said
+    # the copy pointer over the last 128 text-in ids keyed by the last 4 bytes said, the voice
+    # tape (8 bytes around its cursor), the schedule clocks a micro-turn ahead, the register of
+    # the last number it said
     "small": ModelConfig(
-        name="microturn-small-v9",
+        name="microturn-small-v10",
         mel_feedback=False,
         pitch_in=True,
         pins=32,
         motion_in=True,
         flow_temperature=0.0,
         copy_memory=128,
+        copy_context=4,
         voice_window=8,
         phase_clock=True,
         number_clock=True,

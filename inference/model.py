@@ -461,10 +461,11 @@ class StreamState:
     survival: Tensor  # [S] float probability that no utterance has started yet (onset decoding)
     prev_frame: Tensor  # [S, 40, 40, 3] uint8 the last camera frame seen (motion_in)
     has_prev_frame: Tensor  # [S] bool
-    # copy pointer (copy_memory M): the last M + 2 text-in ids, oldest first, PAD where none yet
-    # (the first two are only the context of the oldest visible one); the last two bytes said
-    copy_ids: Tensor  # [S, M + 2] int64
-    said: Tensor  # [S, 2] int64
+    # copy pointer (copy_memory M, copy_context C): the last M + C text-in ids, oldest first, PAD
+    # where none yet (the first C are only the context of the oldest visible one); the last C
+    # bytes said
+    copy_ids: Tensor  # [S, M + C] int64
+    said: Tensor  # [S, C] int64
     # the voice tape (voice_window): bytes said, in a ring; how many; the first not voiced yet
     tape: Tensor  # [S, TAPE] int64
     tape_count: Tensor  # [S] int64
@@ -537,7 +538,11 @@ class InteractionModel(nn.Module):
         self.blocks = nn.ModuleList(Block(cfg) for _ in range(cfg.n_layers))
         self.norm = nn.RMSNorm(d)
         self.text_head = TextHead(
-            cfg.text_out_slots, d, d, copy_dim=cfg.text_embed_dim if cfg.copy_memory else 0
+            cfg.text_out_slots,
+            d,
+            d,
+            copy_dim=cfg.text_embed_dim if cfg.copy_memory else 0,
+            copy_context=cfg.copy_context,
         )
         self.control_head = nn.Linear(d, N_CONTROL)
         self.flow_text = TextSlotsEmbedding(cfg.text_out_slots, cfg.text_embed_dim, d)
@@ -664,7 +669,7 @@ class InteractionModel(nn.Module):
         if self.text_head.copy is not None:
             ids, age, visible = memory_offline(seq.text_in, self.cfg.copy_memory)
             bias = self.text_head.copy.bias(age, visible)[:, :, None]  # [B, N, 1, J]
-            context = said_contexts(seq.text_out)
+            context = said_contexts(seq.text_out, self.cfg.copy_context)
             memory = self.text_head.copy.memory(ids, bias)
         flow_cond = h + self.flow_text(seq.text_out)
         voice_logits = None
@@ -715,8 +720,10 @@ class InteractionModel(nn.Module):
                 slots, FRAME_SIZE, FRAME_SIZE, 3, dtype=torch.uint8, device=device
             ),
             has_prev_frame=torch.zeros(slots, dtype=torch.bool, device=device),
-            copy_ids=torch.full((slots, cfg.copy_memory + 2), PAD, dtype=torch.long, device=device),
-            said=torch.full((slots, 2), PAD, dtype=torch.long, device=device),
+            copy_ids=torch.full(
+                (slots, cfg.copy_memory + cfg.copy_context), PAD, dtype=torch.long, device=device
+            ),
+            said=torch.full((slots, cfg.copy_context), PAD, dtype=torch.long, device=device),
             tape=torch.full((slots, TAPE), PAD, dtype=torch.long, device=device),
             tape_count=torch.zeros(slots, dtype=torch.long, device=device),
             voiced=torch.zeros(slots, dtype=torch.long, device=device),
@@ -877,8 +884,10 @@ class InteractionModel(nn.Module):
         arrived = torch.cat([state.copy_ids[idx], pads_last(text_in)], 1)
         width = state.copy_ids.shape[1]
         at = (text_in != PAD).sum(1, keepdim=True) + torch.arange(width, device=idx.device)
-        ids = arrived.gather(1, at)  # [B, M + 2]
+        ids = arrived.gather(1, at)  # [B, M + C]
         state.copy_ids[idx] = ids
-        seen = ids[:, 2:]
+        skip = self.cfg.copy_context
+        seen = ids[:, skip:]
         age = torch.arange(seen.shape[1] - 1, -1, -1, device=idx.device).expand_as(seen)
-        return self.text_head.copy.memory(ids, self.text_head.copy.bias(age, seen != PAD), skip=2)
+        pointer = self.text_head.copy
+        return pointer.memory(ids, pointer.bias(age, seen != PAD), skip=skip)

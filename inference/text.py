@@ -18,9 +18,12 @@ call received (typed messages and background results, ring per call) are a memor
 may point into, a pointer-generator (See et al. 2017) with an induction-style key: memory id j is
 keyed by itself and the two ids before it, the query by the depth decoder's features and the two
 bytes the model said last in this utterance, so "I just said 1, 4" finds the id after "1 4" in
-"[agent] 14.91 miles" and copies it:
+"[agent] 14.91 miles" and copies it. The induction is also explicit: id j gains match_i when the
+i-th id before it is the i-th byte said last, for the last C bytes said (config `copy_context`;
+two up to v9, whose "8.53 meters" after "28 feet" came out "8.53 met": "e t" was followed by a
+space first):
 
-    a = softmax([null, q.k_j / sqrt(c) - slope * age_j])      (j over the visible memory)
+    a = softmax([null, q.k_j / sqrt(c) + sum_i match_i [said_i = id_(j-i)] - slope * age_j])
     p(y) = (g + (1 - g) a_null) p_gen(y) + (1 - g) sum_{j: id_j = y} a_j,   g = sigmoid(w.z + b)
 
 With no memory (or M = 0) p = p_gen exactly. The head returns log p, so cross-entropy, argmax
@@ -62,23 +65,23 @@ class TextSlotsEmbedding(nn.Module):
 
 
 # ---- the copy pointer ----------------------------------------------------------------------------
-# the copy pointer's memory: keys [B, J, c], ids [B, J], the two ids before each [B, J, 2], bias
+# the copy pointer's memory: keys [B, J, c], ids [B, J], the C ids before each [B, J, C], bias
 Memory = tuple[Tensor, Tensor, Tensor, Tensor]
 COPY_GATE_INIT = 5.0  # sigmoid(5) = 0.993: a new pointer starts out nearly all generator
-MATCH_INIT = 3.0  # the score a memory id gains for each of the two bytes said last it follows
+MATCH_INIT = 3.0  # the score a memory id gains for each of the bytes said last it follows
 
 
 def advance_said(said: Tensor, ids: Tensor) -> Tensor:
-    """The two bytes said last in the current utterance (said [..., 2]: last, the one before;
-    PAD: none) after the next output id: a byte shifts in; anything else (SIL, EOU, PAD) ends
-    the utterance. The one rule for training and serving."""
-    shifted = torch.stack([ids, said[..., 0]], -1)
+    """The bytes said last in the current utterance (said [..., C]: the last first; PAD: none)
+    after the next output id: a byte shifts in; anything else (SIL, EOU, PAD) ends the
+    utterance. The one rule for training and serving."""
+    shifted = torch.cat([ids[..., None], said[..., :-1]], -1)
     return torch.where((ids < N_BYTES)[..., None], shifted, torch.full_like(said, PAD))
 
 
-def said_contexts(text_out: Tensor) -> Tensor:
-    """Offline `advance_said`: text_out [B, N, K] -> [B, N, K, 2], the context before each slot
-    (a call starts with none)."""
+def said_contexts(text_out: Tensor, depth: int = 2) -> Tensor:
+    """Offline `advance_said`: text_out [B, N, K] -> [B, N, K, depth], the context before each
+    slot (a call starts with none)."""
     batch, n_mt, k_out = text_out.shape
     s = text_out.flatten(1)  # [B, L]
     idx = torch.arange(s.shape[1], device=s.device).expand_as(s)
@@ -90,12 +93,13 @@ def said_contexts(text_out: Tensor) -> Tensor:
 
     is_byte = s < N_BYTES
     stop = last_before(~is_byte)  # the utterance (if any) began after this
-    b1 = last_before(is_byte)
-    b2 = torch.where(b1 >= 0, b1.gather(1, b1.clamp_min(0)), none)  # the byte before that one
+    before = last_before(is_byte)  # for each position, the byte before it
     pad = torch.full_like(s, PAD)
-    s1 = torch.where(b1 > stop, s.gather(1, b1.clamp_min(0)), pad)
-    s2 = torch.where((b1 > stop) & (b2 > stop), s.gather(1, b2.clamp_min(0)), pad)
-    return torch.stack([s1, s2], -1).view(batch, n_mt, k_out, 2)
+    out, b = [], before
+    for _ in range(depth):  # the last byte, the one before that, ...
+        out.append(torch.where(b > stop, s.gather(1, b.clamp_min(0)), pad))
+        b = torch.where(b >= 0, before.gather(1, b.clamp_min(0)), none)
+    return torch.stack(out, -1).view(batch, n_mt, k_out, depth)
 
 
 def pads_last(ids: Tensor) -> Tensor:
@@ -120,18 +124,22 @@ def memory_offline(text_in: Tensor, memory: int) -> tuple[Tensor, Tensor, Tensor
     return ids, age, (age >= 0) & (age < memory)
 
 
-def previous_ids(ids: Tensor) -> tuple[Tensor, Tensor]:
-    """ids [B, J] -> the id before each and the one before that (PAD before the first)."""
-    pad = torch.full_like(ids[:, :1], PAD)
-    prev1 = torch.cat([pad, ids[:, :-1]], 1)
-    return prev1, torch.cat([pad, prev1[:, :-1]], 1)
+def previous_ids(ids: Tensor, depth: int = 2) -> list[Tensor]:
+    """ids [B, J] -> the id before each, the one before that, ... (PAD before the first)."""
+    out, prev = [], ids
+    for _ in range(depth):
+        prev = torch.cat([torch.full_like(ids[:, :1], PAD), prev[:, :-1]], 1)
+        out.append(prev)
+    return out
 
 
 class CopyPointer(nn.Module):
     """Points the text head into the call's recent text-in ids (module docstring)."""
 
-    def __init__(self, d_model: int, dim: int) -> None:
+    def __init__(self, d_model: int, dim: int, context: int = 2) -> None:
         super().__init__()
+        assert context >= 2, "the query reads the two bytes said last"
+        self.context = context
         self.key_id = nn.Embedding(VOCAB_SIZE, dim)
         self.key_prev1 = nn.Embedding(VOCAB_SIZE, dim)
         self.key_prev2 = nn.Embedding(VOCAB_SIZE, dim)
@@ -142,8 +150,8 @@ class CopyPointer(nn.Module):
         self.null_logit = nn.Parameter(torch.zeros(()))
         self.age_slope = nn.Parameter(torch.tensor(-4.0))  # softplus: 0.018 per id of age
         # induction made explicit: a bonus when the id before memory id j is the byte said last,
-        # and another when the one before that is the byte said before it
-        self.match = nn.Parameter(torch.full((2,), MATCH_INIT))
+        # another when the one before that is the byte said before it, ... (`context` of them)
+        self.match = nn.Parameter(torch.full((context,), MATCH_INIT))
         self.neutral_init()
 
     @torch.no_grad()
@@ -158,9 +166,9 @@ class CopyPointer(nn.Module):
     def memory(self, ids: Tensor, bias: Tensor, skip: int = 0) -> Memory:
         """ids [B, S + J] in arrival order, the first `skip` context only (the ids before the
         oldest visible one), bias [.., J] (`bias`) -> the memory `mix` reads."""
-        prev1, prev2 = previous_ids(ids)
-        keys = self.key_id(ids) + self.key_prev1(prev1) + self.key_prev2(prev2)
-        context = torch.stack([prev1, prev2], -1)
+        prev = previous_ids(ids, self.context)
+        keys = self.key_id(ids) + self.key_prev1(prev[0]) + self.key_prev2(prev[1])
+        context = torch.stack(prev, -1)
         return keys[:, skip:], ids[:, skip:], context[:, skip:], bias
 
     def bias(self, age: Tensor, visible: Tensor) -> Tensor:
@@ -177,8 +185,8 @@ class CopyPointer(nn.Module):
         context: Tensor,
         bias: Tensor,
     ) -> Tensor:
-        """z [B, *Q, d] the depth decoder's features, said [B, *Q, 2], logits [B, *Q, V]; the
-        memory: keys [B, J, c], ids [B, J], context [B, J, 2], bias [B, *Q, J] (or
+        """z [B, *Q, d] the depth decoder's features, said [B, *Q, C], logits [B, *Q, V]; the
+        memory: keys [B, J, c], ids [B, J], context [B, J, C], bias [B, *Q, J] (or
         broadcastable) -> log p [B, *Q, V]."""
         q = self.query(z) + self.query_said1(said[..., 0]) + self.query_said2(said[..., 1])
         batch, shape = q.shape[0], q.shape[:-1]
@@ -186,7 +194,7 @@ class CopyPointer(nn.Module):
             *shape, keys.shape[1]
         ) * keys.shape[-1] ** -0.5 + bias
         lead = (batch, *([1] * (len(shape) - 1)))  # memory tensors broadcast over the queries
-        for i in range(2):
+        for i in range(self.context):
             said_i = said[..., i, None]  # [B, *Q, 1]
             hit = (said_i == context[..., i].view(*lead, -1)) & (said_i < N_BYTES)
             scores = scores + self.match[i].float() * hit
@@ -203,7 +211,9 @@ class TextHead(nn.Module):
     """The depth decoder: h [..., d] -> K bytes (greedy) or teacher-forced logits (log-probs
     when the copy pointer is on)."""
 
-    def __init__(self, slots: int, d_model: int, hidden: int, copy_dim: int = 0) -> None:
+    def __init__(
+        self, slots: int, d_model: int, hidden: int, copy_dim: int = 0, copy_context: int = 2
+    ) -> None:
         super().__init__()
         self.slots = slots
         self.slot = nn.Parameter(torch.zeros(slots, d_model))
@@ -212,7 +222,7 @@ class TextHead(nn.Module):
         self.mlp = nn.Sequential(nn.Linear(d_model, hidden), nn.GELU(), nn.Linear(hidden, d_model))
         self.out_norm = nn.LayerNorm(d_model)
         self.out = nn.Linear(d_model, VOCAB_SIZE)
-        self.copy = CopyPointer(d_model, copy_dim) if copy_dim else None
+        self.copy = CopyPointer(d_model, copy_dim, copy_context) if copy_dim else None
 
     def _logits(self, x: Tensor, said: Tensor | None, memory: Memory | None) -> Tensor:
         x = x + self.mlp(self.norm(x))
@@ -225,7 +235,7 @@ class TextHead(nn.Module):
     def forward(
         self, h: Tensor, ids: Tensor, said: Tensor | None = None, memory: Memory | None = None
     ) -> Tensor:
-        """Teacher forcing. h [..., d], ids [..., K] -> logits [..., K, V]. said [..., K, 2]
+        """Teacher forcing. h [..., d], ids [..., K] -> logits [..., K, V]. said [..., K, C]
         (`said_contexts`), memory (`CopyPointer.memory`, bias [.., K or 1, J]): the pointer's."""
         prev = torch.cat([torch.full_like(ids[..., :1], PAD), ids[..., :-1]], dim=-1)
         return self._logits(h.unsqueeze(-2) + self.slot + self.prev(prev), said, memory)
@@ -248,8 +258,8 @@ class TextHead(nn.Module):
         bias: Tensor | None = None,
     ) -> Tensor:
         """Greedy. h [B, d] -> ids [B, K] (each row independent of the others). force_bytes [B]
-        bool: those rows start speaking now (slot 0 = the most likely byte). said [B, 2] and the
-        memory's keys [B, J, c], ids [B, J], context [B, J, 2], bias [B, J]: the copy pointer's
+        bool: those rows start speaking now (slot 0 = the most likely byte). said [B, C] and the
+        memory's keys [B, J, c], ids [B, J], context [B, J, C], bias [B, J]: the copy pointer's
         (tensors apart, so a captured graph takes them)."""
         batch = h.shape[0]
         prev = torch.full((batch,), PAD, dtype=torch.long, device=h.device)

@@ -36,6 +36,8 @@ Stages (each resumes the last; see docs/model.md):
             jump, or counts seen whole in 400-500 micro-turn episodes (measured, not shipped:
             v7's misread answers stayed)
     tally   asked's answers with the register of the last number said (config said_number; v8)
+    awaited tally with background results that arrive minutes after the request (v9)
+    keyed   awaited with the copy pointer keyed by the last 4 bytes said (config copy_context)
 """
 
 from __future__ import annotations

@@ -123,6 +123,25 @@ def long_call_stages(
         **stages["tally"],
         "mix": reweighed(stages["tally"]["mix"], delegate_long=0.06),
     }
+    # keyed: `awaited` with the copy pointer keyed by the last 4 bytes said, not 2 (config
+    # copy_context): v9 said "8.53 meters" as "8.53 met" after "28 feet" ("e t" followed by the
+    # end of "feet" first), 9 of the 11 misses of seed 3's long_delegate. The bonus for the two
+    # new bytes starts where the first two's did (MATCH_INIT; inference/checkpoint.copy_grown).
+    # `make train` runs it for 0 steps: v9's weights so widened are v10 (the copy suites up, the
+    # rest unchanged); 400 steps of this mix (runs/keyed) said held-out values better still but
+    # cost start/stop on seeds 2 and 3 (docs/model.md), and are not kept.
+    stages["keyed"] = {
+        **stages["awaited"],
+        "config": {**stages["awaited"]["config"], "copy_context": 4},
+    }
+    # keyedtext: keyed's mix with all but the text head frozen (the trunk, which sees, kept):
+    # whether the held-out values the 400 steps of keyed gained come without its cost to seeing
+    stages["keyedtext"] = {
+        **stages["keyed"],
+        "frozen": tuple(
+            p for p in (*trunk, "voice.", "flow", "said_", "clock_") if p != "text_head."
+        ),
+    }
     stages["gridonly"] = {
         **stages["phase"],
         "mix": {"timespeak_grid": 0.7, "timespeak_far": 0.3},

@@ -34,7 +34,7 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
-from inference.checkpoint import init_model, load, save, widen
+from inference.checkpoint import copy_grown, init_model, load, save, widen
 from inference.config import ModelConfig, preset
 from inference.model import InteractionModel
 from lab.objectives import WordHead, losses
@@ -168,7 +168,13 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--preset", default="small")
     ap.add_argument("--init", type=Path, default=None, help="start from this checkpoint directory")
     ap.add_argument("--resume", action="store_true", help="continue the run in --run")
-    ap.add_argument("--steps", type=int, default=None, help="steps of this stage (cosine length)")
+    ap.add_argument(
+        "--steps",
+        type=int,
+        default=None,
+        help="steps of this stage (cosine length); 0: a stage that only changes the config "
+        "(the last weights widened to it, `widen`) and exports",
+    )
     ap.add_argument("--minutes", type=float, default=None, help="stop after this wall time")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--batch-size", type=int, default=16)
@@ -254,7 +260,7 @@ def resume_or_start(args: argparse.Namespace, state_path: Path) -> Start | None:
             meta = {
                 "stage": args.stage,
                 "step": 0,
-                "total": args.steps or meta["total"],
+                "total": meta["total"] if args.steps is None else args.steps,
                 "seed": args.seed,
                 "history": meta.get("history", []),
             }
@@ -275,8 +281,16 @@ def resume_or_start(args: argparse.Namespace, state_path: Path) -> Start | None:
             # clocks, keep their fresh init)
             cfg = replace(preset(args.preset), **STAGES[args.stage].get("config", {}))
             model = init_model(cfg, seed=args.seed)
-            missing, unexpected = model.load_state_dict(load(args.init).state_dict(), strict=False)
+            given = load(args.init).state_dict()
+            unexpected = sorted(set(given) - set(model.state_dict()))
             assert not unexpected, unexpected
+            missing = []
+            with torch.no_grad():
+                for name, t in model.state_dict().items():
+                    if name in given:
+                        copy_grown(name, t, given[name])  # e.g. a longer copy-pointer key
+                    else:
+                        missing.append(name)
             if missing:
                 print(f"warm start: fresh {missing}", flush=True)
         else:
@@ -286,7 +300,7 @@ def resume_or_start(args: argparse.Namespace, state_path: Path) -> Start | None:
         meta = {
             "stage": args.stage,
             "step": 0,
-            "total": args.steps or 3000,
+            "total": 3000 if args.steps is None else args.steps,
             "seed": args.seed,
             "history": [],
         }

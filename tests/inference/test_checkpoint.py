@@ -153,7 +153,7 @@ def test_untrained_small_is_silent_in_text_but_audible(untrained_checkpoint: Pat
 
 def test_shipped_small_checkpoint_is_the_trained_small() -> None:
     engine = Engine.from_checkpoint(None, EngineConfig(max_sessions=1, num_threads=1))
-    assert engine.model_name == "microturn-small-v9"
+    assert engine.model_name == "microturn-small-v10"
     assert isinstance(engine.model, ReferenceModel)
     assert engine.model.net.cfg == preset("small")
     doc = json.loads((SHIPPED_DIR / "training.json").read_text())

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import pytest
 import torch
 
 from inference.checkpoint import init_model, widen
 from inference.config import preset
 from inference.text import (
     EOU,
+    MATCH_INIT,
     PAD,
     SIL,
     VOCAB_SIZE,
@@ -18,7 +20,8 @@ from inference.text import (
 )
 
 
-def test_said_contexts_follow_the_streaming_rule() -> None:
+@pytest.mark.parametrize("depth", [2, 4])
+def test_said_contexts_follow_the_streaming_rule(depth: int) -> None:
     """Offline contexts are what `advance_said` gives slot by slot: bytes shift in, SIL, EOU
     and PAD end the utterance, micro-turn boundaries do not."""
     gen = torch.Generator().manual_seed(0)
@@ -26,15 +29,16 @@ def test_said_contexts_follow_the_streaming_rule() -> None:
     text_out = choices[torch.randint(0, len(choices), (3, 9, 4), generator=gen)]
     text_out[0, 0] = torch.tensor([97, 98, 99, 100])  # an utterance across a boundary
     text_out[0, 1] = torch.tensor([101, EOU, PAD, PAD])
-    offline = said_contexts(text_out)
+    offline = said_contexts(text_out, depth)
     for b in range(3):
-        said = torch.full((2,), PAD)
+        said = torch.full((depth,), PAD)
         for m in range(9):
             for k in range(4):
                 assert torch.equal(offline[b, m, k], said), (b, m, k)
                 said = advance_said(said, text_out[b, m, k])
-    assert offline[0, 1, 0].tolist() == [100, 99] and offline[0, 1, 1].tolist() == [101, 100]
-    assert offline[0, 1, 2].tolist() == [PAD, PAD]
+    assert offline[0, 1, 0].tolist() == [100, 99, 98, 97][:depth]
+    assert offline[0, 1, 1].tolist() == [101, 100, 99, 98][:depth]
+    assert offline[0, 1, 2].tolist() == [PAD] * depth
 
 
 def test_memory_keeps_the_last_ids_in_order_and_ages_them() -> None:
@@ -48,11 +52,12 @@ def test_memory_keeps_the_last_ids_in_order_and_ages_them() -> None:
     assert visible[0, 2].tolist() == [False, True, True, True, True]  # the oldest fell out
 
 
-def induction_head(d: int = 16, c: int = 32) -> TextHead:
+def induction_head(d: int = 16, c: int = 32, context: int = 2) -> TextHead:
     """A text head whose pointer copies by its match bonus alone (every learned key and query
-    zero): the id that follows the two bytes said last; the gate shut (all pointer, no null)."""
+    zero): the id that follows the `context` bytes said last; the gate shut (all pointer, no
+    null)."""
     torch.manual_seed(0)
-    head = TextHead(4, d, d, copy_dim=c)
+    head = TextHead(4, d, d, copy_dim=c, copy_context=context)
     pointer = head.copy
     assert pointer is not None
     with torch.no_grad():
@@ -94,6 +99,34 @@ def test_a_pointer_says_back_a_result_it_never_saw_in_training_across_micro_turn
     assert torch.allclose(mixed.exp(), logits.softmax(-1), atol=1e-6)
 
 
+def say_back(head: TextHead, message: list[int], start: bytes, n_mt: int) -> bytes:
+    """What `head` says in n_mt micro-turns, having said `start`, with `message` in memory."""
+    pointer = head.copy
+    assert pointer is not None
+    context = pointer.context
+    age = torch.arange(len(message) - 1, -1, -1)[None]
+    bias = pointer.bias(age, torch.ones_like(age, dtype=torch.bool))
+    memory = pointer.memory(torch.tensor([[PAD] * context + message]), bias, skip=context)
+    said = torch.full((1, context), PAD)
+    for byte in start:
+        said = advance_said(said, torch.tensor([byte]))
+    out = list(start)
+    for _ in range(n_mt):
+        got = head.generate(torch.zeros(1, 16), None, said, *memory)
+        for k in range(4):
+            said = advance_said(said, got[:, k])
+        out += got[0].tolist()
+    return bytes(i for i in out if i < 256)
+
+
+def test_a_longer_key_tells_a_word_from_another_that_shares_two_bytes() -> None:
+    """Two bytes said ("e t") are followed in memory by the end of "feet" (the newer) and by "e"
+    ("meters"): keyed by two the pointer ends the word early; by four it says it whole."""
+    message = [*b"[agent] 8.53 meters, which is 28 feet\n", EOU]
+    assert say_back(induction_head(), message, b"8.53 m", 2).startswith(b"8.53 met\n")
+    assert say_back(induction_head(context=4), message, b"8.53 m", 2).startswith(b"8.53 meters")
+
+
 def test_widening_a_model_with_the_pointer_keeps_what_it_says() -> None:
     """A trained model given the pointer (the `copy` stage) starts out nearly all generator."""
     old = init_model(preset("tiny"), seed=3)
@@ -108,3 +141,20 @@ def test_widening_a_model_with_the_pointer_keeps_what_it_says() -> None:
     said = torch.full((5, 4, 2), PAD)
     after = new.text_head(h, ids, said, pointer.memory(memory, bias[:, None]))
     assert (after.exp() - before.exp()).abs().max() < 0.01
+
+
+def test_a_longer_key_keeps_the_trained_pointer_and_starts_the_new_bytes_as_the_first() -> None:
+    """Widening to copy_context 4 (stage keyed): the trained bonuses are kept, the two new ones
+    start at the pointer's own init, every other tensor is the old model's."""
+    old = init_model(preset("tiny", copy_memory=16), seed=3)
+    old_pointer = old.text_head.copy
+    assert old_pointer is not None
+    with torch.no_grad():
+        old_pointer.match.copy_(torch.tensor([4.5, 2.5]))
+    new = widen(old, preset("tiny", copy_memory=16, copy_context=4))
+    assert new.text_head.copy is not None
+    assert new.text_head.copy.match.tolist() == [4.5, 2.5, MATCH_INIT, MATCH_INIT]
+    old_sd = old.state_dict()
+    for name, t in new.state_dict().items():
+        if name != "text_head.copy.match":
+            assert torch.equal(t, old_sd[name]), name

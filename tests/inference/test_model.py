@@ -45,6 +45,7 @@ def step_input(
         (True, 0, False, 0, 0, False),
         (False, 3, True, 0, 0, True),
         (False, 0, False, 10, 0, False),
+        (False, 0, False, -10, 0, False),  # the pointer keyed by the last 4 bytes said
         (False, 0, False, 0, 6, False),
     ],
 )  # phase_clock True: the number clock too
@@ -60,7 +61,7 @@ def test_streaming_equals_offline_full_sequence(
     micro-turns leave the window while others are still in it. motion_in: every third
     micro-turn has no frame, so the last frame seen is older than the last micro-turn.
     copy_memory 10: the copy pointer's memory holds under two messages, so it wraps; its gate
-    is opened so that copying decides bytes. voice_window 6: the offline forward, given the
+    is opened so that copying decides bytes (-10: the same, keyed by the last 4 bytes said). voice_window 6: the offline forward, given the
     advances the stream chose, conditions the flow head as the stream did. phase_clock: the
     typed text every 4th micro-turn restarts the phase, in both paths alike (and the register of
     the last number said reads the model's own bytes in both)."""
@@ -68,7 +69,8 @@ def test_streaming_equals_offline_full_sequence(
         pitch_in=pitch_in,
         pins=pins,
         motion_in=motion_in,
-        copy_memory=copy_memory,
+        copy_memory=abs(copy_memory),
+        copy_context=4 if copy_memory < 0 else 2,
         voice_window=voice_window,
         phase_clock=phase_clock,
         number_clock=phase_clock,

@@ -37,19 +37,20 @@ def test_make_train_names_known_stages_and_ends_in_the_shipped_checkpoint() -> N
 def test_the_stages_after_the_voice_tape_resume_one_from_the_other(tmp_path: Path) -> None:
     stages = _make_train_stages()
     names = [name for name, _, _ in stages]
-    tail = names[names.index("voice") :]
-    assert tail[-1] == "awaited" and len(tail) >= 3
+    tail = stages[names.index("voice") :]
+    assert tail[-1][0] == "keyed" and tail[-1][1] == 0 and len(tail) >= 3
     run, threads = tmp_path / "run", torch.get_num_threads()
     try:
-        for name in tail:
-            argv = ["--preset", "small", "--stage", name, "--steps", "1", "--run", str(run)]
+        for name, steps, _ in tail:  # one step each; keyed's none: the widening alone
+            argv = ["--preset", "small", "--stage", name, "--steps", str(min(steps, 1))]
+            argv += ["--run", str(run)]
             argv += ["--resume", "--batch-size", "1", "--workers", "0", "--episode-mt", "30,34"]
             argv += ["--no-progress", "--bf16", "off", "--export", str(tmp_path / name)]
             assert train(argv) == 0
     finally:
         torch.set_num_threads(threads)  # train() sets its own
-    done = json.loads((tmp_path / tail[-1] / "training.json").read_text())
-    assert [h["stage"] for h in done["history"]] == tail
-    config = json.loads((tmp_path / tail[-1] / "config.json").read_text())["config"]
+    done = json.loads((tmp_path / tail[-1][0] / "training.json").read_text())
+    assert [h["stage"] for h in done["history"]] == [name for name, _, _ in tail]
+    config = json.loads((tmp_path / tail[-1][0] / "config.json").read_text())["config"]
     assert config["clock_ahead"] == 1 and config["phase_clock"] and config["number_clock"]
-    assert config["said_number"]
+    assert config["said_number"] and config["copy_context"] == 4
