@@ -20,8 +20,8 @@ keyed by itself and the two ids before it, the query by the depth decoder's feat
 bytes the model said last in this utterance, so "I just said 1, 4" finds the id after "1 4" in
 "[agent] 14.91 miles" and copies it. The induction is also explicit: id j gains match_i when the
 i-th id before it is the i-th byte said last, for the last C bytes said (config `copy_context`;
-two up to v9, whose "8.53 meters" after "28 feet" came out "8.53 met": "e t" was followed by a
-space first):
+two up to v9, whose "8.53 meters" after "28 feet" came out "8.53 met": "e t" was followed by
+the end of "feet" first):
 
     a = softmax([null, q.k_j / sqrt(c) + sum_i match_i [said_i = id_(j-i)] - slope * age_j])
     p(y) = (g + (1 - g) a_null) p_gen(y) + (1 - g) sum_{j: id_j = y} a_j,   g = sigmoid(w.z + b)
