@@ -156,16 +156,22 @@ def widen(model: InteractionModel, cfg: ModelConfig, seed: int = 0) -> Interacti
     dMel EmbeddingBag), a new part in NEUTRAL_STARTS from its own init. For a training stage that
     gives a trained model a new input or head."""
     new = init_model(cfg, seed)
-    old_sd = model.state_dict()
-    with torch.no_grad():
-        for name, t in new.state_dict().items():
-            src = old_sd.get(name)
-            if src is None and name.startswith(NEUTRAL_STARTS):
-                continue  # a part whose own init leaves the old outputs (nearly) as they were
-            if src is None:
-                raise ValueError(f"widen: {name} is new and has no zero start; not supported")
-            copy_grown(name, t, src)
+    # a part of NEUTRAL_STARTS keeps its own init: it leaves the old outputs (nearly) as they were
+    for name in take_weights(new, model.state_dict()):
+        if not name.startswith(NEUTRAL_STARTS):
+            raise ValueError(f"widen: {name} is new and has no zero start; not supported")
     return new
+
+
+def take_weights(model: nn.Module, given: dict[str, Tensor]) -> list[str]:
+    """Every tensor of `model` that `given` has takes its values (`copy_grown`: a tensor grown
+    since keeps them at its start), in place; -> the names `given` lacks (left as initialised)."""
+    own = model.state_dict()
+    with torch.no_grad():
+        for name, t in own.items():
+            if name in given:
+                copy_grown(name, t, given[name])
+    return [name for name in own if name not in given]
 
 
 def copy_grown(name: str, t: Tensor, src: Tensor) -> None:

@@ -34,7 +34,7 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
-from inference.checkpoint import copy_grown, init_model, load, save, widen
+from inference.checkpoint import init_model, load, save, take_weights, widen
 from inference.config import ModelConfig, preset
 from inference.model import InteractionModel
 from lab.objectives import WordHead, losses
@@ -284,13 +284,7 @@ def resume_or_start(args: argparse.Namespace, state_path: Path) -> Start | None:
             given = load(args.init).state_dict()
             unexpected = sorted(set(given) - set(model.state_dict()))
             assert not unexpected, unexpected
-            missing = []
-            with torch.no_grad():
-                for name, t in model.state_dict().items():
-                    if name in given:
-                        copy_grown(name, t, given[name])  # e.g. a longer copy-pointer key
-                    else:
-                        missing.append(name)
+            missing = take_weights(model, given)  # a grown tensor too: e.g. a longer key
             if missing:
                 print(f"warm start: fresh {missing}", flush=True)
         else:

@@ -13,6 +13,8 @@ from inference.text import (
     PAD,
     SIL,
     VOCAB_SIZE,
+    CopyPointer,
+    Memory,
     TextHead,
     advance_said,
     memory_offline,
@@ -73,41 +75,22 @@ def induction_head(d: int = 16, c: int = 32, context: int = 2) -> TextHead:
     return head
 
 
-def test_a_pointer_says_back_a_result_it_never_saw_in_training_across_micro_turns() -> None:
-    """What the pointer can do: a value of any digits, read out 4 bytes per micro-turn, the
-    context carried from one micro-turn to the next as the engine carries it."""
-    head = induction_head()
-    pointer = head.copy
-    assert pointer is not None
-    message = [*b"[agent] 14.91 miles\n", EOU]
+def in_memory(pointer: CopyPointer, message: list[int]) -> tuple[torch.Tensor, Memory]:
+    """`message` as the pointer's memory, all of it visible (newest last): its ages and memory."""
     age = torch.arange(len(message) - 1, -1, -1)[None]
     bias = pointer.bias(age, torch.ones_like(age, dtype=torch.bool))
-    memory = pointer.memory(torch.tensor([[PAD, PAD, *message]]), bias, skip=2)
-    said = torch.tensor([[ord("["), PAD]])  # where to start is the learned query's part
-    out: list[int] = [ord("[")]
-    for _ in range(5):
-        got = head.generate(torch.zeros(1, 16), None, said, *memory)
-        for k in range(4):
-            said = advance_said(said, got[:, k])
-        out += got[0].tolist()
-    assert bytes(i for i in out if i < 256) == b"[agent] 14.91 miles\n"
-    # with nothing in memory the pointer's share goes back to the generator: p = p_gen
-    empty = pointer.bias(age, torch.zeros_like(age, dtype=torch.bool))
-    z = torch.randn(1, 16)
-    logits = torch.randn(1, VOCAB_SIZE)
-    mixed = pointer.mix(z, said, logits, *memory[:3], empty)
-    assert torch.allclose(mixed.exp(), logits.softmax(-1), atol=1e-6)
+    ids = torch.tensor([[PAD] * pointer.context + message])
+    return age, pointer.memory(ids, bias, skip=pointer.context)
 
 
 def say_back(head: TextHead, message: list[int], start: bytes, n_mt: int) -> bytes:
-    """What `head` says in n_mt micro-turns, having said `start`, with `message` in memory."""
+    """What `head` says in n_mt micro-turns (4 bytes each, the bytes said carried from one
+    micro-turn to the next as the engine carries them), having said `start`, with `message` in
+    memory."""
     pointer = head.copy
     assert pointer is not None
-    context = pointer.context
-    age = torch.arange(len(message) - 1, -1, -1)[None]
-    bias = pointer.bias(age, torch.ones_like(age, dtype=torch.bool))
-    memory = pointer.memory(torch.tensor([[PAD] * context + message]), bias, skip=context)
-    said = torch.full((1, context), PAD)
+    _, memory = in_memory(pointer, message)
+    said = torch.full((1, pointer.context), PAD)
     for byte in start:
         said = advance_said(said, torch.tensor([byte]))
     out = list(start)
@@ -117,6 +100,25 @@ def say_back(head: TextHead, message: list[int], start: bytes, n_mt: int) -> byt
             said = advance_said(said, got[:, k])
         out += got[0].tolist()
     return bytes(i for i in out if i < 256)
+
+
+def test_a_pointer_says_back_a_result_it_never_saw_in_training_across_micro_turns() -> None:
+    """What the pointer can do: a value of any digits, read out 4 bytes per micro-turn, the
+    context carried from one micro-turn to the next as the engine carries it."""
+    head = induction_head()
+    pointer = head.copy
+    assert pointer is not None
+    message = [*b"[agent] 14.91 miles\n", EOU]
+    # where to start is the learned query's part
+    assert say_back(head, message, b"[", 5) == b"[agent] 14.91 miles\n"
+    # with nothing in memory the pointer's share goes back to the generator: p = p_gen
+    age, memory = in_memory(pointer, message)
+    empty = pointer.bias(age, torch.zeros_like(age, dtype=torch.bool))
+    z = torch.randn(1, 16)
+    logits = torch.randn(1, VOCAB_SIZE)
+    said = torch.full((1, 2), PAD)  # after the EOU
+    mixed = pointer.mix(z, said, logits, *memory[:3], empty)
+    assert torch.allclose(mixed.exp(), logits.softmax(-1), atol=1e-6)
 
 
 def test_a_longer_key_tells_a_word_from_another_that_shares_two_bytes() -> None:
